@@ -1,0 +1,364 @@
+"""Continuous-kernel convolutions (CKConv, FlexConv and their separable variants) and the discrete baselines.
+
+A continuous kernel is a small network over relative positions in [-1, 1]^d. Each forward pass samples it on the grid
+that matches the input: at the training size (``input_size``) the grid has ``kernel_size`` taps; at another input size
+the same extent is resampled with proportionally more or fewer taps, and the kernel values are rescaled by the ratio of
+the grid steps so that the sum over taps keeps approximating the same continuous convolution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ckconv.functional import (
+    UseFFT,
+    check_data_dim,
+    conv,
+    crop_slices,
+    kernel_positions,
+    prefers_fft,
+)
+from ckconv.kernels import build_kernel_net
+from ckconv.linear import PointwiseLinear
+from ckconv.mask import GaussianMask
+
+KernelSize = int | Sequence[int] | Literal["same", "full"]
+
+# FlexConv places the kernel net's Gabor envelopes inside the initial mask: init_spatial_value = 1.667 * mask width.
+MASK_TO_SPATIAL_INIT = 1.667
+
+
+def _as_tuple(value: int | Sequence[int], data_dim: int, name: str) -> tuple[int, ...]:
+    values = (value,) * data_dim if isinstance(value, int) else tuple(value)
+    if len(values) != data_dim or not all(isinstance(v, int) and v > 0 for v in values):
+        raise ValueError(f"{name} must be a positive int or {data_dim} positive ints, got {value!r}.")
+    return values
+
+
+def resolve_kernel_size(
+    kernel_size: KernelSize, input_size: int | Sequence[int] | None, data_dim: int
+) -> tuple[int, ...]:
+    """Kernel taps per dimension at the training size: "same" -> n, "full" -> 2n - 1, or the given ints."""
+    if kernel_size in ("same", "full"):
+        if input_size is None:
+            raise ValueError(
+                f"kernel_size={kernel_size!r} needs input_size (the training length or resolution), got None."
+            )
+        sizes = _as_tuple(input_size, data_dim, "input_size")
+        return sizes if kernel_size == "same" else tuple(2 * n - 1 for n in sizes)
+    if isinstance(kernel_size, str):
+        raise ValueError(f"kernel_size must be 'same', 'full', an int or a tuple of ints, got {kernel_size!r}.")
+    return _as_tuple(kernel_size, data_dim, "kernel_size")
+
+
+def resampled_size(kernel_size: int, train_size: int, new_size: int, causal: bool) -> int:
+    """Taps that cover the same extent as ``kernel_size`` taps did at ``train_size`` when the input has ``new_size``."""
+    if new_size == train_size or kernel_size == 1:
+        return kernel_size
+    ratio = new_size / train_size
+    if not causal and kernel_size % 2 == 1:
+        return 2 * max(0, round((kernel_size - 1) // 2 * ratio)) + 1  # keep a middle tap at position 0
+    return max(1, round((kernel_size - 1) * ratio) + 1)
+
+
+class CKConv(nn.Module):
+    """Continuous-kernel convolution: a kernel network sampled on a position grid, applied by direct or FFT conv.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        data_dim: number of spatial dimensions (1, 2 or 3).
+        kernel_size: "same" (as large as the training input), "full" (2n - 1) or taps per dimension.
+        input_size: training length or resolution; needed for "same"/"full", and enables resampling at other sizes.
+        causal: 1D only; output ``t`` depends on inputs ``<= t``.
+        bias: learnable bias after the convolution.
+        use_fft: ``True``, ``False`` or ``"auto"`` (FFT above the measured crossover, see ``functional.prefers_fft``).
+        separable: depthwise continuous convolution followed by a pointwise channel mixer (fewer parameters).
+        kernel_type: kernel network name in ``ckconv.kernels.KERNEL_NETS``.
+        kernel_hidden_channels: hidden width of the kernel network.
+        kernel_num_layers: hidden layers of the kernel network.
+        kernel_omega_0: frequency scale of the kernel network.
+        kernel_bias: biases in the kernel network.
+        kernel_options: further keyword arguments of the kernel network (e.g. ``alpha``, ``nonlinearity``).
+        chang_initialize: scale the kernel network's output layer by ``sqrt(1 / fan_in)`` so that the sampled kernel
+            keeps the signal variance; applied once, here, from the kernel size left after the initial crop.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        data_dim: int = 1,
+        *,
+        kernel_size: KernelSize = "same",
+        input_size: int | Sequence[int] | None = None,
+        causal: bool = False,
+        bias: bool = True,
+        use_fft: UseFFT = "auto",
+        separable: bool = False,
+        kernel_type: str = "MAGNet",
+        kernel_hidden_channels: int = 32,
+        kernel_num_layers: int = 3,
+        kernel_omega_0: float = 10.0,
+        kernel_bias: bool = True,
+        kernel_options: Mapping[str, Any] | None = None,
+        chang_initialize: bool = True,
+    ) -> None:
+        super().__init__()
+        check_data_dim(data_dim)
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(
+                f"in_channels and out_channels must be positive integers, got {in_channels} and {out_channels}."
+            )
+        if causal and data_dim != 1:
+            raise ValueError(f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
+        prefers_fft((1,) * data_dim, use_fft)  # validates use_fft
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.data_dim = data_dim
+        self.causal = causal
+        self.use_fft = use_fft
+        self.separable = separable
+        self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
+        self.input_size = None if input_size is None else _as_tuple(input_size, data_dim, "input_size")
+        self.mask: GaussianMask | None = self._build_mask()
+
+        kernel_kwargs = dict(kernel_options or {})
+        if self.mask is not None:
+            kernel_kwargs.setdefault("init_spatial_value", MASK_TO_SPATIAL_INIT * self.mask.init_value)
+        self.kernel_net = build_kernel_net(
+            kernel_type,
+            data_dim=data_dim,
+            out_channels=in_channels if separable else in_channels * out_channels,
+            hidden_channels=kernel_hidden_channels,
+            num_layers=kernel_num_layers,
+            omega_0=kernel_omega_0,
+            bias=kernel_bias,
+            causal=causal,
+            **kernel_kwargs,
+        )
+        conv_channels = in_channels if separable else out_channels
+        self.bias = nn.Parameter(torch.zeros(conv_channels)) if bias else None
+        self.channel_mixer = PointwiseLinear(in_channels, out_channels, bias=bias) if separable else None
+        if chang_initialize:
+            self._chang_initialize()
+
+    def _build_mask(self) -> GaussianMask | None:
+        return None
+
+    @torch.no_grad()
+    def _chang_initialize(self) -> None:
+        taps = self.mask.cropped_kernel_size(self.kernel_size) if self.mask is not None else self.kernel_size
+        fan_in = math.prod(taps) * (1 if self.separable else self.in_channels)
+        self.kernel_net.output_layer.weight.mul_(math.sqrt(1.0 / fan_in))
+
+    # ---------------------------------------------------------------------------------------------------------
+    def kernel_size_for(self, spatial: Sequence[int]) -> tuple[int, ...]:
+        """Taps per dimension for an input of size ``spatial`` (resampled when it differs from ``input_size``)."""
+        if self.input_size is None:
+            return self.kernel_size
+        return tuple(
+            resampled_size(k, n_train, n, self.causal)
+            for k, n_train, n in zip(self.kernel_size, self.input_size, spatial)
+        )
+
+    def sample_kernel(self, spatial: Sequence[int]) -> Tensor:
+        """The (masked, cropped) kernel for an input of size ``spatial``.
+
+        Returns:
+            ``(C_in, 1, *k)`` when separable, else ``(C_out, C_in, *k)``.
+        """
+        size = self.kernel_size_for(spatial)
+        reference = self.kernel_net.output_layer.weight
+        positions = kernel_positions(size, device=reference.device, dtype=reference.dtype)  # (1, d, *size)
+        if self.mask is not None:
+            positions = positions[(slice(None), slice(None), *crop_slices(size, self._crop(size), self.causal))]
+        kernel = self.kernel_net(positions)  # (1, C_k, *k)
+        if self.mask is not None:
+            kernel = kernel * self.mask(positions)
+        scale = math.prod((k - 1) / (s - 1) for k, s in zip(self.kernel_size, size) if s > 1 and s != k)
+        if scale != 1.0:
+            kernel = kernel * scale
+        k_shape = kernel.shape[2:]
+        if self.separable:
+            return kernel.reshape(self.in_channels, 1, *k_shape)
+        return kernel.reshape(self.out_channels, self.in_channels, *k_shape)
+
+    def _crop(self, size: Sequence[int]) -> tuple[int, ...]:
+        assert self.mask is not None
+        return self.mask.cropped_kernel_size(size)
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a ValueError unless ``x`` is ``(B, in_channels, *spatial)`` with ``data_dim`` spatial dimensions."""
+        if x.dim() != self.data_dim + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape (B, {self.in_channels}, "
+                f"{', '.join(['n'] * self.data_dim)}) (in_channels={self.in_channels}, data_dim={self.data_dim}), "
+                f"got {tuple(x.shape)}."
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        kernel = self.sample_kernel(x.shape[2:])
+        groups = self.in_channels if self.separable else 1
+        y = conv(x, kernel, self.bias, causal=self.causal, groups=groups, use_fft=self.use_fft)
+        if self.channel_mixer is not None:
+            y = self.channel_mixer(y)
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
+            f"input_size={self.input_size}, causal={self.causal}, separable={self.separable}, "
+            f"use_fft={self.use_fft!r}"
+        )
+
+
+class SeparableCKConv(CKConv):
+    """:class:`CKConv` with a depthwise continuous kernel and a pointwise channel mixer."""
+
+    def __init__(self, in_channels: int, out_channels: int, data_dim: int = 1, **kwargs: Any) -> None:
+        kwargs.setdefault("separable", True)
+        super().__init__(in_channels, out_channels, data_dim, **kwargs)
+
+
+class FlexConv(CKConv):
+    """:class:`CKConv` windowed by a learnable Gaussian mask whose width sets the effective kernel size.
+
+    Args:
+        mask_init_value: initial mask width (position units; the grid spans [-1, 1]).
+        mask_threshold: mask value under which taps are cropped (with ``mask_dynamic_cropping``).
+        mask_dynamic_cropping: evaluate the kernel only where the mask exceeds the threshold.
+        mask_learn_mean: learn the mask centre as well.
+        **kwargs: the arguments of :class:`CKConv`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        data_dim: int = 1,
+        *,
+        mask_init_value: float = 0.075,
+        mask_threshold: float = 0.1,
+        mask_dynamic_cropping: bool = True,
+        mask_learn_mean: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self._mask_args = {
+            "init_value": mask_init_value,
+            "threshold": mask_threshold,
+            "dynamic_cropping": mask_dynamic_cropping,
+            "learn_mean": mask_learn_mean,
+        }
+        super().__init__(in_channels, out_channels, data_dim, **kwargs)
+
+    def _build_mask(self) -> GaussianMask:
+        return GaussianMask(self.data_dim, causal=self.causal, **self._mask_args)
+
+
+class SeparableFlexConv(FlexConv):
+    """:class:`FlexConv` with a depthwise continuous kernel and a pointwise channel mixer (the CCNN's layer)."""
+
+    def __init__(self, in_channels: int, out_channels: int, data_dim: int = 1, **kwargs: Any) -> None:
+        kwargs.setdefault("separable", True)
+        super().__init__(in_channels, out_channels, data_dim, **kwargs)
+
+
+# -------------------------------------------------------------------------------------------------------------
+# Discrete baselines
+# -------------------------------------------------------------------------------------------------------------
+class Conv(nn.Module):
+    """Discrete convolution with free weights per tap, with the same alignment rules as the continuous layers.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        data_dim: number of spatial dimensions.
+        kernel_size: taps per dimension (an int or one per dimension).
+        causal: 1D only.
+        bias: learnable bias.
+        use_fft: ``True``, ``False`` or ``"auto"``.
+        separable: depthwise kernel followed by a pointwise channel mixer.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        data_dim: int = 1,
+        *,
+        kernel_size: int | Sequence[int] = 3,
+        causal: bool = False,
+        bias: bool = True,
+        use_fft: UseFFT = "auto",
+        separable: bool = False,
+    ) -> None:
+        super().__init__()
+        check_data_dim(data_dim)
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(
+                f"in_channels and out_channels must be positive integers, got {in_channels} and {out_channels}."
+            )
+        if causal and data_dim != 1:
+            raise ValueError(f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
+        prefers_fft((1,) * data_dim, use_fft)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.data_dim = data_dim
+        self.causal = causal
+        self.use_fft = use_fft
+        self.separable = separable
+        self.kernel_size = _as_tuple(kernel_size, data_dim, "kernel_size")
+        weight_shape = (in_channels, 1) if separable else (out_channels, in_channels)
+        self.weight = nn.Parameter(torch.empty(*weight_shape, *self.kernel_size))
+        conv_channels = in_channels if separable else out_channels
+        self.bias = nn.Parameter(torch.empty(conv_channels)) if bias else None
+        self.channel_mixer = PointwiseLinear(in_channels, out_channels, bias=bias) if separable else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # torch's Conv init: kaiming_uniform(a=sqrt(5)), bias U(+-1/sqrt(fan_in)).
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            nn.init.uniform_(self.bias, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
+
+    check_input = CKConv.check_input
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        groups = self.in_channels if self.separable else 1
+        y = conv(x, self.weight, self.bias, causal=self.causal, groups=groups, use_fft=self.use_fft)
+        if self.channel_mixer is not None:
+            y = self.channel_mixer(y)
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
+            f"causal={self.causal}, separable={self.separable}"
+        )
+
+
+class SeparableConv(Conv):
+    """:class:`Conv` with a depthwise kernel and a pointwise channel mixer."""
+
+    def __init__(self, in_channels: int, out_channels: int, data_dim: int = 1, **kwargs: Any) -> None:
+        kwargs.setdefault("separable", True)
+        super().__init__(in_channels, out_channels, data_dim, **kwargs)
+
+
+CONV_TYPES: dict[str, type[nn.Module]] = {
+    "CKConv": CKConv,
+    "SeparableCKConv": SeparableCKConv,
+    "FlexConv": FlexConv,
+    "SeparableFlexConv": SeparableFlexConv,
+    "Conv": Conv,
+    "SeparableConv": SeparableConv,
+}

@@ -1,0 +1,273 @@
+"""Pure functions at the core of ckconv: convolution (direct and FFT), position grids, the Gaussian mask, cropping.
+
+Layout: signals are ``(B, C, *spatial)``; weights follow ``torch.nn.functional.conv{d}d``: ``(C_out, C_in, *k)`` for
+dense and ``(C, 1, *k)`` for depthwise (``groups=C``). Every convolution here is a cross-correlation, like torch's.
+
+Alignment. Output position ``t`` is ``y[t] = sum_j w[j] * x[t + j - c]`` per dimension, where ``c`` is the kernel's
+anchor index:
+- centred ("same" output size): ``c = (k - 1) // 2``, the convention of ``padding="same"`` in torch. For odd ``k`` the
+  anchor is the middle tap, i.e. relative position 0 of the grid.
+- causal (1D only): ``c = k - 1``. The last tap (relative position +1 of the grid) multiplies the current step, so an
+  output never depends on later inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cache
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+UseFFT = bool | Literal["auto"]
+
+# Kernel sizes (number of taps, the product over dimensions) from which FFT convolution beats direct convolution,
+# measured with `python -m bench.layers` on a 2-core CPU (see bench/README.md). Where the FFT cost is nearly flat in
+# the kernel size and direct convolution grows linearly with it, the crossover is where they meet.
+FFT_CROSSOVER_TAPS: dict[int, int] = {1: 64, 2: 100, 3: 125}
+
+SUPPORTED_DIMS = (1, 2, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Argument checks shared by the convolutions
+# ---------------------------------------------------------------------------------------------------------------
+def check_data_dim(data_dim: int) -> None:
+    """Raise a ValueError unless ``data_dim`` is 1, 2 or 3."""
+    if data_dim not in SUPPORTED_DIMS:
+        raise ValueError(f"data_dim must be one of {SUPPORTED_DIMS}, got {data_dim!r}.")
+
+
+def _check_conv_args(x: Tensor, weight: Tensor, bias: Tensor | None, causal: bool, groups: int) -> int:
+    data_dim = weight.dim() - 2
+    check_data_dim(data_dim)
+    if x.dim() != weight.dim():
+        raise ValueError(
+            f"input must have shape (B, C, *spatial) with {data_dim} spatial dimensions to match the weight "
+            f"{tuple(weight.shape)}, got input of shape {tuple(x.shape)}."
+        )
+    in_channels = x.shape[1]
+    if groups not in (1, in_channels):
+        raise ValueError(f"groups must be 1 (dense) or in_channels={in_channels} (depthwise), got {groups}.")
+    if weight.shape[1] * groups != in_channels:
+        raise ValueError(
+            f"input has {in_channels} channels but the weight {tuple(weight.shape)} with groups={groups} "
+            f"expects {weight.shape[1] * groups}."
+        )
+    if groups > 1 and weight.shape[0] != in_channels:
+        raise ValueError(f"depthwise weight must have {in_channels} output channels, got {weight.shape[0]}.")
+    if causal and data_dim != 1:
+        raise ValueError(f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}.")
+    return data_dim
+
+
+def anchor_index(kernel_size: int, causal: bool) -> int:
+    """Index of the kernel tap that multiplies the input at the output's own position."""
+    return kernel_size - 1 if causal else (kernel_size - 1) // 2
+
+
+def _paddings(kernel_size: Sequence[int], causal: bool) -> list[int]:
+    """``F.pad`` amounts (last dimension first) that make a 'valid' convolution return the input's size."""
+    pads: list[int] = []
+    for k in reversed(kernel_size):
+        left = anchor_index(k, causal)
+        pads += [left, k - 1 - left]
+    return pads
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Direct convolution
+# ---------------------------------------------------------------------------------------------------------------
+def direct_conv(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, *, causal: bool = False, groups: int = 1
+) -> Tensor:
+    """Convolution in the spatial domain, output the same size as the input.
+
+    Args:
+        x: input ``(B, C_in, *spatial)``.
+        weight: ``(C_out, C_in, *k)`` (``groups=1``) or ``(C_in, 1, *k)`` (``groups=C_in``); any sizes, odd or even.
+        bias: optional ``(C_out,)``.
+        causal: 1D only; output ``t`` sees inputs ``<= t``.
+        groups: 1 (dense) or ``C_in`` (depthwise).
+
+    Returns:
+        ``(B, C_out, *spatial)``.
+    """
+    data_dim = _check_conv_args(x, weight, bias, causal, groups)
+    x = F.pad(x, _paddings(weight.shape[2:], causal))
+    return getattr(F, f"conv{data_dim}d")(x, weight, bias, groups=groups)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# FFT convolution
+# ---------------------------------------------------------------------------------------------------------------
+@cache
+def fast_fft_size(n: int) -> int:
+    """Smallest integer ``>= n`` whose only prime factors are 2, 3 and 5 (sizes every FFT backend handles fast)."""
+    if n <= 1:
+        return 1
+    best = 1 << (n - 1).bit_length()
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            # Smallest power of two that lifts power35 to at least n.
+            size = power35
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            power35 *= 3
+        power5 *= 5
+    return best
+
+
+def _low_precision(dtype: torch.dtype) -> bool:
+    return dtype in (torch.float16, torch.bfloat16)
+
+
+def fft_conv(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, *, causal: bool = False, groups: int = 1
+) -> Tensor:
+    """Linear (not circular) convolution through the FFT; same semantics and arguments as :func:`direct_conv`.
+
+    Both operands are zero-padded to a fast FFT size of at least ``n + k - 1`` per dimension, so no output wraps
+    around. The FFT runs in float32 even under autocast (half-precision FFTs lose accuracy and cuFFT restricts them
+    to powers of two); a float16/bfloat16 input therefore gives a float32 output, as autocast's float32 ops do.
+    """
+    data_dim = _check_conv_args(x, weight, bias, causal, groups)
+    spatial = x.shape[2:]
+    ksize = weight.shape[2:]
+    fft_sizes = [fast_fft_size(n + k - 1) for n, k in zip(spatial, ksize)]
+    dims = tuple(range(-data_dim, 0))
+
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if _low_precision(x.dtype) or _low_precision(weight.dtype):
+            x, weight = x.float(), weight.float()
+            bias = bias.float() if bias is not None else None
+        # Cross-correlation is convolution with the flipped kernel: y[t] = full_conv(x, flip(w))[t + k - 1 - c].
+        x_f = torch.fft.rfftn(x, s=fft_sizes, dim=dims)  # (B, C_in, *freq)
+        w_f = torch.fft.rfftn(weight.flip(dims), s=fft_sizes, dim=dims)  # (C_out, C_in or 1, *freq)
+        if groups == 1:
+            # Channel mixing per frequency: (B, I, F) x (O, I, F) -> (B, O, F), as one batched matmul.
+            y_f = torch.einsum("bi...,oi...->bo...", x_f, w_f)
+        else:
+            y_f = x_f * w_f[:, 0]
+        y = torch.fft.irfftn(y_f, s=fft_sizes, dim=dims)  # (B, C_out, *fft_sizes)
+        slices = [slice(None), slice(None)]
+        for n, k in zip(spatial, ksize):
+            start = k - 1 - anchor_index(k, causal)
+            slices.append(slice(start, start + n))
+        y = y[tuple(slices)]
+        if bias is not None:
+            y = y + bias.view(-1, *([1] * data_dim))
+    return y
+
+
+def prefers_fft(kernel_size: Sequence[int], use_fft: UseFFT = "auto") -> bool:
+    """The rule that picks FFT or direct convolution: forced by ``use_fft`` or, for "auto", by the measured crossover."""
+    if use_fft == "auto":
+        return math.prod(kernel_size) >= FFT_CROSSOVER_TAPS[len(kernel_size)]
+    if isinstance(use_fft, bool):
+        return use_fft
+    raise ValueError(f"use_fft must be True, False or 'auto', got {use_fft!r}.")
+
+
+def conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    *,
+    causal: bool = False,
+    groups: int = 1,
+    use_fft: UseFFT = "auto",
+) -> Tensor:
+    """Convolution that picks the FFT or the direct path per call (see :func:`prefers_fft`)."""
+    impl = fft_conv if prefers_fft(weight.shape[2:], use_fft) else direct_conv
+    return impl(x, weight, bias, causal=causal, groups=groups)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Positions, mask and cropping
+# ---------------------------------------------------------------------------------------------------------------
+def kernel_positions(
+    kernel_size: Sequence[int], device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> Tensor:
+    """Relative positions of the kernel taps: a grid over ``[-1, 1]^d`` of shape ``(1, d, *kernel_size)``.
+
+    A dimension of size 1 sits at position 0.
+    """
+    check_data_dim(len(kernel_size))
+    axes = []
+    for k in kernel_size:
+        if k <= 0:
+            raise ValueError(f"kernel_size entries must be positive, got {tuple(kernel_size)}.")
+        axes.append(torch.linspace(-1.0, 1.0, k, device=device, dtype=dtype) if k > 1 else torch.zeros(1))
+    axes = [a.to(device=device, dtype=dtype) for a in axes]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij")).unsqueeze(0)
+
+
+# Added to the squared width so that the mask's gradient stays finite as the width goes to 0 (ccnn PR #1).
+MASK_EPS = 1e-8
+
+
+def gaussian_mask(positions: Tensor, mean: Tensor, width: Tensor) -> Tensor:
+    """FlexConv's window ``exp(-1/2 * sum_d (x_d - mean_d)^2 / (width_d^2 + eps))``.
+
+    Args:
+        positions: ``(1, d, *size)``.
+        mean: ``(d,)`` centre of the window.
+        width: ``(d,)`` standard deviation of the window (in position units; the grid spans [-1, 1]).
+
+    Returns:
+        ``(1, 1, *size)``, values in (0, 1].
+    """
+    shape = (1, -1) + (1,) * (positions.dim() - 2)
+    z = (positions - mean.view(shape)) ** 2 / (width.view(shape) ** 2 + MASK_EPS)
+    return torch.exp(-0.5 * z.sum(dim=1, keepdim=True))
+
+
+def mask_radius(width: float, threshold: float) -> float:
+    """Distance from the mean at which a Gaussian of this width falls to ``threshold``."""
+    return abs(width) * math.sqrt(-2.0 * math.log(threshold))
+
+
+def cropped_size(kernel_size: int, mean: float, width: float, threshold: float, causal: bool) -> int:
+    """Number of taps kept along one dimension when the mask is below ``threshold`` outside them.
+
+    Crops keep the anchor aligned: causal kernels keep their most recent taps (the end of the grid); centred kernels
+    are cropped symmetrically around their anchor, keeping every tap whose position ``x`` satisfies
+    ``|x| <= max(|mean - r|, |mean + r|)`` (``r`` = :func:`mask_radius`), like the original.
+    """
+    if kernel_size <= 1 or not 0.0 < threshold < 1.0:
+        return kernel_size
+    step = 2.0 / (kernel_size - 1)
+    radius = mask_radius(width, threshold)
+    if causal:
+        # Keep positions >= mean - radius. floor() keeps one tap more than strictly needed, as the original did.
+        lowest = mean - radius
+        if lowest <= -1.0:
+            return kernel_size
+        first = math.floor((lowest + 1.0) / step + 1e-9)
+        return max(1, kernel_size - first)
+    reach = max(abs(mean - radius), abs(mean + radius))
+    if reach >= 1.0:
+        return kernel_size
+    if kernel_size % 2 == 1:
+        half = math.floor(reach / step + 1e-9)  # taps on each side of the middle one
+        return 2 * half + 1
+    half = math.floor(reach / step + 0.5 + 1e-9)  # positions +-(j - 1/2) * step
+    return max(2, 2 * half)
+
+
+def crop_slices(kernel_size: Sequence[int], cropped: Sequence[int], causal: bool) -> tuple[slice, ...]:
+    """Slices over the spatial dimensions of a kernel that keep ``cropped`` taps per dimension, anchor aligned."""
+    slices = []
+    for k, c in zip(kernel_size, cropped):
+        start = k - c if causal else (k - c) // 2
+        slices.append(slice(start, start + c))
+    return tuple(slices)

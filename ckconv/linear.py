@@ -1,0 +1,58 @@
+"""Pointwise (1x1) linear layer over the channels of a ``(B, C, *spatial)`` tensor, for any number of dimensions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class PointwiseLinear(nn.Module):
+    """``y[:, o, ...] = sum_i W[o, i] x[:, i, ...] + b[o]``: a 1x1 convolution in any dimension.
+
+    Computed as one matrix product over the flattened positions, which is faster than ``conv{d}d`` with a 1x1 kernel.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        bias: add a learnable bias.
+        init: ``"kaiming_normal"`` (fan-in, ReLU gain, bias 0: the original's channel mixers and readouts) or
+            ``"kaiming_uniform"`` (the ``nn.Linear`` default).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True, init: str = "kaiming_normal") -> None:
+        super().__init__()
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(f"in_channels and out_channels must be positive, got {in_channels}, {out_channels}.")
+        if init not in ("kaiming_normal", "kaiming_uniform"):
+            raise ValueError(f"init must be 'kaiming_normal' or 'kaiming_uniform', got {init!r}.")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.init = init
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.init == "kaiming_normal":
+            nn.init.kaiming_normal_(self.weight, nonlinearity="relu")
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
+        else:
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+            if self.bias is not None:
+                bound = 1.0 / math.sqrt(self.in_channels)
+                nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input (B, {self.in_channels}, ...), got shape {tuple(x.shape)}.")
+        spatial = x.shape[2:]
+        y = torch.matmul(self.weight, x.reshape(x.shape[0], self.in_channels, -1))  # (B, O, P)
+        if self.bias is not None:
+            y = y + self.bias.unsqueeze(-1)
+        return y.reshape(x.shape[0], self.out_channels, *spatial)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, bias={self.bias is not None}"

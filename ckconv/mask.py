@@ -1,0 +1,85 @@
+"""FlexConv's learnable Gaussian window over kernel positions, and its cropping rule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ckconv.functional import check_data_dim, cropped_size, gaussian_mask
+from ckconv.hints import OptimHint
+
+# The mask parameters learn at their own rate (optimizer.mask_lr_ratio) and are never decayed: decay would pull the
+# width to 0, i.e. shrink every kernel to a single tap.
+MASK_HINT = OptimHint(group="mask", weight_decay=False)
+
+
+class GaussianMask(nn.Module):
+    """A Gaussian window ``exp(-1/2 sum_d (x_d - mean_d)^2 / (width_d^2 + eps))`` with a learnable width.
+
+    The mean sits at the kernel's anchor: position +1 (the most recent tap) for causal kernels, 0 for centred ones.
+
+    Args:
+        data_dim: number of spatial dimensions.
+        init_value: initial width (standard deviation, in the units of the [-1, 1] position grid).
+        causal: whether the kernel is causal (1D only); places the mean at +1.
+        learn_mean: make the mean a parameter too.
+        threshold: mask value below which kernel taps are cropped away (with ``dynamic_cropping``).
+        dynamic_cropping: crop the kernel to the region where the mask exceeds ``threshold``.
+    """
+
+    optim_hints = {"width": MASK_HINT, "mean": MASK_HINT}
+
+    def __init__(
+        self,
+        data_dim: int,
+        init_value: float = 0.075,
+        causal: bool = False,
+        learn_mean: bool = False,
+        threshold: float = 0.1,
+        dynamic_cropping: bool = True,
+    ) -> None:
+        super().__init__()
+        check_data_dim(data_dim)
+        if causal and data_dim != 1:
+            raise ValueError(f"causal=True needs data_dim=1, got data_dim={data_dim}.")
+        if init_value <= 0:
+            raise ValueError(f"mask init_value must be positive, got {init_value}.")
+        if dynamic_cropping and not 0.0 < threshold < 1.0:
+            raise ValueError(f"mask threshold must be in (0, 1) when dynamic_cropping is on, got {threshold}.")
+        self.data_dim = data_dim
+        self.causal = causal
+        self.threshold = threshold
+        self.dynamic_cropping = dynamic_cropping
+        self.init_value = init_value
+        self.width = nn.Parameter(torch.full((data_dim,), float(init_value)))
+        mean = torch.full((data_dim,), 1.0 if causal else 0.0)
+        if learn_mean:
+            self.mean = nn.Parameter(mean)
+        else:
+            self.register_buffer("mean", mean)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """Mask values ``(1, 1, *size)`` at ``positions`` ``(1, d, *size)``."""
+        return gaussian_mask(positions, self.mean.to(positions.dtype), self.width.to(positions.dtype))
+
+    def cropped_kernel_size(self, kernel_size: Sequence[int], widths: Sequence[float] | None = None) -> tuple[int, ...]:
+        """Kernel size left after cropping with the current (or given) widths; unchanged without dynamic cropping.
+
+        Reads the parameters on the host: one device synchronisation per call.
+        """
+        if not self.dynamic_cropping:
+            return tuple(kernel_size)
+        if widths is None:
+            widths = self.width.detach().float().cpu().tolist()
+        means = self.mean.detach().float().cpu().tolist()
+        return tuple(
+            cropped_size(k, m, w, self.threshold, self.causal) for k, m, w in zip(kernel_size, means, widths)
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"data_dim={self.data_dim}, init_value={self.init_value}, causal={self.causal}, "
+            f"threshold={self.threshold}, dynamic_cropping={self.dynamic_cropping}"
+        )
