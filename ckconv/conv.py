@@ -87,6 +87,9 @@ class CKConv(nn.Module):
         kernel_options: further keyword arguments of the kernel network (e.g. ``alpha``, ``nonlinearity``).
         chang_initialize: scale the kernel network's output layer by ``sqrt(1 / fan_in)`` so that the sampled kernel
             keeps the signal variance; applied once, here, from the kernel size left after the initial crop.
+        cache_eval_kernels: outside of autograd (eval / ``torch.no_grad``), reuse the last sampled kernel while the
+            parameters and the input size are unchanged. The cache is keyed on the parameters' version counters,
+            so an optimizer step or a ``load_state_dict`` invalidates it; it is never saved.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class CKConv(nn.Module):
         kernel_bias: bool = True,
         kernel_options: Mapping[str, Any] | None = None,
         chang_initialize: bool = True,
+        cache_eval_kernels: bool = True,
     ) -> None:
         super().__init__()
         check_data_dim(data_dim)
@@ -124,6 +128,8 @@ class CKConv(nn.Module):
         self.causal = causal
         self.use_fft = use_fft
         self.separable = separable
+        self.cache_eval_kernels = cache_eval_kernels
+        self._kernel_cache: tuple[tuple, Tensor] | None = None
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
         self.input_size = None if input_size is None else _as_tuple(input_size, data_dim, "input_size")
         self.mask: GaussianMask | None = self._build_mask()
@@ -202,9 +208,19 @@ class CKConv(nn.Module):
                 f"got {tuple(x.shape)}."
             )
 
+    def _kernel_for(self, x: Tensor) -> Tensor:
+        if not self.cache_eval_kernels or torch.is_grad_enabled():
+            self._kernel_cache = None
+            return self.sample_kernel(x.shape[2:])
+        params = [*self.parameters(), *self.buffers()]
+        key = (tuple(x.shape[2:]), x.device, *((id(p), p._version, p.dtype) for p in params))
+        if self._kernel_cache is None or self._kernel_cache[0] != key:
+            self._kernel_cache = (key, self.sample_kernel(x.shape[2:]))
+        return self._kernel_cache[1]
+
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        kernel = self.sample_kernel(x.shape[2:])
+        kernel = self._kernel_for(x)
         groups = self.in_channels if self.separable else 1
         y = conv(x, kernel, self.bias, causal=self.causal, groups=groups, use_fft=self.use_fft)
         if self.channel_mixer is not None:

@@ -130,9 +130,7 @@ def _low_precision(dtype: torch.dtype) -> bool:
     return dtype in (torch.float16, torch.bfloat16)
 
 
-def fft_conv(
-    x: Tensor, weight: Tensor, bias: Tensor | None = None, *, causal: bool = False, groups: int = 1
-) -> Tensor:
+def fft_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, causal: bool = False, groups: int = 1) -> Tensor:
     """Linear (not circular) convolution through the FFT; same semantics and arguments as :func:`direct_conv`.
 
     Both operands are zero-padded to a fast FFT size of at least ``n + k - 1`` per dimension, so no output wraps
@@ -169,7 +167,7 @@ def fft_conv(
 
 
 def prefers_fft(kernel_size: Sequence[int], use_fft: UseFFT = "auto") -> bool:
-    """The rule that picks FFT or direct convolution: forced by ``use_fft`` or, for "auto", by the measured crossover."""
+    """Pick FFT or direct convolution: forced by ``use_fft``, or for "auto" by the measured crossover."""
     if use_fft == "auto":
         return math.prod(kernel_size) >= FFT_CROSSOVER_TAPS[len(kernel_size)]
     if isinstance(use_fft, bool):

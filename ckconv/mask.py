@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +30,7 @@ class GaussianMask(nn.Module):
         dynamic_cropping: crop the kernel to the region where the mask exceeds ``threshold``.
     """
 
-    optim_hints = {"width": MASK_HINT, "mean": MASK_HINT}
+    optim_hints: ClassVar[dict[str, OptimHint]] = {"width": MASK_HINT, "mean": MASK_HINT}
 
     def __init__(
         self,
@@ -74,9 +75,7 @@ class GaussianMask(nn.Module):
         if widths is None:
             widths = self.width.detach().float().cpu().tolist()
         means = self.mean.detach().float().cpu().tolist()
-        return tuple(
-            cropped_size(k, m, w, self.threshold, self.causal) for k, m, w in zip(kernel_size, means, widths)
-        )
+        return tuple(cropped_size(k, m, w, self.threshold, self.causal) for k, m, w in zip(kernel_size, means, widths))
 
     def extra_repr(self) -> str:
         return (

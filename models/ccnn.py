@@ -161,7 +161,9 @@ class CCNN(nn.Module):
         if paired:
             # LRA Retrieval: [u, v, u * v, u - v] of the two pooled encodings -> MLP -> logits.
             self.readout: nn.Module = nn.Sequential(
-                nn.Linear(4 * channels, channels), build_activation(nonlinearity), nn.Linear(channels, num_outputs)
+                nn.Linear(4 * channels, channels),
+                build_activation(nonlinearity),
+                nn.Linear(channels, num_outputs),
             )
         else:
             self.readout = PointwiseLinear(channels, num_outputs)

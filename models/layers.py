@@ -26,7 +26,6 @@ class ChannelLayerNorm(nn.Module):
         return f"{self.num_channels}, eps={self.eps}"
 
 
-
 NORMS = ("BatchNorm", "LayerNorm", "Identity")
 DROPOUTS = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d")
 

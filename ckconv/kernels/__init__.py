@@ -1,0 +1,49 @@
+"""Kernel networks: continuous relative positions ``(B, d, *size)`` -> kernel values ``(B, C, *size)``."""
+
+from __future__ import annotations
+
+from ckconv.kernels.base import KernelNet
+from ckconv.kernels.magnet import MAGNet
+from ckconv.kernels.mfn import FourierNet, GaborNet, MFNBase
+from ckconv.kernels.mlp import MLP
+from ckconv.kernels.siren import SIREN
+
+# Names selectable as ``kernel.type`` on the command line.
+KERNEL_NETS: dict[str, type[KernelNet]] = {
+    "MAGNet": MAGNet,
+    "GaborNet": GaborNet,
+    "FourierNet": FourierNet,
+    "SIREN": SIREN,
+    "MLP": MLP,
+}
+
+
+def build_kernel_net(name: str, **kwargs: object) -> KernelNet:
+    """Builds the kernel net registered as ``name`` with the constructor keyword arguments ``kwargs``.
+
+    Args:
+        name: One of the keys of :data:`KERNEL_NETS`.
+        **kwargs: Constructor arguments, e.g. ``data_dim``, ``out_channels``, ``hidden_channels``.
+
+    Returns:
+        The constructed kernel net.
+
+    Raises:
+        ValueError: If ``name`` is not registered.
+    """
+    if name not in KERNEL_NETS:
+        raise ValueError(f"Unknown kernel net {name!r}; allowed names: {', '.join(KERNEL_NETS)}")
+    return KERNEL_NETS[name](**kwargs)
+
+
+__all__ = [
+    "KERNEL_NETS",
+    "MLP",
+    "SIREN",
+    "FourierNet",
+    "GaborNet",
+    "KernelNet",
+    "MAGNet",
+    "MFNBase",
+    "build_kernel_net",
+]

@@ -1,0 +1,105 @@
+"""The shared base of every kernel network.
+
+A kernel network maps continuous relative positions to convolution-kernel values:
+``positions (B, d, *size) -> kernel (B, out_channels, *size)``, with ``B = 1`` for grid convolutions.
+Every layer of a kernel net acts on one position at a time, so the nets flatten the positions to
+``(P, d)`` with ``P = B * prod(size)``, apply ``nn.Linear`` layers (cheaper than 1x1 convolutions, same
+parameters) and reshape back. Kernel nets never see the signal.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DATA_DIMS = (1, 2, 3)
+
+
+def check_positive(name: str, value: int) -> None:
+    """Raises a ValueError naming ``name`` unless ``value`` is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")
+
+
+class KernelNet(nn.Module):
+    """Base class: argument checks, the flatten/reshape around the per-position network.
+
+    Subclasses build their layers in ``__init__``, must define ``self.output_layer`` (the final
+    ``nn.Linear``; the convolution layer rescales its weight for the Chang initialisation) and implement
+    :meth:`forward_flat`.
+
+    Args:
+        data_dim: Number of spatial dimensions d of the positions (1, 2 or 3).
+        out_channels: Number of kernel values produced per position.
+        hidden_channels: Width of the hidden layers.
+        num_layers: Number of hidden layers (its exact meaning is given by each net).
+        omega_0: Frequency scale of the sinusoidal nets; accepted and ignored by the MLP.
+        bias: Whether the linear layers carry a bias.
+        causal: Whether the kernel serves a causal convolution (MAGNet/GaborNet place their Gaussian
+            centres accordingly); accepted and ignored by the other nets.
+        init_spatial_value: Spatial extent s of the initial Gabor centres; accepted and ignored by the nets
+            without Gabor filters.
+    """
+
+    output_layer: nn.Linear
+
+    def __init__(
+        self,
+        data_dim: int,
+        out_channels: int,
+        hidden_channels: int = 32,
+        num_layers: int = 3,
+        omega_0: float = 1.0,
+        bias: bool = True,
+        causal: bool = False,
+        init_spatial_value: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if data_dim not in DATA_DIMS:
+            raise ValueError(f"data_dim must be one of {DATA_DIMS}, got {data_dim!r}")
+        check_positive("out_channels", out_channels)
+        check_positive("hidden_channels", hidden_channels)
+        check_positive("num_layers", num_layers)
+        if not omega_0 > 0:
+            raise ValueError(f"omega_0 must be > 0, got {omega_0!r}")
+        if not init_spatial_value > 0:
+            raise ValueError(f"init_spatial_value must be > 0, got {init_spatial_value!r}")
+        self.data_dim = data_dim
+        self.out_channels = out_channels
+        self.hidden_channels = hidden_channels
+        self.num_layers = num_layers
+        self.omega_0 = float(omega_0)
+        self.bias = bias
+        self.causal = causal
+        self.init_spatial_value = float(init_spatial_value)
+
+    def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps flattened positions ``(P, d)`` to kernel values ``(P, out_channels)``."""
+        raise NotImplementedError
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        """Evaluates the kernel at every position.
+
+        Args:
+            positions: Relative positions of shape ``(B, d, *size)`` with ``len(size) == d``, values
+                in [-1, 1]; ``B`` is 1 for grid convolutions.
+
+        Returns:
+            Kernel values of shape ``(B, out_channels, *size)``.
+        """
+        d = self.data_dim
+        if positions.dim() != d + 2 or positions.shape[1] != d:
+            raise ValueError(
+                f"positions must have shape (B, {d}, *size) with {d} spatial dimension(s) "
+                f"for data_dim={d}, got {tuple(positions.shape)}"
+            )
+        batch, size = positions.shape[0], positions.shape[2:]
+        x = positions.movedim(1, -1).reshape(-1, d)  # (P, d)
+        out = self.forward_flat(x)  # (P, C)
+        return out.reshape(batch, *size, self.out_channels).movedim(-1, 1).contiguous()
+
+    def extra_repr(self) -> str:
+        return (
+            f"data_dim={self.data_dim}, out_channels={self.out_channels}, "
+            f"hidden_channels={self.hidden_channels}, num_layers={self.num_layers}, omega_0={self.omega_0}"
+        )

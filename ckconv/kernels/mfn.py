@@ -1,0 +1,233 @@
+"""Multiplicative filter networks (MFN): the recursion shared by MAGNet, GaborNet and FourierNet.
+
+An MFN with L hidden layers multiplies L+1 filters g_i of the positions x into the hidden state:
+
+    h_0 = g_0(x),    h_i = g_i(x) * (A_i h_{i-1} + c_i),    out = A_out h_L + c_out.
+
+The nets differ only in their filters: Gabor filters (MAGNet: anisotropic, GaborNet: isotropic) or
+sinusoids (FourierNet). All layers act on flattened positions ``(P, d)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.distributions import Gamma
+
+from ckconv.kernels.base import KernelNet
+
+
+class GaborFilter(nn.Module):
+    """One Gabor filter ``g(x) = exp(-1/2 sum_d (gamma_d (x_d - mu_d))^2) * sin(W x + b)``.
+
+    Args:
+        data_dim: Dimension d of the positions.
+        hidden_channels: Number of filters H evaluated in parallel.
+        omega_0: Frequency scale: W is drawn from U(+-1/sqrt(d)) and multiplied by ``2 pi omega_0 gamma``.
+        alpha: Shape of the Gamma distribution the envelope widths gamma are drawn from.
+        beta: Rate of that Gamma distribution (mean ``alpha / beta``).
+        anisotropic: One gamma per unit and dimension ``(H, d)`` if True, one per unit ``(H, 1)`` if False.
+        causal: Place the centres in ``[1 - s, 1]`` (recent past of a causal kernel) when s != 1.
+        init_spatial_value: Extent s of the centres: mu ~ U(-s, s), or U(1 - s, 1) when causal.
+        bias: Whether ``W x`` carries the bias b (initialised to 0).
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        hidden_channels: int,
+        omega_0: float,
+        alpha: float,
+        beta: float,
+        anisotropic: bool = True,
+        causal: bool = False,
+        init_spatial_value: float = 1.0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.omega_0 = omega_0
+        self.alpha = alpha
+        self.beta = beta
+        self.causal = causal
+        self.init_spatial_value = init_spatial_value
+        gamma_dims = data_dim if anisotropic else 1
+        self.gamma = nn.Parameter(torch.empty(hidden_channels, gamma_dims))
+        self.mu = nn.Parameter(torch.empty(hidden_channels, data_dim))
+        self.linear = nn.Linear(data_dim, hidden_channels, bias=bias)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        gamma = Gamma(torch.tensor(float(self.alpha)), torch.tensor(float(self.beta)))
+        self.gamma.copy_(gamma.sample(self.gamma.shape))
+        s = self.init_spatial_value
+        if self.causal and s != 1.0:
+            self.mu.copy_(1.0 - s * torch.rand_like(self.mu))
+        else:
+            self.mu.copy_(s * (2.0 * torch.rand_like(self.mu) - 1.0))
+        bound = 1.0 / math.sqrt(self.linear.in_features)
+        nn.init.uniform_(self.linear.weight, -bound, bound)
+        # Wider envelopes (small gamma) get lower frequencies: the filter keeps few oscillations.
+        self.linear.weight.mul_(2.0 * math.pi * self.omega_0 * self.gamma)
+        if self.linear.bias is not None:
+            nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps positions ``(P, d)`` to filter responses ``(P, H)``."""
+        scaled = self.gamma * (x.unsqueeze(1) - self.mu)  # (P, H, d)
+        envelope = torch.exp(-0.5 * scaled.square().sum(-1))  # (P, H)
+        return envelope * torch.sin(self.linear(x))
+
+    def extra_repr(self) -> str:
+        return f"gamma={tuple(self.gamma.shape)}, alpha={self.alpha:g}, beta={self.beta:g}"
+
+
+class FourierFilter(nn.Module):
+    """One sinusoidal filter ``g(x) = sin(W x + b)``, W ~ U(+-scale/sqrt(d)), b ~ U(-pi, pi).
+
+    Args:
+        data_dim: Dimension d of the positions.
+        hidden_channels: Number of filters H evaluated in parallel.
+        scale: Multiplier of the weight bound (``omega_0 / sqrt(L + 1)`` in FourierNet).
+        bias: Whether the filter has the phase b.
+    """
+
+    def __init__(self, data_dim: int, hidden_channels: int, scale: float, bias: bool = True) -> None:
+        super().__init__()
+        self.scale = scale
+        self.linear = nn.Linear(data_dim, hidden_channels, bias=bias)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        bound = self.scale / math.sqrt(self.linear.in_features)
+        nn.init.uniform_(self.linear.weight, -bound, bound)
+        if self.linear.bias is not None:
+            nn.init.uniform_(self.linear.bias, -math.pi, math.pi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps positions ``(P, d)`` to filter responses ``(P, H)``."""
+        return torch.sin(self.linear(x))
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:g}"
+
+
+class MFNBase(KernelNet):
+    """The multiplicative recursion; subclasses provide the L+1 filters through :meth:`make_filter`.
+
+    ``num_layers`` is L, the number of hidden linears A_i (H -> H). The hidden linears are initialised
+    kaiming-uniform (linear gain) with bias 1.0, so that at init each layer passes the filter on
+    almost unchanged; the output linear is kaiming-uniform with bias 0.
+
+    Args: see :class:`~ckconv.kernels.base.KernelNet`.
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        out_channels: int,
+        hidden_channels: int = 32,
+        num_layers: int = 3,
+        omega_0: float = 1.0,
+        bias: bool = True,
+        causal: bool = False,
+        init_spatial_value: float = 1.0,
+    ) -> None:
+        super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
+        H = hidden_channels
+        self.filters = nn.ModuleList(self.make_filter(i) for i in range(num_layers + 1))
+        self.hidden_layers = nn.ModuleList(nn.Linear(H, H, bias=bias) for _ in range(num_layers))
+        self.output_layer = nn.Linear(H, out_channels, bias=bias)
+        self.reset_parameters()
+
+    def make_filter(self, index: int) -> nn.Module:
+        """Builds filter g_index (0 <= index <= L), a module mapping ``(P, d)`` to ``(P, H)``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for layer in self.hidden_layers:
+            nn.init.kaiming_uniform_(layer.weight, nonlinearity="linear")
+            if layer.bias is not None:
+                nn.init.ones_(layer.bias)
+        nn.init.kaiming_uniform_(self.output_layer.weight, nonlinearity="linear")
+        if self.output_layer.bias is not None:
+            nn.init.zeros_(self.output_layer.bias)
+
+    def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.filters[0](x)  # (P, H)
+        for filt, layer in zip(self.filters[1:], self.hidden_layers):
+            h = filt(x) * layer(h)
+        return self.output_layer(h)  # (P, C)
+
+
+class GaborNet(MFNBase):
+    """MFN with isotropic Gabor filters (one envelope width per unit), as in the MFN paper.
+
+    Every filter draws gamma ~ Gamma(alpha / (L + 1), beta), so that the product of the L + 1 envelopes
+    has the width of a single Gamma(alpha, beta) envelope.
+
+    Args:
+        alpha: Shape of the Gamma distribution of the envelope widths.
+        beta: Rate of that distribution.
+        Other args: see :class:`~ckconv.kernels.base.KernelNet`.
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        out_channels: int,
+        hidden_channels: int = 32,
+        num_layers: int = 3,
+        omega_0: float = 1.0,
+        bias: bool = True,
+        causal: bool = False,
+        init_spatial_value: float = 1.0,
+        alpha: float = 6.0,
+        beta: float = 1.0,
+    ) -> None:
+        check_gamma_args(alpha, beta)
+        self.alpha = alpha
+        self.beta = beta
+        super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
+
+    def make_filter(self, index: int) -> nn.Module:
+        return GaborFilter(
+            self.data_dim,
+            self.hidden_channels,
+            self.omega_0,
+            alpha=self.alpha / (self.num_layers + 1),
+            beta=self.beta,
+            anisotropic=False,
+            causal=self.causal,
+            init_spatial_value=self.init_spatial_value,
+            bias=self.bias,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, alpha={self.alpha:g}, beta={self.beta:g}, causal={self.causal}"
+
+
+class FourierNet(MFNBase):
+    """MFN with sinusoidal filters ``sin(W_i x + b_i)``; W_i is scaled by ``omega_0 / sqrt(L + 1)``.
+
+    The scaling keeps the bandwidth of the product of the L + 1 sinusoids near ``omega_0``.
+    ``causal`` and ``init_spatial_value`` are accepted and unused.
+
+    Args: see :class:`~ckconv.kernels.base.KernelNet`.
+    """
+
+    def make_filter(self, index: int) -> nn.Module:
+        scale = self.omega_0 / math.sqrt(self.num_layers + 1)
+        return FourierFilter(self.data_dim, self.hidden_channels, scale, bias=self.bias)
+
+
+def check_gamma_args(alpha: float, beta: float) -> None:
+    """Raises a ValueError naming the argument unless both Gamma parameters are positive."""
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha!r}")
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta!r}")

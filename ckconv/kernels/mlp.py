@@ -1,0 +1,83 @@
+"""MLP kernel net with a configurable normalisation and nonlinearity."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ckconv.kernels.base import KernelNet
+
+
+def torch_module_class(argument: str, name: str) -> type[nn.Module]:
+    """Looks up the ``torch.nn`` module class called ``name``; a ValueError names ``argument`` if none."""
+    cls = getattr(nn, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(
+            f"{argument} must name a torch.nn module class (e.g. 'Identity', 'LayerNorm', 'GELU', 'ReLU'), got {name!r}"
+        )
+    return cls
+
+
+class MLP(KernelNet):
+    """Multi-layer perceptron: ``num_layers`` blocks ``Linear -> norm -> nonlinearity`` (the first from
+    d to H, the others H to H), then ``Linear(H->C)``.
+
+    Linears keep the torch default initialisation; the output bias starts at 0.
+    ``omega_0``, ``causal`` and ``init_spatial_value`` are accepted and unused.
+
+    Args:
+        norm: Name of a ``torch.nn`` normalisation class built as ``cls(H)``, e.g. "Identity",
+            "LayerNorm", "BatchNorm1d".
+        nonlinearity: Name of a ``torch.nn`` activation class built as ``cls()``, e.g. "GELU", "ReLU",
+            "SiLU".
+        Other args: see :class:`~ckconv.kernels.base.KernelNet`.
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        out_channels: int,
+        hidden_channels: int = 32,
+        num_layers: int = 3,
+        omega_0: float = 1.0,
+        bias: bool = True,
+        causal: bool = False,
+        init_spatial_value: float = 1.0,
+        norm: str = "Identity",
+        nonlinearity: str = "GELU",
+    ) -> None:
+        super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
+        norm_cls = torch_module_class("norm", norm)
+        act_cls = torch_module_class("nonlinearity", nonlinearity)
+        self.norm = norm
+        self.nonlinearity = nonlinearity
+        H = hidden_channels
+        layers: list[nn.Module] = []
+        for i in range(num_layers):
+            layers.append(nn.Linear(data_dim if i == 0 else H, H, bias=bias))
+            try:
+                layers.append(norm_cls(H))
+            except TypeError as err:
+                raise ValueError(f"norm={norm!r} cannot be built as {norm}({H}): {err}") from err
+            try:
+                layers.append(act_cls())
+            except TypeError as err:
+                raise ValueError(f"nonlinearity={nonlinearity!r} cannot be built without args: {err}") from err
+        self.hidden_layers = nn.Sequential(*layers)
+        self.output_layer = nn.Linear(H, out_channels, bias=bias)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for module in self.hidden_layers:
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        self.output_layer.reset_parameters()
+        if self.output_layer.bias is not None:
+            nn.init.zeros_(self.output_layer.bias)
+
+    def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output_layer(self.hidden_layers(x))  # (P, d) -> (P, C)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, norm={self.norm!r}, nonlinearity={self.nonlinearity!r}"

@@ -1,0 +1,35 @@
+"""One LightningDataModule per data source; ``dataset.name`` selects one from :data:`DATAMODULES`.
+
+Modules are imported on first use, so that choosing MNIST-1D never imports the audio or image stacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from datamodules.base import CCNNDataModule, DataError, DataMeta
+
+# dataset.name -> "module:Class"
+DATAMODULES: dict[str, str] = {
+    "MNIST1D": "datamodules.mnist1d:MNIST1DDataModule",
+    "MNIST": "datamodules.mnist:MNISTDataModule",
+    "CIFAR10": "datamodules.cifar:CIFAR10DataModule",
+    "CIFAR100": "datamodules.cifar:CIFAR100DataModule",
+    "STL10": "datamodules.stl10:STL10DataModule",
+    "SpeechCommands": "datamodules.speech_commands:SpeechCommandsDataModule",
+    "ListOps": "datamodules.listops:ListOpsDataModule",
+    "IMDB": "datamodules.text:IMDBDataModule",
+    "AAN": "datamodules.retrieval:AANDataModule",
+    "PathFinder": "datamodules.pathfinder:PathFinderDataModule",
+}
+
+
+def datamodule_class(name: str) -> type[CCNNDataModule]:
+    """The datamodule class registered as ``name``."""
+    if name not in DATAMODULES:
+        raise ValueError(f"dataset.name must be one of {tuple(DATAMODULES)}, got {name!r}.")
+    module_name, class_name = DATAMODULES[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+__all__ = ["DATAMODULES", "CCNNDataModule", "DataError", "DataMeta", "datamodule_class"]

@@ -1,0 +1,208 @@
+"""LRA Pathfinder (and Path-X): are the two dots in a grayscale image joined by a dashed path? 2 classes.
+
+On disk (from ``lra_release.gz``)::
+
+    lra_release/pathfinder{R}/{curv_baseline | curv_contour_length_9 | curv_contour_length_14}/
+        metadata/<batch>.npy       one image per line, space separated:
+                                   ``imgs/<k> sample_<n>.png <n> <label> <continuity> <contour length> ...``
+        imgs/<k>/sample_<n>.png    R x R grayscale PNG
+
+Despite their ``.npy`` name, the metadata files of the release are plain text (the LRA loaders read them that
+way); a real NumPy ``.npy`` array of strings with the same columns is accepted too. Only the image folder
+(column 0), file name (column 1) and label (column 3) are used. ``curv_baseline`` at R = 32 holds one known
+corrupt image (``imgs/0/sample_172.png``), which is skipped as in the common LRA loaders.
+
+Pixels are scaled to [0, 1] and then normalised with mean 0.5 and std 0.5, i.e. to [-1, 1] (the original used
+[0, 1]). The release has no splits: a seeded random 80/10/10 train/val/test split is drawn from ``seed``.
+Decoded images are cached (as uint8) under ``<data_dir>/cache``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
+
+from datamodules.base import CCNNDataModule, DataError, DataMeta
+from datamodules.cache import cached_tensors
+from datamodules.lra_common import LRA_FOLDER, LRA_URL, ensure_lra_files, files_fingerprint
+
+RESOLUTIONS = (32, 64, 128, 256)
+DIFFICULTIES = {
+    "easy": "curv_baseline",
+    "intermediate": "curv_contour_length_9",
+    "hard": "curv_contour_length_14",
+}
+DATA_TYPES = ("default", "sequence")
+KNOWN_CORRUPT = {"pathfinder32/curv_baseline/imgs/0/sample_172.png"}
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_metadata(path: Path) -> list[tuple[str, str, int]]:
+    """The ``(image folder, file name, label)`` rows of one metadata file (text, or a real ``.npy`` array).
+
+    Raises:
+        DataError: the file cannot be parsed or a row has fewer than 4 columns or a label other than 0/1.
+    """
+    fix = f"Delete {path.parent.parent} and extract {LRA_URL} again."
+    try:
+        raw = path.read_bytes()
+        if raw.startswith(_NPY_MAGIC):
+            table = np.load(path, allow_pickle=False)
+            rows = [[str(v) for v in row] for row in np.atleast_2d(table)]
+        else:
+            rows = [line.split() for line in raw.decode("utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise DataError(f"Cannot read Pathfinder metadata file {path} ({error}). {fix}") from error
+    entries = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) < 4 or row[3] not in ("0", "1"):
+            raise DataError(
+                f"Pathfinder metadata file {path}, row {number}: expected 'folder file index label ...' "
+                f"with label 0 or 1, got {' '.join(row)!r}. {fix}"
+            )
+        entries.append((row[0], row[1], int(row[3])))
+    return entries
+
+
+def read_png(path: Path, resolution: int) -> np.ndarray:
+    """One Pathfinder image as a ``(resolution, resolution)`` uint8 array.
+
+    Raises:
+        DataError: the file is not a readable image of that size.
+    """
+    try:
+        with Image.open(path) as image:
+            pixels = np.array(image.convert("L"), dtype=np.uint8)
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as error:  # PIL raises these for missing, truncated or bad files
+        raise DataError(
+            f"Cannot read Pathfinder image {path} ({error}). Delete {path.parent.parent.parent} and extract "
+            f"{LRA_URL} again."
+        ) from error
+    if pixels.shape != (resolution, resolution):
+        raise DataError(f"Pathfinder image {path} is {pixels.shape}, expected {(resolution, resolution)}.")
+    return pixels
+
+
+class PathfinderImages(Dataset):
+    """Images stored as uint8 ``(N, R, R)``, returned as float ``(1, R, R)`` (or ``(1, R*R)``) in [-1, 1]."""
+
+    def __init__(self, images: Tensor, labels: Tensor, sequence: bool) -> None:
+        self.images = images
+        self.labels = labels.long()
+        self.sequence = sequence
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        x = self.images[index].float().div(255.0).sub(0.5).div(0.5).unsqueeze(0)  # (1, R, R)
+        return (x.flatten(1) if self.sequence else x), self.labels[index]
+
+
+class PathFinderDataModule(CCNNDataModule):
+    """LRA Pathfinder at resolution R: ``x`` is ``(B, 1, R, R)`` (``default``) or ``(B, 1, R*R)`` (sequence).
+
+    Path-X is ``resolution=128``. Splits are a seeded random 80/10/10 train/val/test split of all images.
+
+    Args:
+        data_dir: folder that holds (or will receive) ``lra_release/``.
+        batch_size: training batch size.
+        test_batch_size: evaluation batch size (defaults to ``batch_size``).
+        num_workers: loader worker processes; ``-1`` picks a count from the machine.
+        seed: seed of the 80/10/10 split and of the training loader's shuffling.
+        download: download the LRA release (about 7.7 GB) in ``prepare_data`` when the files are missing.
+        resolution: image side, one of 32, 64, 128, 256.
+        difficulty: ``easy`` (curv_baseline), ``intermediate`` (curv_contour_length_9) or ``hard``
+            (curv_contour_length_14).
+        data_type: ``default`` for 2D images, ``sequence`` for flattened 1D sequences of length R*R.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        batch_size: int = 32,
+        test_batch_size: int | None = None,
+        num_workers: int = -1,
+        seed: int = 0,
+        download: bool = True,
+        resolution: int = 32,
+        difficulty: str = "hard",
+        data_type: str = "default",
+    ) -> None:
+        super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution}.")
+        if difficulty not in DIFFICULTIES:
+            raise ValueError(f"difficulty must be one of {tuple(DIFFICULTIES)}, got {difficulty!r}.")
+        if data_type not in DATA_TYPES:
+            raise ValueError(f"data_type must be one of {DATA_TYPES}, got {data_type!r}.")
+        self.resolution = resolution
+        self.difficulty = difficulty
+        self.data_type = data_type
+
+    @property
+    def root(self) -> Path:
+        return self.data_dir / LRA_FOLDER / f"pathfinder{self.resolution}" / DIFFICULTIES[self.difficulty]
+
+    @property
+    def meta(self) -> DataMeta:
+        if self.data_type == "sequence":
+            return DataMeta(data_dim=1, in_channels=1, num_classes=2, size=(self.resolution**2,))
+        return DataMeta(data_dim=2, in_channels=1, num_classes=2, size=(self.resolution, self.resolution))
+
+    def prepare_data(self) -> None:
+        ensure_lra_files(self.data_dir, [self.root / "metadata"], self.download)
+
+    def _metadata_files(self) -> list[Path]:
+        ensure_lra_files(self.data_dir, [self.root / "metadata"], download=False)
+        # Batch files are named <int>.npy: read them in numeric order (others after them, by name).
+        files = sorted(
+            (self.root / "metadata").glob("*.npy"),
+            key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.stem),
+        )
+        if not files:
+            raise DataError(
+                f"No Pathfinder metadata files (*.npy) in {self.root / 'metadata'}. Delete {self.root} and "
+                f"extract {LRA_URL} again."
+            )
+        return files
+
+    def _build(self, metadata_files: list[Path]) -> dict[str, Tensor]:
+        images, labels = [], []
+        prefix = f"pathfinder{self.resolution}/{DIFFICULTIES[self.difficulty]}"
+        for path in metadata_files:
+            for folder, name, label in read_metadata(path):
+                if f"{prefix}/{folder}/{name}" in KNOWN_CORRUPT:
+                    continue
+                images.append(torch.from_numpy(read_png(self.root / folder / name, self.resolution)))
+                labels.append(label)
+        if len(images) < 3:
+            raise DataError(f"Pathfinder under {self.root} lists {len(images)} images; at least 3 are needed.")
+        return {"images": torch.stack(images), "labels": torch.tensor(labels)}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        metadata_files = self._metadata_files()
+        settings = {
+            "resolution": self.resolution,
+            "difficulty": self.difficulty,
+            "metadata": files_fingerprint(metadata_files),
+        }
+        data = cached_tensors(self.data_dir / "cache", "lra_pathfinder", settings, lambda: self._build(metadata_files))
+        full = PathfinderImages(data["images"], data["labels"], sequence=self.data_type == "sequence")
+        n = len(full)
+        n_eval = max(1, n // 10)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        self.val_set = Subset(full, order[:n_eval])
+        self.test_set = Subset(full, order[n_eval : 2 * n_eval])
+        self.train_set = Subset(full, order[2 * n_eval :])

@@ -1,0 +1,396 @@
+"""Speech Commands and the Long Range Arena datamodules, on tiny files written in the real on-disk formats."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules import lra_common, speech_commands
+from datamodules.base import DataError
+from datamodules.listops import LISTOPS_VOCAB, ListOpsDataModule
+from datamodules.lra_common import LRA_URL, decode_bytes, encode_bytes
+from datamodules.pathfinder import PathFinderDataModule
+from datamodules.retrieval import AANDataModule
+from datamodules.speech_commands import URL as SC_URL
+from datamodules.speech_commands import SpeechCommandsDataModule, read_wav
+from datamodules.text import IMDB_URL, IMDBDataModule
+from tests.fixtures.sequence_files import (
+    SC10_WORDS,
+    write_aan,
+    write_imdb,
+    write_listops,
+    write_pathfinder,
+    write_speech_commands,
+)
+from tests.fixtures.vision_files import local_http_server
+
+
+def _setup(dm):
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def _stack(dataset):
+    xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
+    return torch.stack(xs), torch.stack(ys)
+
+
+# ------------------------------------------------------------------------------------- Speech Commands
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sc")
+    return root, write_speech_commands(root, n_per_word=3)
+
+
+def _expected_audio(samples: np.ndarray) -> torch.Tensor:
+    audio = torch.zeros(16000)
+    clip = torch.from_numpy(samples[:16000].astype(np.float32) / 2**15)
+    audio[: len(clip)] = clip
+    return audio
+
+
+def test_speech_commands_uses_official_lists_and_pads_short_clips(speech):
+    root, written = speech
+    dm = _setup(SpeechCommandsDataModule(root, batch_size=4, num_workers=0, download=False))
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (10, 10, 10)
+    assert dm.meta.in_channels == 1 and dm.meta.size == (16000,) and dm.meta.num_classes == 10
+    x, y = _stack(dm.train_set)
+    assert x.shape == (10, 1, 16000) and x.dtype == torch.float32 and y.dtype == torch.int64
+    # Standardised with training statistics: the training split has mean 0 and std 1.
+    assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-3
+    train_names = [n for w in SC10_WORDS for n in sorted(written["clips"]) if n.startswith(f"{w}/")]
+    train_names = [n for n in train_names if n not in written["val"] + written["test"]]
+    for i, name in enumerate(train_names):
+        restored = x[i, 0] * dm.std[0] + dm.mean[0]
+        torch.testing.assert_close(restored, _expected_audio(written["clips"][name]), atol=1e-5, rtol=0)
+        assert y[i].item() == SC10_WORDS.index(name.split("/")[0])
+    # Labels of the validation split follow the listed files.
+    _, y_val = _stack(dm.val_set)
+    assert y_val.tolist() == [SC10_WORDS.index(n.split("/")[0]) for n in written["val"]]
+
+
+def test_read_wav_pads_and_crops_to_one_second(speech):
+    _, written = speech
+    for name, samples in list(written["clips"].items())[:5]:
+        audio = read_wav(written["folder"] / name)
+        assert audio.shape == (16000,)
+        torch.testing.assert_close(audio, _expected_audio(samples), atol=0, rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank has all zero values")
+def test_speech_commands_mfcc_gives_20_by_161(speech):
+    from torchaudio.transforms import MFCC
+
+    root, written = speech
+    dm = _setup(SpeechCommandsDataModule(root, batch_size=4, num_workers=0, download=False, mfcc=True))
+    assert dm.meta.in_channels == 20 and dm.meta.size == (161,)
+    x, _ = dm.test_set[0]
+    assert x.shape == (20, 161)
+    mfcc = MFCC(sample_rate=16000, n_mfcc=20, log_mels=True, melkwargs={"n_fft": 200, "n_mels": 64})
+    expected = mfcc(_expected_audio(written["clips"][written["test"][0]]))
+    restored = x * dm.std[:, None] + dm.mean[:, None]
+    torch.testing.assert_close(restored, expected, atol=1e-3, rtol=1e-4)
+
+
+def test_speech_commands_all_classes_needs_every_word_folder(speech):
+    root, _ = speech
+    dm = SpeechCommandsDataModule(root, batch_size=4, num_workers=0, download=False, all_classes=True)
+    assert dm.meta.num_classes == 35
+    with pytest.raises(DataError, match="backward"):
+        _setup(dm)
+
+
+def test_speech_commands_missing_folder_names_path_and_url(tmp_path):
+    dm = SpeechCommandsDataModule(tmp_path, batch_size=4, num_workers=0, download=False)
+    with pytest.raises(DataError) as error:
+        dm.prepare_data()
+    assert str(tmp_path / "speech_commands_v0.02") in str(error.value) and SC_URL in str(error.value)
+
+
+def test_speech_commands_truncated_wav_names_the_file(tmp_path):
+    written = write_speech_commands(tmp_path, n_per_word=3)
+    broken = written["folder"] / sorted(written["clips"])[-1]
+    broken.write_bytes(broken.read_bytes()[:1000])
+    dm = SpeechCommandsDataModule(tmp_path, batch_size=4, num_workers=0, download=False)
+    with pytest.raises(DataError, match=str(broken)):
+        _setup(dm)
+
+
+# --------------------------------------------------------------------------------------------- ListOps
+
+
+def test_listops_tokens_decode_to_the_expression(tmp_path):
+    rows = write_listops(tmp_path, n=12)
+    dm = _setup(ListOpsDataModule(tmp_path, batch_size=4, num_workers=0, download=False, seq_length=64))
+    assert dm.meta.vocab_size == len(LISTOPS_VOCAB) and dm.meta.size == (64,) and dm.meta.num_classes == 10
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (12, 6, 6)
+    for dataset, split in ((dm.train_set, "train"), (dm.val_set, "val"), (dm.test_set, "test")):
+        x, y = _stack(dataset)
+        assert x.dtype == torch.int64 and x.shape[1:] == (64,)
+        assert y.tolist() == [target for _, target in rows[split]]
+        for ids, (source, _) in zip(x, rows[split]):
+            symbols = [s for s in source.split() if s not in "()"][:64]
+            assert [LISTOPS_VOCAB[i] for i in ids[ids != 0]] == symbols
+    batch_x, batch_y = next(iter(dm.train_dataloader()))
+    assert batch_x.shape == (4, 64) and batch_x.dtype == torch.int64 and batch_y.dtype == torch.int64
+
+
+def test_listops_truncates_long_sequences(tmp_path):
+    rows = write_listops(tmp_path, n=4)
+    dm = _setup(ListOpsDataModule(tmp_path, batch_size=2, num_workers=0, download=False, seq_length=5))
+    x, _ = dm.train_set[0]
+    symbols = [s for s in rows["train"][0][0].split() if s not in "()"]
+    assert [LISTOPS_VOCAB[i] for i in x] == (symbols + ["<pad>"] * 5)[:5]
+
+
+def test_listops_missing_folder_names_path_and_url(tmp_path):
+    dm = ListOpsDataModule(tmp_path, batch_size=4, download=False)
+    with pytest.raises(DataError) as error:
+        dm.prepare_data()
+    message = str(error.value)
+    assert str(tmp_path / "lra_release" / "listops-1000") in message and LRA_URL in message and "GB" in message
+
+
+def test_listops_malformed_row_names_the_file_and_line(tmp_path):
+    write_listops(tmp_path, n=4)
+    path = tmp_path / "lra_release" / "listops-1000" / "basic_val.tsv"
+    path.write_text(path.read_text() + "( [MAX 1 2 ] )\n")
+    dm = ListOpsDataModule(tmp_path, batch_size=4, download=False)
+    with pytest.raises(DataError, match=rf"{path}, line 4"):
+        _setup(dm)
+
+
+# ------------------------------------------------------------------------------------------------ IMDB
+
+
+def test_imdb_bytes_round_trip_and_validation_comes_from_train(tmp_path):
+    reviews = write_imdb(tmp_path, n=5)
+    dm = _setup(IMDBDataModule(tmp_path, batch_size=2, num_workers=0, download=False, seq_length=256, val_size=2))
+    assert dm.meta.vocab_size == 257 and dm.meta.num_classes == 2
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (8, 2, 10)
+    # Train and val partition the training reviews; the test set is the test folder, untouched.
+    indices = sorted(dm.train_set.indices + dm.val_set.indices)
+    assert indices == list(range(10))
+    x, y = _stack(dm.test_set)
+    assert x.shape == (10, 256) and x.dtype == torch.int64 and y.tolist() == [lbl for _, lbl in reviews["test"]]
+    for ids, (text, _) in zip(x, reviews["test"]):
+        raw = text.encode("utf-8")
+        assert decode_bytes(ids) == raw[:256]
+        assert (ids[len(raw) :] == 0).all()
+    x_val, y_val = dm.val_set[0]
+    text, label = reviews["train"][dm.val_set.indices[0]]
+    assert decode_bytes(x_val) == text.encode("utf-8")[:256] and y_val.item() == label
+
+
+def test_imdb_validation_split_is_seeded(tmp_path):
+    write_imdb(tmp_path, n=5)
+    splits = []
+    for seed in (0, 0, 1):
+        dm = _setup(IMDBDataModule(tmp_path, batch_size=2, num_workers=0, download=False, seed=seed, val_size=3))
+        splits.append(dm.val_set.indices)
+    assert splits[0] == splits[1] and splits[0] != splits[2]
+
+
+def test_imdb_missing_folder_names_path_and_url(tmp_path):
+    with pytest.raises(DataError) as error:
+        IMDBDataModule(tmp_path, batch_size=4, download=False).prepare_data()
+    assert str(tmp_path / "aclImdb") in str(error.value) and IMDB_URL in str(error.value)
+
+
+def test_imdb_invalid_utf8_names_the_file(tmp_path):
+    write_imdb(tmp_path, n=2)
+    bad = tmp_path / "aclImdb" / "test" / "pos" / "99_10.txt"
+    bad.write_bytes(b"good start \xff\xfe broken")
+    with pytest.raises(DataError, match=str(bad)):
+        _setup(IMDBDataModule(tmp_path, batch_size=4, download=False, val_size=1))
+
+
+def test_byte_encoding_shifts_by_one_and_pads_with_zero():
+    ids = encode_bytes(b"\x00A\xff", 5)
+    assert ids.tolist() == [1, 66, 256, 0, 0]
+    assert decode_bytes(ids) == b"\x00A\xff"
+
+
+# ------------------------------------------------------------------------------------------------- AAN
+
+
+def test_aan_pairs_decode_to_both_documents(tmp_path):
+    pairs = write_aan(tmp_path, n=8)
+    dm = _setup(AANDataModule(tmp_path, batch_size=2, num_workers=0, download=False, seq_length=128))
+    assert dm.meta.paired and dm.meta.vocab_size == 257 and dm.meta.size == (128,)
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (8, 4, 4)
+    for dataset, split in ((dm.train_set, "train"), (dm.val_set, "val"), (dm.test_set, "test")):
+        x, y = _stack(dataset)
+        assert x.shape == (len(pairs[split]), 2, 128) and x.dtype == torch.int64
+        assert y.tolist() == [label for label, _, _ in pairs[split]]
+        for ids, (_, first, second) in zip(x, pairs[split]):
+            assert decode_bytes(ids[0]) == first[:128] and decode_bytes(ids[1]) == second[:128]
+    batch_x, _ = next(iter(dm.val_dataloader()))
+    assert batch_x.shape == (2, 2, 128)
+
+
+def test_aan_reads_plain_text_fields_too(tmp_path):
+    write_aan(tmp_path, n=2)
+    path = tmp_path / "lra_release" / "tsv_data" / "new_aan_pairs.test.tsv"
+    path.write_text("1\tA\tB\tplain text é\tb'bytes \\xc3\\xa9'\n")
+    dm = _setup(AANDataModule(tmp_path, batch_size=1, num_workers=0, download=False, seq_length=32))
+    x, y = dm.test_set[0]
+    assert decode_bytes(x[0]) == "plain text é".encode() and decode_bytes(x[1]) == "bytes é".encode()
+    assert y.item() == 1
+
+
+def test_aan_malformed_row_names_the_file(tmp_path):
+    write_aan(tmp_path, n=4)
+    path = tmp_path / "lra_release" / "tsv_data" / "new_aan_pairs.train.tsv"
+    path.write_text(path.read_text() + "1\tonly\tthree\n")
+    with pytest.raises(DataError, match=rf"{path}, line 5: expected 5 tab-separated fields"):
+        _setup(AANDataModule(tmp_path, batch_size=2, download=False))
+
+
+def test_aan_missing_folder_names_path_and_url(tmp_path):
+    with pytest.raises(DataError) as error:
+        AANDataModule(tmp_path, batch_size=2, download=False).prepare_data()
+    assert "new_aan_pairs.train.tsv" in str(error.value) and LRA_URL in str(error.value)
+
+
+# ------------------------------------------------------------------------------------------ Pathfinder
+
+
+def test_pathfinder_images_match_the_pngs(tmp_path):
+    written = write_pathfinder(tmp_path, resolution=32, difficulty="hard", n=20)
+    dm = _setup(PathFinderDataModule(tmp_path, batch_size=4, num_workers=0, download=False))
+    assert dm.meta.data_dim == 2 and dm.meta.size == (32, 32) and dm.meta.num_classes == 2
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (16, 2, 2)
+    everything = sorted(dm.train_set.indices + dm.val_set.indices + dm.test_set.indices)
+    assert everything == list(range(20))
+    full = dm.train_set.dataset
+    for i in (0, 13, 19):
+        x, y = full[i]
+        expected = torch.from_numpy(written["images"][i]).float().div(255).sub(0.5).div(0.5)
+        assert x.shape == (1, 32, 32) and x.dtype == torch.float32
+        torch.testing.assert_close(x[0], expected)
+        assert y.item() == written["labels"][i]
+
+
+def test_pathfinder_sequence_flattens_and_difficulty_picks_folder(tmp_path):
+    written = write_pathfinder(tmp_path, resolution=64, difficulty="easy", n=10)
+    dm = PathFinderDataModule(
+        tmp_path,
+        batch_size=2,
+        num_workers=0,
+        download=False,
+        resolution=64,
+        difficulty="easy",
+        data_type="sequence",
+    )
+    assert dm.meta.data_dim == 1 and dm.meta.size == (4096,)
+    _setup(dm)
+    x, _ = dm.train_set.dataset[3]
+    assert x.shape == (1, 4096)
+    torch.testing.assert_close(x[0], torch.from_numpy(written["images"][3]).flatten().float() / 127.5 - 1)
+    with pytest.raises(DataError, match="curv_contour_length_14"):
+        _setup(PathFinderDataModule(tmp_path, batch_size=2, download=False, resolution=64, difficulty="hard"))
+
+
+def test_pathfinder_reads_binary_npy_metadata_too(tmp_path):
+    written = write_pathfinder(tmp_path, n=6, batches=1)
+    metadata = written["folder"] / "metadata" / "0.npy"
+    rows = [line.split() for line in metadata.read_text().splitlines()]
+    metadata.unlink()
+    np.save(metadata, np.array(rows))  # a real NumPy array of strings, as the generator script writes
+    dm = _setup(PathFinderDataModule(tmp_path, batch_size=2, num_workers=0, download=False))
+    assert dm.train_set.dataset.labels.tolist() == written["labels"]
+
+
+def test_pathfinder_split_is_seeded(tmp_path):
+    write_pathfinder(tmp_path, n=20)
+    a, b, c = (_setup(PathFinderDataModule(tmp_path, batch_size=2, download=False, seed=s)) for s in (0, 0, 1))
+    assert a.test_set.indices == b.test_set.indices and a.test_set.indices != c.test_set.indices
+
+
+def test_pathfinder_missing_folder_names_path_and_url(tmp_path):
+    with pytest.raises(DataError) as error:
+        PathFinderDataModule(tmp_path, batch_size=2, download=False, resolution=128).prepare_data()
+    assert str(tmp_path / "lra_release" / "pathfinder128" / "curv_contour_length_14") in str(error.value)
+    assert LRA_URL in str(error.value)
+
+
+def test_pathfinder_unreadable_png_names_the_file(tmp_path):
+    written = write_pathfinder(tmp_path, n=6)
+    written["paths"][4].write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DataError, match=str(written["paths"][4])):
+        _setup(PathFinderDataModule(tmp_path, batch_size=2, download=False))
+
+
+def test_pathfinder_rejects_unknown_options(tmp_path):
+    with pytest.raises(ValueError, match="resolution"):
+        PathFinderDataModule(tmp_path, resolution=48)
+    with pytest.raises(ValueError, match="difficulty"):
+        PathFinderDataModule(tmp_path, difficulty="medium")
+    with pytest.raises(ValueError, match="data_type"):
+        PathFinderDataModule(tmp_path, data_type="image")
+
+
+# ----------------------------------------------------------------------------------------------- cache
+
+
+def test_second_setup_reads_the_cache(tmp_path, monkeypatch):
+    write_listops(tmp_path, n=4)
+    _setup(ListOpsDataModule(tmp_path, batch_size=2, download=False, seq_length=32))
+    assert len(list((tmp_path / "cache").glob("lra_listops-*.pt"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the tsv files were read again")
+
+    monkeypatch.setattr("datamodules.listops.read_listops_tsv", fail)
+    dm = _setup(ListOpsDataModule(tmp_path, batch_size=2, download=False, seq_length=32))
+    assert len(dm.train_set) == 4
+    with pytest.raises(AssertionError, match="read again"):  # another seq_length is another cache entry
+        _setup(ListOpsDataModule(tmp_path, batch_size=2, download=False, seq_length=16))
+
+
+# ------------------------------------------------------------------------------------------- downloads
+
+
+def _tar_gz(archive: Path, folder: Path, top_level: bool) -> Path:
+    """Pack ``folder`` like the real tarballs: under its own name, or with no top folder (Speech Commands)."""
+    with tarfile.open(archive, "w:gz") as tar:
+        if top_level:
+            tar.add(folder, arcname=folder.name)
+        else:
+            for child in sorted(folder.iterdir()):
+                tar.add(child, arcname=child.name)
+    return archive
+
+
+def test_speech_commands_download_extracts_the_flat_tarball(tmp_path, monkeypatch):
+    written = write_speech_commands(tmp_path / "made", n_per_word=3)
+    served = tmp_path / "served"
+    served.mkdir()
+    _tar_gz(served / "speech_commands_v0.02.tar.gz", written["folder"], top_level=False)
+    with local_http_server(served) as server:
+        monkeypatch.setattr(speech_commands, "URL", f"{server.url}/speech_commands_v0.02.tar.gz")
+        dm = _setup(SpeechCommandsDataModule(tmp_path / "data", batch_size=4, num_workers=0, download=True))
+        assert server.requests == ["/speech_commands_v0.02.tar.gz"]
+    assert (tmp_path / "data" / "speech_commands_v0.02" / "yes").is_dir()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (10, 10, 10)
+
+
+def test_lra_download_fetches_and_extracts_the_release(tmp_path, monkeypatch, capsys):
+    write_listops(tmp_path / "made", n=4)
+    served = tmp_path / "served"
+    served.mkdir()
+    _tar_gz(served / "lra_release.gz", tmp_path / "made" / "lra_release", top_level=True)
+    with local_http_server(served) as server:
+        monkeypatch.setattr(lra_common, "LRA_URL", f"{server.url}/lra_release.gz")
+        dm = _setup(ListOpsDataModule(tmp_path / "data", batch_size=2, num_workers=0, seq_length=16))
+        assert server.requests == ["/lra_release.gz"]
+    assert "7.7 GB" in capsys.readouterr().out
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (4, 2, 2)

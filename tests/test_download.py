@@ -1,0 +1,248 @@
+"""download_url and extract_archive against a local HTTP server and hand-built (hostile) archives."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import socket
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from datamodules.base import DataError
+from datamodules.download import download_url, extract_archive, file_md5, file_sha256
+from tests.fixtures.vision_files import local_http_server, make_archive
+
+PAYLOAD = bytes(range(256)) * 64  # 16 KiB
+
+
+@pytest.fixture
+def server(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "file.bin").write_bytes(PAYLOAD)
+    with local_http_server(served) as state:
+        yield state
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# ------------------------------------------------------------------------------------------------ checksums
+def test_file_checksums_match_hashlib(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(PAYLOAD)
+    assert file_md5(path) == hashlib.md5(PAYLOAD).hexdigest()
+    assert file_sha256(path) == hashlib.sha256(PAYLOAD).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------- download
+def test_download_writes_the_file_and_verifies_both_checksums(server, tmp_path):
+    dest = tmp_path / "out" / "file.bin"
+    md5, sha = hashlib.md5(PAYLOAD).hexdigest(), hashlib.sha256(PAYLOAD).hexdigest()
+    result = download_url(f"{server.url}/file.bin", dest, md5=md5, sha256=sha, progress=False, timeout=5)
+    assert result == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert leftovers(dest.parent) == ["file.bin"]  # no .part file left behind
+
+
+def test_download_shows_progress_without_failing(server, tmp_path, capsys):
+    dest = tmp_path / "file.bin"
+    download_url(f"{server.url}/file.bin", dest, progress=True, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+
+
+@pytest.mark.parametrize("kind", ["md5", "sha256"])
+def test_download_with_wrong_checksum_is_refused_and_leaves_no_file(server, tmp_path, kind):
+    dest = tmp_path / "out" / "file.bin"
+    with pytest.raises(DataError) as info:
+        download_url(f"{server.url}/file.bin", dest, **{kind: "0" * 32}, progress=False, timeout=5)
+    assert f"{server.url}/file.bin" in str(info.value) and str(dest) in str(info.value)
+    assert leftovers(dest.parent) == []
+
+
+def test_interrupted_download_leaves_no_file_that_passes_as_complete(server, tmp_path):
+    server.truncate.add("/file.bin")
+    dest = tmp_path / "file.bin"
+    with pytest.raises(DataError, match="cut short") as info:
+        download_url(f"{server.url}/file.bin", dest, progress=False, timeout=5)
+    assert str(dest) in str(info.value)
+    assert leftovers(tmp_path) == ["served"]  # neither file.bin nor file.bin.part
+    # A later run without checksums must fetch again rather than trust a partial file.
+    server.truncate.clear()
+    download_url(f"{server.url}/file.bin", dest, progress=False, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests == ["/file.bin", "/file.bin"]
+
+
+def test_existing_valid_file_is_not_downloaded_again(server, tmp_path):
+    dest = tmp_path / "file.bin"
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    download_url(f"{server.url}/file.bin", dest, md5=md5, progress=False, timeout=5)
+    download_url(f"{server.url}/file.bin", dest, md5=md5, progress=False, timeout=5)
+    assert server.requests == ["/file.bin"]
+
+
+def test_existing_corrupt_file_is_replaced(server, tmp_path):
+    dest = tmp_path / "file.bin"
+    dest.write_bytes(b"stale")
+    download_url(f"{server.url}/file.bin", dest, md5=hashlib.md5(PAYLOAD).hexdigest(), progress=False, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests == ["/file.bin"]
+
+
+def test_missing_remote_file_raises_data_error_naming_the_url(server, tmp_path):
+    dest = tmp_path / "nothing.bin"
+    with pytest.raises(DataError, match="404") as info:
+        download_url(f"{server.url}/nothing.bin", dest, progress=False, timeout=5)
+    assert f"{server.url}/nothing.bin" in str(info.value)
+    assert not dest.exists() and not dest.with_suffix(".bin.part").exists()
+
+
+def test_unreachable_server_raises_data_error(tmp_path):
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dest = tmp_path / "file.bin"
+    with pytest.raises(DataError, match=f"127.0.0.1:{port}"):
+        download_url(f"http://127.0.0.1:{port}/file.bin", dest, progress=False, timeout=2)
+    assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------------ extraction
+def make_tar(path: Path, members: list[tarfile.TarInfo], payload: bytes = b"data") -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for info in members:
+            if info.isreg():
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+            else:
+                tar.addfile(info)
+    return path
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        member("../evil"),
+        member("dataset/../../evil"),
+        member("/tmp/evil_absolute"),
+        member("dataset/link", tarfile.SYMTYPE, "../../evil"),
+        member("dataset/link", tarfile.SYMTYPE, "/etc/passwd"),
+        member("dataset/hard", tarfile.LNKTYPE, "../evil"),
+        member("dataset/device", tarfile.CHRTYPE),
+        member("dataset/fifo", tarfile.FIFOTYPE),
+    ],
+    ids=[
+        "dotdot",
+        "nested_dotdot",
+        "absolute",
+        "symlink_out",
+        "symlink_abs",
+        "hardlink_out",
+        "device",
+        "fifo",
+    ],
+)
+def test_hostile_tar_members_are_refused_and_nothing_is_extracted(tmp_path, hostile):
+    # The hostile member comes last: a harmless member before it must not be extracted either.
+    archive = make_tar(tmp_path / "a.tar.gz", [member("dataset/ok.txt"), hostile])
+    target = tmp_path / "sandbox" / "target"
+    with pytest.raises(DataError, match="Refusing to extract") as info:
+        extract_archive(archive, target)
+    assert str(archive) in str(info.value)
+    assert not target.exists()
+    assert leftovers(tmp_path / "sandbox") == []  # no temporary folder left either
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "sandbox" / "evil").exists()
+
+
+@pytest.mark.parametrize("name", ["../evil", "/evil_absolute", "a/../../evil"])
+def test_hostile_zip_members_are_refused(tmp_path, name):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("dataset/ok.txt", "fine")
+        zf.writestr(zipfile.ZipInfo(name), "evil")
+    target = tmp_path / "sandbox" / "target"
+    with pytest.raises(DataError, match="Refusing to extract"):
+        extract_archive(archive, target)
+    assert leftovers(tmp_path / "sandbox") == []
+
+
+def test_zip_symlink_pointing_outside_is_refused(tmp_path):
+    archive = tmp_path / "a.zip"
+    info = zipfile.ZipInfo("dataset/link")
+    info.external_attr = (0o120777 << 16) | 0  # S_IFLNK: the content is the link target
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(info, "../../outside")
+    with pytest.raises(DataError, match="outside the target"):
+        extract_archive(archive, tmp_path / "sandbox" / "target")
+
+
+def test_symlink_inside_the_target_is_allowed(tmp_path):
+    archive = make_tar(
+        tmp_path / "a.tar.gz", [member("dataset/ok.txt"), member("dataset/alias", tarfile.SYMTYPE, "ok.txt")]
+    )
+    target = extract_archive(archive, tmp_path / "target")
+    assert (target / "dataset" / "alias").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tgz", ".tar", ".zip"])
+def test_normal_archive_extracts_every_file(tmp_path, suffix):
+    source = tmp_path / "src" / "dataset"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.txt").write_text("alpha")
+    (source / "sub" / "b.bin").write_bytes(PAYLOAD)
+    archive = make_archive(tmp_path / f"dataset{suffix}", source)
+    target = tmp_path / "out"
+    assert extract_archive(archive, target) == target
+    assert (target / "dataset" / "a.txt").read_text() == "alpha"
+    assert (target / "dataset" / "sub" / "b.bin").read_bytes() == PAYLOAD
+    assert leftovers(tmp_path) == sorted([f"dataset{suffix}", "out", "src"])
+
+
+def test_extraction_replaces_a_previous_partial_copy(tmp_path):
+    source = tmp_path / "src" / "dataset"
+    source.mkdir(parents=True)
+    (source / "a.txt").write_text("new")
+    archive = make_archive(tmp_path / "d.tar.gz", source)
+    (tmp_path / "out" / "dataset").mkdir(parents=True)
+    (tmp_path / "out" / "dataset" / "stale.txt").write_text("old")
+    extract_archive(archive, tmp_path / "out")
+    assert leftovers(tmp_path / "out" / "dataset") == ["a.txt"]
+
+
+def test_single_gz_file_is_decompressed(tmp_path):
+    archive = tmp_path / "data.bin.gz"
+    archive.write_bytes(gzip.compress(PAYLOAD))
+    target = extract_archive(archive, tmp_path / "out")
+    assert (target / "data.bin").read_bytes() == PAYLOAD
+
+
+def test_gzipped_tar_named_gz_is_extracted_as_a_tar(tmp_path):
+    source = tmp_path / "src" / "release"
+    source.mkdir(parents=True)
+    (source / "x.tsv").write_text("a\tb\n")
+    archive = make_archive(tmp_path / "release.tar.gz", source).rename(tmp_path / "release.gz")
+    target = extract_archive(archive, tmp_path / "out")
+    assert (target / "release" / "x.tsv").read_text() == "a\tb\n"
+
+
+def test_truncated_archive_raises_data_error_and_extracts_nothing(tmp_path):
+    source = tmp_path / "src" / "dataset"
+    source.mkdir(parents=True)
+    (source / "big.bin").write_bytes(PAYLOAD * 8)
+    archive = make_archive(tmp_path / "d.tar.gz", source)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"d\.tar\.gz"):
+        extract_archive(archive, tmp_path / "sandbox" / "out")
+    assert leftovers(tmp_path / "sandbox") == []

@@ -1,0 +1,1 @@
+"""Turning a config into runs: checks, builders, callbacks and ``train(cfg)``."""

@@ -1,0 +1,74 @@
+"""Callbacks: RNG state in checkpoints, one summary line per epoch, gradient-norm logging, the saved config."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import grad_norm
+
+
+class RNGStateCallback(pl.Callback):
+    """Stores the Python, NumPy and torch RNG states in every checkpoint and restores them on resume, so a resumed
+    run draws the same dropout masks and batches as an uninterrupted one would from that point."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        random.setstate(states["python"])
+        np.random.set_state(states["numpy"])
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class ConfigInCheckpoint(pl.Callback):
+    """Embeds the resolved run config in every checkpoint (``checkpoint["ccnn_config"]``)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["ccnn_config"] = self.config
+
+
+class EpochSummary(pl.Callback):
+    """One line per epoch with the logged metrics and the epoch time (readable in CI logs and non-TTY runs)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Runs after the epoch's validation loop, so train and val metrics are both there.
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        shown = " ".join(
+            f"{k}={float(metrics[k]):.4f}" for k in ("train/loss", "train/acc", "val/loss", "val/acc") if k in metrics
+        )
+        seconds = time.perf_counter() - self._start
+        print(f"epoch {trainer.current_epoch:3d} | {shown} | {seconds:.1f}s", file=sys.stdout, flush=True)
+
+
+class GradNormLogger(pl.Callback):
+    """Logs the gradient p-norm of every parameter and the total (``train.track_grad_norm=p``)."""
+
+    def __init__(self, norm_type: float) -> None:
+        self.norm_type = norm_type
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        pl_module.log_dict(grad_norm(pl_module, norm_type=self.norm_type))
