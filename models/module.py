@@ -73,7 +73,7 @@ class ClassificationModule(pl.LightningModule):
         total = loss
         if self.weight_decay_type == "ln_loss" and self.optimizer_args.get("weight_decay", 0.0) > 0:
             reg = self.optimizer_args["weight_decay"] * ln_penalty(self.net)
-            self.log("train/reg_loss", reg, on_step=False, on_epoch=True)
+            self.log("train/reg_loss", reg, on_step=False, on_epoch=True, sync_dist=True)
             total = loss + reg
         if not torch.isfinite(total):
             message = (
@@ -88,7 +88,7 @@ class ClassificationModule(pl.LightningModule):
                 "to skip such batches."
             )
         self.train_acc(predictions, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return total
 
@@ -96,7 +96,7 @@ class ClassificationModule(pl.LightningModule):
         x, y = batch
         loss, predictions = self._loss_and_predictions(self(x), y)
         metric(predictions, y)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage == "val")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -108,7 +108,7 @@ class ClassificationModule(pl.LightningModule):
         acc = self.trainer.callback_metrics.get("val/acc")
         if acc is not None:
             self.best_val_acc = torch.maximum(self.best_val_acc, acc.detach().to(self.best_val_acc))
-            self.log("val/acc_best", self.best_val_acc)
+            self.log("val/acc_best", self.best_val_acc, sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_acc)

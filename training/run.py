@@ -12,16 +12,18 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichModelSummary
-from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.model_summary import ModelSummary
 
 from ckconv.hints import count_parameters
 from datamodules import DATAMODULES
 from models.module import ClassificationModule
+from models.plot_kernels import KernelPlotCallback
 from training.build import build_datamodule, build_module, resolve_path
 from training.callbacks import ConfigInCheckpoint, EpochSummary, GradNormLogger, RNGStateCallback
 from training.checkpoints import AtomicCheckpointIO, load_weights, read_checkpoint
 from training.config import check_against_data, validate_config
+from training.loggers import AppendingCSVLogger
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -55,7 +57,7 @@ def _precision(cfg: DictConfig, accelerator: str) -> str:
 
 
 def _loggers(cfg: DictConfig, out: Path) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(save_dir=str(out), name="", version="logs")]
+    loggers: list[Logger] = [AppendingCSVLogger(save_dir=str(out), name="", version="logs")]
     if not cfg.debug and os.environ.get("WANDB_MODE") != "disabled":
         loggers.append(
             WandbLogger(
@@ -101,6 +103,7 @@ def build_trainer(cfg: DictConfig, out: Path, config: dict[str, Any]) -> tuple[p
         EpochSummary(),
         RichModelSummary(max_depth=2),
         LearningRateMonitor(logging_interval="step"),
+        KernelPlotCallback(out / "kernels", every_n_epochs=max(1, cfg.train.epochs // 5)),
     ]
     if cfg.train.track_grad_norm >= 0:
         callbacks.append(GradNormLogger(float(cfg.train.track_grad_norm)))
@@ -115,7 +118,7 @@ def build_trainer(cfg: DictConfig, out: Path, config: dict[str, Any]) -> tuple[p
         devices=devices,
         num_nodes=cfg.train.num_nodes,
         strategy=strategy,
-        sync_batchnorm=bool(cfg.train.distributed),
+        sync_batchnorm=bool(cfg.train.distributed) and accelerator == "gpu",  # SyncBatchNorm is GPU-only
         precision=_precision(cfg, accelerator),
         max_epochs=cfg.train.epochs,
         gradient_clip_val=cfg.train.grad_clip or None,

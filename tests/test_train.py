@@ -1,0 +1,150 @@
+"""End-to-end runs through ``train(cfg)`` and ``main.py``: fit, test-only reload, resume, DDP, multirun, dry run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO, compose
+from training.run import train
+
+ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(REPO)}
+
+
+def run_main(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_fit_then_test_only_reload_gives_the_same_test_accuracy(tiny, tmp_path):
+    fitted = train(compose([*tiny, "train.epochs=2"]))
+    best = Path(fitted["best_checkpoint"])
+    assert best.name == "best.ckpt" and (best.parent / "last.ckpt").is_file()
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert 0.0 <= fitted["test/acc"] <= 1.0 and fitted["val/acc"] == pytest.approx(fitted["val/acc_best"])
+    reloaded = train(
+        compose(
+            [
+                *tiny,
+                "train.do=False",
+                "pretrained.load=True",
+                f"pretrained.filename={best}",
+                f"train.output_dir={tmp_path / 'eval'}",
+            ]
+        )
+    )
+    assert reloaded["test/acc"] == fitted["test/acc"]
+    assert reloaded["val/acc"] == fitted["val/acc"]
+
+
+def test_best_checkpoint_not_last_is_tested(tiny):
+    metrics = train(compose([*tiny, "train.epochs=3"]))
+    best = torch.load(metrics["best_checkpoint"], weights_only=False)
+    assert best["callbacks"]  # Lightning's state, incl. the checkpoint callback's best score
+    score = next(v["best_model_score"] for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint"))
+    assert metrics["val/acc"] == pytest.approx(float(score))
+    assert metrics["val/acc"] >= metrics["val/acc_last"]
+
+
+def test_resume_continues_from_the_saved_epoch_with_optimizer_state(tiny, tmp_path):
+    first = train(compose([*tiny, "train.epochs=1"]))
+    last = Path(first["best_checkpoint"]).parent / "last.ckpt"
+    state = torch.load(last, weights_only=False)
+    assert state["epoch"] == 0 and state["optimizer_states"] and "rng_states" in state
+    resumed = train(compose([*tiny, "train.epochs=2", f"train.resume={last}"]))
+    final = torch.load(Path(resumed["best_checkpoint"]).parent / "last.ckpt", weights_only=False)
+    assert final["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 2  # one more epoch, not two
+    assert final["global_step"] == 2 * state["global_step"]
+    epochs = {row["epoch"] for row in csv.DictReader(open(tmp_path / "run" / "logs" / "metrics.csv")) if row["epoch"]}
+    assert {"0", "1"} <= epochs  # both epochs logged into the same run directory
+
+
+def test_dry_run_prints_the_exact_parameter_count_without_data(tmp_path):
+    missing = tmp_path / "no_data_here"
+    result = run_main(
+        "dataset.name=MNIST",
+        "dataset.data_type=sequence",
+        "net.type=ResNet",
+        "net.no_hidden=140",
+        "net.no_blocks=4",
+        "kernel.type=MAGNet",
+        "kernel.omega_0=2976.49",
+        "mask.init_value=0.075",
+        "conv.type=SeparableFlexConv",
+        "conv.causal=True",
+        "conv.use_fft=True",
+        "optimizer.name=AdamW",
+        "optimizer.lr=0.01",
+        "scheduler.name=cosine",
+        "train.epochs=210",
+        "train.batch_size=100",
+        "hooks_enabled=False",
+        "train.dry_run=True",
+        f"dataset.data_dir={missing}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "parameters: 198769" in result.stdout
+    assert not missing.exists()
+
+
+def test_main_py_trains_and_prints_final_test_accuracy(data_dir, tmp_path):
+    from tests.conftest import TINY
+
+    result = run_main(*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test/acc=" in result.stdout
+    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    assert list((tmp_path / "kernels").glob("epoch_*.png"))
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_trains(data_dir, tmp_path):
+    from tests.conftest import TINY
+
+    result = run_main(
+        *TINY,
+        "device=cpu",
+        "train.distributed=True",
+        "train.avail_gpus=2",
+        f"dataset.data_dir={data_dir}",
+        f"train.output_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test/acc=" in result.stdout
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_hydra_multirun_writes_separate_outputs(data_dir, tmp_path):
+    from tests.conftest import TINY
+
+    result = run_main("-m", *TINY, "seed=0,1", f"dataset.data_dir={data_dir}", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        assert (tmp_path / job / "config.yaml").is_file()
+        assert (tmp_path / job / "checkpoints" / "best.ckpt").is_file()
+    assert "seed: 1" in (tmp_path / "1" / "config.yaml").read_text()
+
+
+def test_mixed_precision_run_completes_on_cpu(tiny):
+    metrics = train(compose([*tiny, "train.mixed_precision=True"]))
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+def test_ln_loss_penalty_is_logged_when_selected(tiny, tmp_path):
+    train(compose([*tiny, "optimizer.weight_decay=1e-4", "optimizer.weight_decay_type=ln_loss"]))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "logs" / "metrics.csv")))
+    values = [float(r["train/reg_loss"]) for r in rows if r.get("train/reg_loss")]
+    assert values and all(v > 0 for v in values)
