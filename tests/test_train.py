@@ -28,6 +28,11 @@ def run_main(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     )
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
 def test_fit_then_test_only_reload_gives_the_same_test_accuracy(tiny, tmp_path):
     fitted = train(compose([*tiny, "train.epochs=2"]))
     best = Path(fitted["best_checkpoint"])
@@ -67,7 +72,7 @@ def test_resume_continues_from_the_saved_epoch_with_optimizer_state(tiny, tmp_pa
     final = torch.load(Path(resumed["best_checkpoint"]).parent / "last.ckpt", weights_only=False)
     assert final["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 2  # one more epoch, not two
     assert final["global_step"] == 2 * state["global_step"]
-    epochs = {row["epoch"] for row in csv.DictReader(open(tmp_path / "run" / "logs" / "metrics.csv")) if row["epoch"]}
+    epochs = {row["epoch"] for row in read_csv(tmp_path / "run" / "logs" / "metrics.csv") if row["epoch"]}
     assert {"0", "1"} <= epochs  # both epochs logged into the same run directory
 
 
@@ -145,6 +150,6 @@ def test_mixed_precision_run_completes_on_cpu(tiny):
 
 def test_ln_loss_penalty_is_logged_when_selected(tiny, tmp_path):
     train(compose([*tiny, "optimizer.weight_decay=1e-4", "optimizer.weight_decay_type=ln_loss"]))
-    rows = list(csv.DictReader(open(tmp_path / "run" / "logs" / "metrics.csv")))
+    rows = read_csv(tmp_path / "run" / "logs" / "metrics.csv")
     values = [float(r["train/reg_loss"]) for r in rows if r.get("train/reg_loss")]
     assert values and all(v > 0 for v in values)
