@@ -1,0 +1,59 @@
+"""The install files agree with each other, and nothing asks for a torch this project does not support."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from tests.conftest import REPO
+
+
+def requirement_pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[name.lower()] = version
+    return pins
+
+
+def conda_pip_pins(filename: str) -> dict[str, str]:
+    pins = {}
+    pip_section = (REPO / filename).read_text().split("- pip:", 1)[1]
+    for line in pip_section.splitlines():
+        match = re.match(r"^\s+- ([A-Za-z0-9_.\-]+)(==([^\s]+))?\s*$", line)
+        if match:
+            pins[match.group(1).lower()] = match.group(3) or ""
+    return pins
+
+
+def test_conda_environments_pin_exactly_the_requirements():
+    expected = requirement_pins()
+    for filename in ("environment.yml", "environment-nocuda.yml"):
+        pins = conda_pip_pins(filename)
+        stripped = {name: version.split("+")[0] for name, version in pins.items()}
+        assert stripped == expected, filename
+
+
+def test_nocuda_environment_takes_cpu_builds_only():
+    text = (REPO / "environment-nocuda.yml").read_text()
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
+    pins = conda_pip_pins("environment-nocuda.yml")
+    assert all(pins[name].endswith("+cpu") for name in ("torch", "torchvision", "torchaudio"))
+    assert "+cpu" not in (REPO / "environment.yml").read_text()
+
+
+def test_no_file_asks_for_torch_2_15_or_newer():
+    assert requirement_pins()["torch"] == "2.14.1"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    torch_spec = next(d for d in project["dependencies"] if d.startswith("torch>") or d.startswith("torch="))
+    assert "<=2.14.1" in torch_spec
+
+
+def test_makefile_and_ci_run_the_readme_test_command():
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^test: lint", makefile, re.M) and "-m pytest" in makefile and "ruff check" in makefile
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "make test" in ci and "WANDB_MODE=disabled" in ci and "set -euo pipefail" in ci
+    assert "make test" in (REPO / "README.md").read_text()
