@@ -23,7 +23,7 @@ from ckconv.functional import (
     kernel_positions,
     prefers_fft,
 )
-from ckconv.kernels import build_kernel_net
+from ckconv.kernels import KERNEL_NETS, build_kernel_net
 from ckconv.linear import PointwiseLinear
 from ckconv.mask import GaussianMask
 
@@ -122,6 +122,8 @@ class CKConv(nn.Module):
         if causal and data_dim != 1:
             raise ValueError(f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
         prefers_fft((1,) * data_dim, use_fft)  # validates use_fft
+        if kernel_type not in KERNEL_NETS:
+            raise ValueError(f"kernel_type must be one of {tuple(KERNEL_NETS)}, got {kernel_type!r}.")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.data_dim = data_dim
@@ -129,7 +131,7 @@ class CKConv(nn.Module):
         self.use_fft = use_fft
         self.separable = separable
         self.cache_eval_kernels = cache_eval_kernels
-        self._kernel_cache: tuple[tuple, Tensor] | None = None
+        self._kernel_cache: tuple[tuple, Tensor, list[Tensor]] | None = None
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
         self.input_size = None if input_size is None else _as_tuple(input_size, data_dim, "input_size")
         self.mask: GaussianMask | None = self._build_mask()
@@ -215,7 +217,8 @@ class CKConv(nn.Module):
         params = [*self.parameters(), *self.buffers()]
         key = (tuple(x.shape[2:]), x.device, *((id(p), p._version, p.dtype) for p in params))
         if self._kernel_cache is None or self._kernel_cache[0] != key:
-            self._kernel_cache = (key, self.sample_kernel(x.shape[2:]))
+            # Hold the keyed tensors so that their ids are not reused by new ones (e.g. from functional_call).
+            self._kernel_cache = (key, self.sample_kernel(x.shape[2:]), params)
         return self._kernel_cache[1]
 
     def forward(self, x: Tensor) -> Tensor:

@@ -27,7 +27,7 @@ UseFFT = bool | Literal["auto"]
 # Kernel sizes (number of taps, the product over dimensions) from which FFT convolution beats direct convolution,
 # measured with `python -m bench.layers` on a 2-core CPU (see bench/README.md). Where the FFT cost is nearly flat in
 # the kernel size and direct convolution grows linearly with it, the crossover is where they meet.
-FFT_CROSSOVER_TAPS: dict[int, int] = {1: 64, 2: 100, 3: 125}
+FFT_CROSSOVER_TAPS: dict[int, int] = {1: 15, 2: 25, 3: 125}
 
 SUPPORTED_DIMS = (1, 2, 3)
 

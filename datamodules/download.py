@@ -121,7 +121,13 @@ def download_url(
         if _checksum_error(dest, md5, sha256) is None:
             return dest
         dest.unlink()  # stale or corrupt copy: fetch it again
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(
+            f"Cannot create {dest.parent} to download {url} into ({error.strerror or error}). "
+            "Set dataset.data_dir to a writable folder."
+        ) from error
     part = dest.with_suffix(dest.suffix + ".part")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:

@@ -9,6 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import Accuracy
 
@@ -81,7 +82,7 @@ class ClassificationModule(pl.LightningModule):
                 f"(epoch {self.current_epoch}, batch {batch_idx})"
             )
             if self.skip_nonfinite:
-                self.print(f"Skipping batch: {message}.")
+                rank_zero_warn(f"Skipping batch: {message}.")
                 return None
             raise NonFiniteLossError(
                 f"Stopping: {message}. Lower optimizer.lr, set train.grad_clip, or pass train.skip_nonfinite=True "

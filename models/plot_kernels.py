@@ -6,7 +6,6 @@ with ``python -m training.plot_kernels <checkpoint.ckpt>``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 

@@ -53,7 +53,7 @@ def test_any_torch_optimizer_by_name_and_unknown_names_are_refused():
     assert isinstance(build_optimizer(small_net(), "RMSprop", lr=0.01), torch.optim.RMSprop)
     sgd = build_optimizer(small_net(), "SGD", lr=0.01, momentum=0.9, nesterov=True)
     assert sgd.defaults["momentum"] == 0.9 and sgd.defaults["nesterov"] is True
-    with pytest.raises(ValueError, match="optimizer.name"):
+    with pytest.raises(ValueError, match=r"optimizer\.name"):
         build_optimizer(small_net(), "Adamm", lr=0.01)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import string
 import sys
 import time
 from pathlib import Path
@@ -76,9 +78,8 @@ def _wandb_run_id(out: Path) -> str:
     path = out / "wandb_run_id.txt"
     if path.is_file():
         return path.read_text().strip()
-    import wandb
-
-    run_id = wandb.util.generate_id()
+    alphabet = string.ascii_lowercase + string.digits
+    run_id = "".join(secrets.choice(alphabet) for _ in range(8))  # the form of W&B's own run ids
     path.write_text(run_id)
     return run_id
 
@@ -91,12 +92,15 @@ def build_trainer(cfg: DictConfig, out: Path, config: dict[str, Any]) -> tuple[p
         filename="best",
         monitor="val/acc",
         mode="max",
-        save_last=True,
         save_top_k=1,
         enable_version_counter=False,
     )
+    # Lightning's save_last only writes when a top-k checkpoint was written in the same step, so a run whose
+    # accuracy stalls would resume from a stale epoch. An unmonitored checkpoint writes last.ckpt every epoch.
+    last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
     callbacks: list[pl.Callback] = [
         checkpoint,
+        last,
         EarlyStopping(monitor="val/acc", mode="max", patience=cfg.train.max_epochs_no_improvement),
         RNGStateCallback(),
         ConfigInCheckpoint(config),
@@ -175,6 +179,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if resume is not None:
         read_checkpoint(resume)  # a clear error now rather than deep inside Lightning
 
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+        # Missing or corrupt data fails here, before the run folder exists (Lightning repeats this as a no-op).
+        datamodule.prepare_data()
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)

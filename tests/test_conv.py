@@ -1,0 +1,535 @@
+"""Tests of the convolution layers in ckconv.conv (CKConv, FlexConv, separable variants, discrete baselines)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from ckconv import (
+    CONV_TYPES,
+    CKConv,
+    Conv,
+    FlexConv,
+    PointwiseLinear,
+    SeparableCKConv,
+    SeparableConv,
+    SeparableFlexConv,
+)
+from ckconv.conv import resampled_size, resolve_kernel_size
+from ckconv.functional import anchor_index, cropped_size, kernel_positions
+
+# `import ckconv.conv as m` would give the function ckconv.conv (re-exported from functional), not the module.
+conv_module = importlib.import_module("ckconv.conv")
+REPO = Path(__file__).resolve().parent.parent
+SMALL_NET = {"kernel_hidden_channels": 8, "kernel_num_layers": 2}
+
+
+def build(cls, in_channels, out_channels, data_dim, spatial, *, seed=0, dtype=torch.float64, **kwargs):
+    """A layer of ``cls`` for inputs of size ``spatial``: CK layers sample a 'same' kernel, Conv layers use 5 taps."""
+    torch.manual_seed(seed)
+    if issubclass(cls, Conv):
+        kwargs.setdefault("kernel_size", 5)
+    else:
+        kwargs.setdefault("input_size", spatial)
+        for key, value in SMALL_NET.items():
+            kwargs.setdefault(key, value)
+    return cls(in_channels, out_channels, data_dim, **kwargs).to(dtype)
+
+
+def kernel_shape(layer, spatial) -> tuple[int, ...]:
+    if isinstance(layer, Conv):
+        return tuple(layer.weight.shape[2:])
+    return tuple(layer.sample_kernel(spatial).shape[2:])
+
+
+def randn(*shape, seed=0, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Public API and registry
+# ---------------------------------------------------------------------------------------------------------------
+def test_public_api_exports_every_layer_and_the_registry_names_them():
+    assert {
+        "CKConv": CKConv,
+        "SeparableCKConv": SeparableCKConv,
+        "FlexConv": FlexConv,
+        "SeparableFlexConv": SeparableFlexConv,
+        "Conv": Conv,
+        "SeparableConv": SeparableConv,
+    } == CONV_TYPES
+
+
+@pytest.mark.parametrize("data_dim", [1, 2, 3])
+@pytest.mark.parametrize("name", sorted(CONV_TYPES))
+def test_every_registered_conv_builds_and_runs_forward_and_backward(name, data_dim):
+    spatial = (6, 5, 4)[:data_dim]
+    layer = build(CONV_TYPES[name], 2, 3, data_dim, spatial, dtype=torch.float32)
+    x = randn(2, 2, *spatial, dtype=torch.float32).requires_grad_(True)
+    y = layer(x)
+    assert y.shape == (2, 3, *spatial)
+    assert torch.isfinite(y).all() and y.abs().sum() > 0
+    (y * randn(*y.shape, seed=1, dtype=torch.float32)).sum().backward()
+    assert x.grad.abs().sum() > 0
+    for pname, p in layer.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("name", ["CKConv", "FlexConv", "SeparableFlexConv", "Conv", "SeparableConv"])
+def test_layer_matches_the_functional_convolution_of_its_kernel(name):
+    spatial = (12,)
+    layer = build(CONV_TYPES[name], 2, 3, 1, spatial)
+    x = randn(2, 2, 12)
+    kernel = layer.weight if isinstance(layer, Conv) else layer.sample_kernel(spatial)
+    separable = layer.separable
+    expected = torch.nn.functional.conv1d(
+        torch.nn.functional.pad(x, _same_pads(kernel.shape[-1])), kernel, layer.bias, groups=2 if separable else 1
+    )
+    if separable:
+        expected = torch.einsum("oi,bit->bot", layer.channel_mixer.weight, expected) + layer.channel_mixer.bias.view(
+            1, -1, 1
+        )
+    assert torch.allclose(layer(x), expected, atol=1e-12)
+
+
+def _same_pads(k: int) -> list[int]:
+    c = anchor_index(k, causal=False)
+    return [c, k - 1 - c]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Causality and translation equivariance
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("use_fft", [False, True])
+@pytest.mark.parametrize("cls", [CKConv, FlexConv, SeparableFlexConv, Conv])
+def test_causal_layer_output_at_t_ignores_inputs_after_t(cls, use_fft):
+    n = 24
+    layer = build(cls, 2, 3, 1, (n,), causal=True, use_fft=use_fft)
+    x = randn(2, 2, n)
+    y = layer(x)
+    for t in (0, 5, 17, n - 2):
+        x2 = x.clone()
+        x2[..., t + 1 :] = randn(2, 2, n - t - 1, seed=t + 10) * 100
+        y2 = layer(x2)
+        if use_fft:
+            # The FFT mixes all positions in floating point: later inputs change y[:t+1] by rounding only.
+            assert torch.allclose(y2[..., : t + 1], y[..., : t + 1], rtol=0, atol=1e-10)
+        else:
+            assert torch.equal(y2[..., : t + 1], y[..., : t + 1])
+        assert not torch.allclose(y2[..., t + 1 :], y[..., t + 1 :])
+
+
+def _shift(x: torch.Tensor, shifts: tuple[int, ...]) -> torch.Tensor:
+    """Shift the spatial dimensions right by ``shifts``, zero-filling (no wrap)."""
+    out = torch.zeros_like(x)
+    src = tuple(slice(0, n - s) for n, s in zip(x.shape[2:], shifts))
+    dst = tuple(slice(s, n) for n, s in zip(x.shape[2:], shifts))
+    out[(..., *dst)] = x[(..., *src)]
+    return out
+
+
+@pytest.mark.parametrize(("spatial", "shifts"), [((40,), (3,)), ((21, 19), (2, 3))])
+@pytest.mark.parametrize("cls", [CKConv, FlexConv, SeparableFlexConv, Conv])
+def test_centred_layer_is_translation_equivariant_away_from_borders(cls, spatial, shifts):
+    kwargs = {"kernel_size": 7} if cls is CKConv else {}
+    layer = build(cls, 2, 2, len(spatial), spatial, **kwargs)
+    x = randn(1, 2, *spatial)
+    y, y_shifted = layer(x), layer(_shift(x, shifts))
+    # y_shifted[t] reads the shifted input at t + j - c; it equals y[t - s] where all those reads fall on shifted
+    # content (t - c >= s) inside the input (t + k - 1 - c < n).
+    ks = kernel_shape(layer, spatial)
+    out_region, ref_region = [], []
+    for n, s, k in zip(spatial, shifts, ks):
+        c = anchor_index(k, causal=False)
+        lo, hi = s + c, n - (k - 1 - c)
+        assert hi - lo >= 5
+        out_region.append(slice(lo, hi))
+        ref_region.append(slice(lo - s, hi - s))
+    assert torch.allclose(y_shifted[(..., *out_region)], y[(..., *ref_region)], rtol=0, atol=1e-10)
+    assert not torch.allclose(y_shifted, y)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gradients
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("data_dim", [1, 2, 3])
+@pytest.mark.parametrize("cls", [FlexConv, SeparableFlexConv])
+def test_gradients_reach_every_kernel_net_parameter_and_the_mask_width(cls, data_dim):
+    spatial = (9, 7, 5)[:data_dim]
+    layer = build(cls, 2, 3, data_dim, spatial, mask_init_value=0.3)
+    y = layer(randn(2, 2, *spatial))
+    (y * randn(*y.shape, seed=1)).sum().backward()
+    for name, p in layer.kernel_net.named_parameters():
+        assert p.grad is not None and (p.grad != 0).any(), name
+    assert (layer.mask.width.grad != 0).all()
+
+
+@pytest.mark.slow
+def test_gradcheck_of_separable_flexconv_wrt_input_and_mask_width():
+    layer = build(SeparableFlexConv, 2, 2, 1, (8,), mask_init_value=0.3, kernel_hidden_channels=4)
+    x = randn(1, 2, 8).requires_grad_(True)
+    assert torch.autograd.gradcheck(layer, (x,))
+    x = x.detach()
+    width = layer.mask.width.detach().clone().requires_grad_(True)
+    assert layer.mask.cropped_kernel_size((8,)) == (4,)  # the crop must not jump within gradcheck's eps
+
+    def output_of_width(w: torch.Tensor) -> torch.Tensor:
+        return functional_call(layer, {"mask.width": w}, (x,))
+
+    assert torch.autograd.gradcheck(output_of_width, (width,))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Initialisation and checkpoints
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(CONV_TYPES))
+def test_load_state_dict_gives_bit_identical_outputs(name):
+    cls = CONV_TYPES[name]
+    a = build(cls, 2, 3, 1, (16,), seed=0, dtype=torch.float32)
+    b = build(cls, 2, 3, 1, (16,), seed=1, dtype=torch.float32)
+    x = randn(2, 2, 16, dtype=torch.float32)
+    assert not torch.equal(a(x), b(x))
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a(x), b(x))
+    b.eval()
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+
+@pytest.mark.slow
+def test_state_dict_reloads_bit_identically_in_another_process(tmp_path):
+    path = tmp_path / "layer.pt"
+    code = textwrap.dedent(
+        f"""
+        import torch
+        from ckconv import SeparableFlexConv
+        torch.manual_seed(0)
+        layer = SeparableFlexConv(2, 3, 1, input_size=64, causal=True, kernel_hidden_channels=8)
+        x = torch.linspace(-1, 1, 2 * 2 * 64).reshape(2, 2, 64)
+        torch.save({{"state": layer.state_dict(), "x": x, "y": layer(x).detach()}}, {str(path)!r})
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+    saved = torch.load(path)
+    torch.manual_seed(1)
+    layer = SeparableFlexConv(2, 3, 1, input_size=64, causal=True, kernel_hidden_channels=8)
+    assert not torch.equal(layer(saved["x"]), saved["y"])
+    layer.load_state_dict(saved["state"])
+    assert torch.equal(layer(saved["x"]), saved["y"])
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "fan_in"),
+    [
+        (SeparableFlexConv, {"data_dim": 1, "input_size": 784, "causal": True}, 65),
+        (FlexConv, {"data_dim": 2, "input_size": 33}, 25 * 3),
+        (CKConv, {"data_dim": 1, "kernel_size": 9}, 9 * 3),
+        (SeparableCKConv, {"data_dim": 2, "kernel_size": (3, 4)}, 12),
+    ],
+)
+def test_chang_init_scales_the_output_layer_once_by_sqrt_of_inverse_cropped_fan_in(cls, kwargs, fan_in):
+    layers = {}
+    for chang in (False, True):
+        torch.manual_seed(0)
+        layers[chang] = cls(3, 2, chang_initialize=chang, kernel_hidden_channels=8, **kwargs)
+    w_plain = layers[False].kernel_net.output_layer.weight
+    w_chang = layers[True].kernel_net.output_layer.weight
+    assert torch.equal(w_chang, w_plain * math.sqrt(1.0 / fan_in))
+    # Nothing else differs, and neither forward nor reload repeats the scaling.
+    for (name, p), q in zip(layers[False].state_dict().items(), layers[True].state_dict().values()):
+        assert name == "kernel_net.output_layer.weight" or torch.equal(p, q), name
+    spatial = (16,) * kwargs["data_dim"]
+    layers[True](randn(1, 3, *spatial, dtype=torch.float32))
+    assert torch.equal(layers[True].kernel_net.output_layer.weight, w_chang)
+    torch.manual_seed(5)
+    fresh = cls(3, 2, chang_initialize=True, kernel_hidden_channels=8, **kwargs)
+    fresh.load_state_dict(layers[True].state_dict())
+    fresh(randn(1, 3, *spatial, dtype=torch.float32))
+    assert torch.equal(fresh.kernel_net.output_layer.weight, w_chang)
+
+
+def test_forward_writes_no_state():
+    layer = build(SeparableFlexConv, 2, 3, 1, (20,), causal=True)
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    layer(randn(2, 2, 20))
+    layer(randn(2, 2, 40))
+    after = layer.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dynamic cropping inside the layers
+# ---------------------------------------------------------------------------------------------------------------
+def test_flexconv_crops_784_causal_taps_to_65_at_init():
+    layer = build(SeparableFlexConv, 1, 1, 1, (784,), causal=True, dtype=torch.float32)
+    assert layer.sample_kernel((784,)).shape == (1, 1, 65)
+    assert layer(torch.randn(1, 1, 784)).shape == (1, 1, 784)
+
+
+def test_flexconv_crops_33x33_centred_taps_to_5x5_at_init():
+    layer = build(FlexConv, 3, 2, 2, (33, 33), dtype=torch.float32)
+    assert layer.sample_kernel((33, 33)).shape == (2, 3, 5, 5)
+
+
+@pytest.mark.parametrize(("kernel_size", "causal"), [(33, False), (32, False), (100, True)])
+def test_sampled_kernel_follows_the_mask_width(kernel_size, causal):
+    layer = build(FlexConv, 1, 1, 1, (kernel_size,), causal=causal)
+    mean = 1.0 if causal else 0.0
+    sizes = []
+    for width in (0.075, 0.2, 0.5):
+        with torch.no_grad():
+            layer.mask.width.fill_(width)
+        k = layer.sample_kernel((kernel_size,)).shape[-1]
+        assert k == cropped_size(kernel_size, mean, width, 0.1, causal)
+        sizes.append(k)
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_cropped_kernel_equals_the_full_masked_kernel_on_the_kept_taps():
+    n = 33
+    cropped = build(FlexConv, 1, 1, 1, (n,))
+    full = build(FlexConv, 1, 1, 1, (n,), mask_dynamic_cropping=False)
+    k_crop = cropped.sample_kernel((n,))[0, 0]
+    k_full = full.sample_kernel((n,))[0, 0]
+    c = k_crop.shape[-1]
+    start = (n - c) // 2
+    # Chang init differs (fan-in 5 vs 33, applied in float32 before .double()), so compare up to that factor.
+    assert torch.allclose(k_crop * math.sqrt(c / n), k_full[start : start + c], rtol=1e-6, atol=0)
+    assert k_full[:start].abs().max() < 0.1 * k_full.abs().max()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resolution: kernels resampled on a finer grid of the same extent
+# ---------------------------------------------------------------------------------------------------------------
+def test_resolve_kernel_size_and_resampled_size_values():
+    assert resolve_kernel_size("same", 65, 1) == (65,)
+    assert resolve_kernel_size("full", (8, 5), 2) == (15, 9)
+    assert resolve_kernel_size((3, 4), None, 2) == (3, 4)
+    assert resolve_kernel_size(7, None, 3) == (7, 7, 7)
+    assert resampled_size(65, 65, 65, False) == 65
+    assert resampled_size(65, 65, 130, False) == 129  # middle tap kept at 0
+    assert resampled_size(64, 64, 128, True) == 127  # 63 steps become 126
+    assert resampled_size(64, 64, 128, False) == 127
+    assert resampled_size(31, 32, 64, False) == 61
+    assert resampled_size(33, 33, 17, False) == 17  # 16 steps * 17/33 = 8.2 -> 8 steps each side
+    assert resampled_size(1, 10, 20, False) == 1
+
+
+def _smooth_signal(n: int) -> torch.Tensor:
+    u = torch.arange(n, dtype=torch.float64) / n
+    return (torch.exp(-(((u - 0.5) / 0.15) ** 2)) * torch.cos(2 * math.pi * 3 * u)).view(1, 1, n)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("cls", [CKConv, FlexConv])
+def test_kernel_at_twice_the_resolution_approximates_the_same_continuous_convolution(cls, causal):
+    n = 65
+    mask = {"mask_init_value": 0.2} if cls is FlexConv else {}  # a wider window: more taps, smaller quadrature error
+    layer = build(cls, 1, 1, 1, (n,), causal=causal, kernel_omega_0=1.0, **mask)
+    assert layer.kernel_size_for((2 * n,)) == (resampled_size(n, n, 2 * n, causal),)
+    y_n = layer(_smooth_signal(n))
+    y_2n = layer(_smooth_signal(2 * n))
+    # Both outputs are Riemann sums of the same integral (kernel step h at n, h/2 with weights halved at 2n), so they
+    # agree only up to the quadrature error of a kernel sampled with a few taps per oscillation and of the mask's
+    # cut-off: a few percent here. Without the resampling (same taps at 2n) or the 1/2 rescaling they differ by O(1).
+    err = (y_2n[..., ::2] - y_n).abs().max() / y_n.abs().max()
+    assert err < 0.1
+
+
+def test_resampled_kernel_interleaves_the_training_kernel_on_a_finer_grid():
+    n = 33
+    layer = build(CKConv, 2, 2, 1, (n,))
+    k_n = layer.sample_kernel((n,))
+    k_2n = layer.sample_kernel((2 * n,))
+    assert k_2n.shape[-1] == 65
+    # Every other tap of the finer grid is a tap of the training grid; values are scaled by the step ratio 1/2.
+    assert torch.allclose(2 * k_2n[..., ::2], k_n, rtol=1e-9, atol=1e-12)
+
+
+def test_kernel_at_the_training_size_is_the_masked_kernel_net_output_exactly():
+    n = 33
+    layer = build(FlexConv, 2, 3, 1, (n,))
+    c = layer.mask.cropped_kernel_size((n,))[0]
+    positions = kernel_positions((n,), dtype=torch.float64)[..., (n - c) // 2 : (n - c) // 2 + c]
+    expected = (layer.kernel_net(positions) * layer.mask(positions)).reshape(3, 2, c)
+    assert torch.equal(layer.sample_kernel((n,)), expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Eval kernel cache
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def captured_kernels(monkeypatch):
+    kernels = []
+    real_conv = conv_module.conv
+
+    def recording_conv(x, weight, *args, **kwargs):
+        kernels.append(weight)
+        return real_conv(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(conv_module, "conv", recording_conv)
+    return kernels
+
+
+def test_eval_forwards_without_grad_reuse_the_kernel_object(captured_kernels):
+    layer = build(SeparableFlexConv, 2, 3, 1, (20,)).eval()
+    x = randn(2, 2, 20)
+    with torch.no_grad():
+        y1, y2 = layer(x), layer(x)
+        layer(randn(2, 2, 30))  # another size samples another kernel
+    assert captured_kernels[0] is captured_kernels[1]
+    assert captured_kernels[2] is not captured_kernels[1]
+    assert captured_kernels[2].shape != captured_kernels[1].shape
+    assert torch.equal(y1, y2)
+
+
+def test_train_mode_forwards_resample_the_kernel(captured_kernels):
+    layer = build(SeparableFlexConv, 2, 3, 1, (20,)).train()
+    x = randn(2, 2, 20)
+    layer(x), layer(x)
+    assert captured_kernels[0] is not captured_kernels[1]
+    assert captured_kernels[0].requires_grad
+
+
+def test_eval_cache_is_invalidated_by_an_optimizer_step(captured_kernels):
+    layer = build(SeparableFlexConv, 2, 3, 1, (20,)).eval()
+    reference = build(SeparableFlexConv, 2, 3, 1, (20,), cache_eval_kernels=False).eval()
+    x = randn(2, 2, 20)
+    with torch.no_grad():
+        y_before = layer(x)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.05)
+    for p in layer.parameters():
+        p.grad = torch.full_like(p, 0.1)
+    optimizer.step()
+    with torch.no_grad():
+        y_after = layer(x)
+        reference.load_state_dict(layer.state_dict())
+        y_fresh = reference(x)
+    assert captured_kernels[1] is not captured_kernels[0]
+    assert not torch.allclose(y_after, y_before)
+    assert torch.equal(y_after, y_fresh)
+
+
+def test_eval_cache_is_invalidated_by_load_state_dict():
+    a = build(SeparableFlexConv, 2, 3, 1, (20,), seed=0).eval()
+    b = build(SeparableFlexConv, 2, 3, 1, (20,), seed=1).eval()
+    x = randn(2, 2, 20)
+    with torch.no_grad():
+        y_a, y_b = a(x), b(x)
+        b.load_state_dict(a.state_dict())
+        y_loaded = b(x)
+    assert not torch.equal(y_a, y_b)
+    assert torch.equal(y_loaded, y_a)
+
+
+def test_eval_cache_is_not_fooled_by_functional_call_with_fresh_tensors():
+    # Fresh tensors passed one after another can reuse a freed tensor's id with the same version counter (0); the
+    # cache must not mistake them for the parameters it was built from.
+    layer = build(SeparableFlexConv, 1, 1, 1, (20,)).eval()
+    reference = build(SeparableFlexConv, 1, 1, 1, (20,), cache_eval_kernels=False).eval()
+    x = randn(1, 1, 20)
+    with torch.no_grad():
+        for width in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+            got = functional_call(layer, {"mask.width": torch.tensor([width], dtype=torch.float64)}, (x,))
+            expected = functional_call(reference, {"mask.width": torch.tensor([width], dtype=torch.float64)}, (x,))
+            assert torch.equal(got, expected), width
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="eval kernel cache is keyed on version counters; writes through `param.data` do not bump them, so the "
+    "cached kernel goes stale (use `with torch.no_grad(): param.mul_(...)` instead)",
+)
+def test_eval_cache_is_invalidated_by_writes_through_param_data():
+    layer = build(SeparableFlexConv, 1, 1, 1, (20,)).eval()
+    x = randn(1, 1, 20)
+    with torch.no_grad():
+        y_before = layer(x)
+        layer.kernel_net.output_layer.weight.data.mul_(2.0)
+        assert not torch.equal(layer(x), y_before)
+
+
+def test_eval_cache_is_not_saved_in_the_state_dict():
+    layer = build(FlexConv, 1, 1, 1, (10,)).eval()
+    keys = set(layer.state_dict())
+    with torch.no_grad():
+        layer(randn(1, 1, 10))
+    assert set(layer.state_dict()) == keys
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [CKConv, FlexConv, SeparableFlexConv, Conv])
+def test_layers_reject_bad_constructor_arguments_with_named_messages(cls):
+    ck = not issubclass(cls, Conv)
+    base = {"input_size": 16} if ck else {}
+    with pytest.raises(ValueError, match=r"data_dim must be one of \(1, 2, 3\), got 4"):
+        cls(1, 1, 4, **base)
+    with pytest.raises(ValueError, match=r"causal=True needs data_dim=1"):
+        cls(1, 1, 2, causal=True, **base)
+    with pytest.raises(ValueError, match=r"use_fft must be True, False or 'auto', got 'yes'"):
+        cls(1, 1, 1, use_fft="yes", **base)
+    with pytest.raises(ValueError, match=r"in_channels and out_channels must be positive"):
+        cls(0, 1, 1, **base)
+    for bad in (0, -3, (3, 0)):
+        with pytest.raises(ValueError, match=r"kernel_size must be a positive int or 2 positive ints"):
+            cls(1, 1, 2, kernel_size=bad)
+    if ck:
+        for bad in (0, -5):
+            with pytest.raises(ValueError, match=r"input_size must be a positive int"):
+                cls(1, 1, 1, kernel_size=3, input_size=bad)
+        with pytest.raises(ValueError, match=r"kernel_size='same' needs input_size"):
+            cls(1, 1, 1, kernel_size="same")
+        with pytest.raises(ValueError, match=r"kernel_size must be 'same', 'full', an int or a tuple of ints"):
+            cls(1, 1, 1, kernel_size="large", input_size=16)
+        with pytest.raises(ValueError, match=r"(?i)unknown kernel net 'Nope'.*MAGNet"):
+            cls(1, 1, 1, kernel_type="Nope", input_size=16)
+
+
+def test_flexconv_rejects_bad_mask_arguments():
+    with pytest.raises(ValueError, match=r"init_value must be positive"):
+        FlexConv(1, 1, 1, input_size=8, mask_init_value=-0.1)
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\)"):
+        FlexConv(1, 1, 1, input_size=8, mask_threshold=0.0)
+
+
+@pytest.mark.parametrize("name", sorted(CONV_TYPES))
+def test_forward_rejects_inputs_with_wrong_channels_or_dimensions(name):
+    layer = build(CONV_TYPES[name], 3, 2, 2, (8, 8), dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"expects input of shape \(B, 3, n, n\).*got \(1, 2, 8, 8\)"):
+        layer(torch.zeros(1, 2, 8, 8))
+    with pytest.raises(ValueError, match=r"in_channels=3, data_dim=2.*got \(1, 3, 8\)"):
+        layer(torch.zeros(1, 3, 8))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PointwiseLinear
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spatial", [(), (5,), (4, 3), (2, 3, 2)])
+def test_pointwise_linear_mixes_channels_at_every_position(spatial):
+    torch.manual_seed(0)
+    layer = PointwiseLinear(3, 4, init="kaiming_uniform").double()
+    x = randn(2, 3, *spatial)
+    expected = torch.einsum("oi,bi...->bo...", layer.weight, x) + layer.bias.view(1, 4, *([1] * len(spatial)))
+    assert torch.allclose(layer(x), expected, atol=1e-12)
+
+
+def test_pointwise_linear_default_init_is_kaiming_normal_with_zero_bias():
+    torch.manual_seed(0)
+    layer = PointwiseLinear(400, 300)
+    assert torch.equal(layer.bias, torch.zeros(300))
+    assert layer.weight.std().item() == pytest.approx(math.sqrt(2 / 400), rel=0.02)
+    with pytest.raises(ValueError, match=r"init must be 'kaiming_normal' or 'kaiming_uniform'"):
+        PointwiseLinear(2, 2, init="xavier")
+    with pytest.raises(ValueError, match=r"expected input \(B, 2, \.\.\.\)"):
+        PointwiseLinear(2, 2)(torch.zeros(1, 3, 4))

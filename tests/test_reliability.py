@@ -1,0 +1,157 @@
+"""Interrupted runs, non-finite losses, determinism and bad paths: no lost work, no silent corruption."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from datamodules import DataError
+from models.module import ClassificationModule, NonFiniteLossError
+from tests.conftest import REPO, TINY, compose
+from training.checkpoints import atomic_torch_save, read_checkpoint
+from training.config import ConfigError
+from training.run import _wandb_run_id, train
+
+ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(REPO)}
+
+
+# TINY trains on 500 * 0.8 - 100 = 300 MNIST-1D examples in batches of 50.
+STEPS_PER_EPOCH = 6
+MNIST1D_FREE = [f for f in TINY if not f.startswith("dataset.params.num_samples")]
+
+
+def epochs_done(checkpoint: Path) -> int:
+    """Epochs trained by the time ``checkpoint`` was written (the step count is exact for any save point)."""
+    return read_checkpoint(checkpoint)["global_step"] // STEPS_PER_EPOCH
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_resume_reaches_the_same_epoch_count(data_dir, tmp_path):
+    run = tmp_path / "run"
+    flags = [*TINY, "train.epochs=12", f"dataset.data_dir={data_dir}", f"train.output_dir={run}"]
+    last = run / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), *flags],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let it run into a later epoch, possibly while a checkpoint is being written
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
+
+    done_before = epochs_done(last)  # readable: the kill never leaves a truncated checkpoint
+    assert done_before < 12
+    assert not list((run / "checkpoints").glob("*.tmp"))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *flags, f"train.resume={last}"],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert epochs_done(last) == 12
+    with open(run / "logs" / "metrics.csv", newline="") as file:
+        epochs = {int(row["epoch"]) for row in csv.DictReader(file) if row.get("epoch") and row.get("val/acc")}
+    assert epochs >= set(range(12)) - {done_before}  # history before the kill kept, later epochs appended
+
+
+def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "model.ckpt"
+    atomic_torch_save({"state_dict": {"w": torch.ones(2)}}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_torch_save({"state_dict": {}, "bad": Unpicklable()}, path)
+    assert torch.equal(read_checkpoint(path)["state_dict"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]
+
+
+class NaNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return self.weight * torch.full((x.shape[0], 3), float("nan"))
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step():
+    module = ClassificationModule(NaNNet(), num_classes=3)
+    batch = (torch.zeros(4, 1, 5), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at global step 0 .*batch 7"):
+        module.training_step(batch, 7)
+
+
+def test_non_finite_loss_can_skip_the_batch_instead():
+    module = ClassificationModule(NaNNet(), num_classes=3, skip_nonfinite=True)
+    with pytest.warns(UserWarning, match=r"Skipping batch: non-finite training loss"):
+        assert module.training_step((torch.zeros(4, 1, 5), torch.zeros(4, dtype=torch.long)), 0) is None
+
+
+def test_deterministic_runs_with_the_same_seed_give_identical_metrics(tiny, tmp_path):
+    first = train(compose([*tiny, "deterministic=True", "train.epochs=2", f"train.output_dir={tmp_path / 'a'}"]))
+    second = train(compose([*tiny, "deterministic=True", "train.epochs=2", f"train.output_dir={tmp_path / 'b'}"]))
+    keys = [k for k in first if k.startswith(("val/", "test/"))]
+    assert keys and all(first[k] == second[k] for k in keys)
+    a = read_checkpoint(tmp_path / "a" / "checkpoints" / "last.ckpt")["state_dict"]
+    b = read_checkpoint(tmp_path / "b" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_data_dir_that_cannot_be_created_is_refused_naming_it(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match=rf"Cannot create {blocker}/MNIST.*writable folder"):
+        train(
+            compose(
+                [
+                    *MNIST1D_FREE,
+                    "dataset.name=MNIST",
+                    f"dataset.data_dir={blocker}",
+                    f"train.output_dir={tmp_path / 'run'}",
+                ]
+            )
+        )
+    assert blocker.read_text() == "not a folder"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_flag_writes_nothing(tmp_path):
+    with pytest.raises(ConfigError):
+        train(
+            compose(
+                [
+                    *TINY,
+                    "train.epochs=abc",
+                    f"dataset.data_dir={tmp_path / 'data'}",
+                    f"train.output_dir={tmp_path / 'run'}",
+                ]
+            )
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resumed_run_keeps_its_wandb_run_id(tmp_path, monkeypatch):
+    first = _wandb_run_id(tmp_path)
+    assert _wandb_run_id(tmp_path) == first
+    assert (tmp_path / "wandb_run_id.txt").read_text() == first
