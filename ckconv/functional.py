@@ -130,6 +130,58 @@ def _low_precision(dtype: torch.dtype) -> bool:
     return dtype in (torch.float16, torch.bfloat16)
 
 
+class _FFTCorrelation(torch.autograd.Function):
+    """Linear cross-correlation by real FFTs, with a backward written out in the frequency domain.
+
+    With ``a`` the input zero-padded to the FFT size, ``b`` the flipped kernel zero-padded, and ``z = a (*) b`` their
+    circular convolution (linear, since the FFT size is at least ``n + k - 1``), the output is a window of ``z``.
+    The adjoints of a circular convolution are circular correlations, so with ``G`` the FFT of the output gradient
+    placed back at the window: ``dA = G conj(B)`` and ``dB = sum_batch G conj(A)``. This needs one real FFT and two
+    inverse real FFTs, where autograd's generic backward runs a full complex FFT for ``rfftn`` and zero-fills and
+    copies the padded gradient for the crop.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, fft_sizes: list[int], starts: list[int], groups: int) -> Tensor:
+        data_dim = len(fft_sizes)
+        dims = tuple(range(-data_dim, 0))
+        x_f = torch.fft.rfftn(x, s=fft_sizes, dim=dims)  # (B, C_in, *freq)
+        w_f = torch.fft.rfftn(weight.flip(dims), s=fft_sizes, dim=dims)  # (C_out, C_in or 1, *freq)
+        # Channel mixing per frequency for dense kernels: (B, I, F) x (O, I, F) -> (B, O, F).
+        y_f = torch.einsum("bi...,oi...->bo...", x_f, w_f) if groups == 1 else x_f * w_f[:, 0]
+        y = torch.fft.irfftn(y_f, s=fft_sizes, dim=dims)  # (B, C_out, *fft_sizes)
+        window = (slice(None), slice(None), *(slice(a, a + n) for a, n in zip(starts, x.shape[2:])))
+        ctx.save_for_backward(x_f, w_f)
+        ctx.meta = (fft_sizes, starts, groups, tuple(x.shape[2:]), tuple(weight.shape[2:]), dims)
+        return y[window]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y: Tensor) -> tuple[Tensor | None, ...]:
+        x_f, w_f = ctx.saved_tensors
+        fft_sizes, starts, groups, spatial, ksize, dims = ctx.meta
+        if any(starts):
+            padded = grad_y.new_zeros(*grad_y.shape[:2], *fft_sizes)
+            padded[(slice(None), slice(None), *(slice(a, a + n) for a, n in zip(starts, spatial)))] = grad_y
+            g_f = torch.fft.rfftn(padded, dim=dims)
+        else:  # causal: the window starts at 0, so rfftn's own zero-padding places the gradient
+            g_f = torch.fft.rfftn(grad_y, s=fft_sizes, dim=dims)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            conj_w = w_f.conj().resolve_conj()  # the kernel's spectrum is small: conjugate it once
+            gx_f = torch.einsum("bo...,oi...->bi...", g_f, conj_w) if groups == 1 else g_f * conj_w[:, 0]
+            full = torch.fft.irfftn(gx_f, s=fft_sizes, dim=dims)
+            grad_x = full[(slice(None), slice(None), *(slice(0, n) for n in spatial))]
+        if ctx.needs_input_grad[1]:
+            if groups == 1:
+                gw_f = torch.einsum("bo...,bi...->oi...", g_f, x_f.conj())
+            else:
+                gw_f = torch.linalg.vecdot(x_f, g_f, dim=0).unsqueeze(1)  # sum_b conj(x_f) g_f, no conj copy
+            full = torch.fft.irfftn(gw_f, s=fft_sizes, dim=dims)
+            grad_w = full[(slice(None), slice(None), *(slice(0, k) for k in ksize))].flip(dims)
+        return grad_x, grad_w, None, None, None
+
+
 def fft_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, causal: bool = False, groups: int = 1) -> Tensor:
     """Linear (not circular) convolution through the FFT; same semantics and arguments as :func:`direct_conv`.
 
@@ -141,26 +193,14 @@ def fft_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, causal: b
     spatial = x.shape[2:]
     ksize = weight.shape[2:]
     fft_sizes = [fast_fft_size(n + k - 1) for n, k in zip(spatial, ksize)]
-    dims = tuple(range(-data_dim, 0))
+    # Cross-correlation is convolution with the flipped kernel: y[t] = full_conv(x, flip(w))[t + k - 1 - c].
+    starts = [k - 1 - anchor_index(k, causal) for k in ksize]
 
     with torch.autocast(device_type=x.device.type, enabled=False):
         if _low_precision(x.dtype) or _low_precision(weight.dtype):
             x, weight = x.float(), weight.float()
             bias = bias.float() if bias is not None else None
-        # Cross-correlation is convolution with the flipped kernel: y[t] = full_conv(x, flip(w))[t + k - 1 - c].
-        x_f = torch.fft.rfftn(x, s=fft_sizes, dim=dims)  # (B, C_in, *freq)
-        w_f = torch.fft.rfftn(weight.flip(dims), s=fft_sizes, dim=dims)  # (C_out, C_in or 1, *freq)
-        if groups == 1:
-            # Channel mixing per frequency: (B, I, F) x (O, I, F) -> (B, O, F), as one batched matmul.
-            y_f = torch.einsum("bi...,oi...->bo...", x_f, w_f)
-        else:
-            y_f = x_f * w_f[:, 0]
-        y = torch.fft.irfftn(y_f, s=fft_sizes, dim=dims)  # (B, C_out, *fft_sizes)
-        slices = [slice(None), slice(None)]
-        for n, k in zip(spatial, ksize):
-            start = k - 1 - anchor_index(k, causal)
-            slices.append(slice(start, start + n))
-        y = y[tuple(slices)]
+        y = _FFTCorrelation.apply(x, weight, fft_sizes, starts, groups)
         if bias is not None:
             y = y + bias.view(-1, *([1] * data_dim))
     return y

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 class PointwiseLinear(nn.Module):
     """``y[:, o, ...] = sum_i W[o, i] x[:, i, ...] + b[o]``: a 1x1 convolution in any dimension.
 
-    Computed as one matrix product over the flattened positions, which is faster than ``conv{d}d`` with a 1x1 kernel.
+    Computed as a batched matrix product over the flattened positions, faster than ``conv{d}d`` with a 1x1 kernel.
 
     Args:
         in_channels: input channels.
@@ -48,11 +48,16 @@ class PointwiseLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input (B, {self.in_channels}, ...), got shape {tuple(x.shape)}.")
-        spatial = x.shape[2:]
-        y = torch.matmul(self.weight, x.reshape(x.shape[0], self.in_channels, -1))  # (B, O, P)
-        if self.bias is not None:
-            y = y + self.bias.unsqueeze(-1)
-        return y.reshape(x.shape[0], self.out_channels, *spatial)
+        batch, spatial = x.shape[0], x.shape[2:]
+        flat = x.reshape(batch, self.in_channels, -1)  # (B, I, P), a view for contiguous inputs
+        # A batched product with the weight broadcast over the batch (stride 0) works on the channel-first layout
+        # directly; torch.matmul would transpose x into a copy first (measured 1.6x slower, bench/README.md).
+        weight = self.weight.expand(batch, -1, -1)  # (B, O, I)
+        if self.bias is None:
+            y = torch.bmm(weight, flat)
+        else:
+            y = torch.baddbmm(self.bias.view(1, -1, 1).expand(batch, -1, flat.shape[-1]), weight, flat)
+        return y.reshape(batch, self.out_channels, *spatial)  # (B, O, *spatial)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, bias={self.bias is not None}"

@@ -1,0 +1,87 @@
+"""The optimised paths give the outputs and gradients of the plain ones: FFT vs direct convolution in a whole
+network, the eval-mode kernel cache, torch.compile, and the network benchmark's own plumbing."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from bench.network import Repeats as NetworkRepeats
+from bench.network import build_case, random_batch, run
+from models.ccnn import CCNN
+
+
+def twin_networks(data_dim: int, size: tuple[int, ...], causal: bool) -> tuple[CCNN, CCNN]:
+    torch.manual_seed(0)
+    options = {"kernel_hidden_channels": 8, "causal": causal, "mask_init_value": 0.3, "use_fft": True}
+    fft_net = CCNN(2, 5, data_dim, size, hidden_channels=8, num_blocks=2, conv_options=options).double()
+    direct_net = copy.deepcopy(fft_net)
+    for module in direct_net.modules():
+        if hasattr(module, "use_fft"):
+            module.use_fft = False
+    return fft_net, direct_net
+
+
+@pytest.mark.parametrize(("data_dim", "size", "causal"), [(1, (37,), True), (1, (40,), False), (2, (9, 12), False)])
+def test_fft_and_direct_networks_agree_in_outputs_and_gradients(data_dim, size, causal):
+    fft_net, direct_net = twin_networks(data_dim, size, causal)
+    x = torch.randn(3, 2, *size, dtype=torch.float64)
+    out_fft, out_direct = fft_net(x), direct_net(x)
+    torch.testing.assert_close(out_fft, out_direct, rtol=1e-9, atol=1e-10)
+    out_fft.square().sum().backward()
+    out_direct.square().sum().backward()
+    for (name, p), q in zip(fft_net.named_parameters(), direct_net.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-10, msg=name)
+
+
+def test_eval_kernel_cache_gives_the_uncached_outputs_and_follows_parameter_updates():
+    torch.manual_seed(0)
+    net = CCNN(1, 4, 1, (32,), hidden_channels=8, num_blocks=2, conv_options={"kernel_hidden_channels": 8})
+    plain = copy.deepcopy(net)
+    for module in plain.modules():
+        if hasattr(module, "cache_eval_kernels"):
+            module.cache_eval_kernels = False
+    x = torch.randn(4, 1, 32)
+    net.eval()
+    plain.eval()
+    with torch.no_grad():
+        first = net(x)
+        assert torch.equal(first, plain(x))
+        assert torch.equal(net(x), first)  # served from the cache
+        for a, b in zip(net.parameters(), plain.parameters()):
+            a.mul_(1.01)
+            b.mul_(1.01)
+        assert torch.equal(net(x), plain(x))  # the in-place update invalidated the cache
+        assert not torch.equal(net(x), first)
+
+
+@pytest.mark.slow
+def test_compiled_network_matches_eager_outputs_and_gradients():
+    torch.manual_seed(0)
+    net = CCNN(1, 4, 1, (24,), hidden_channels=8, num_blocks=1, conv_options={"kernel_hidden_channels": 8})
+    compiled = torch.compile(copy.deepcopy(net))
+    x = torch.randn(2, 1, 24)
+    eager_out, compiled_out = net(x), compiled(x)
+    torch.testing.assert_close(compiled_out, eager_out, rtol=1e-4, atol=1e-5)
+    eager_out.sum().backward()
+    compiled_out.sum().backward()
+    for p, q in zip(net.parameters(), compiled.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-5)
+
+
+def test_network_benchmark_builds_presets_and_reports_positive_timings():
+    module, meta = build_case("smnist", "ccnn_4_140")
+    assert sum(p.numel() for p in module.parameters()) == 198_769
+    x, y = random_batch(meta, 2, torch.device("cpu"))
+    assert x.shape == (2, 1, 784) and y.shape == (2,)
+    table = run(
+        torch.device("cpu"),
+        batch=2,
+        cases=[("smnist", "ccnn_4_140")],
+        repeats=NetworkRepeats(target_s=0.1, min_repeats=1, max_repeats=1),
+    )
+    (row,) = table.rows
+    assert row[0] == "smnist/ccnn_4_140" and row[2] == 198_769 and row[3] > 0 and row[4] > 0
+    assert row[6] == "~400"
