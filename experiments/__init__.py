@@ -1,0 +1,1 @@
+"""Paper experiment runner and results summary (see experiments/README.md)."""

@@ -1,0 +1,195 @@
+"""Turn a results CSV (from ``experiments.run``) into the table of ``experiments/README.md`` and a bar plot.
+
+    python -m experiments.summarize [--results experiments/results.csv] [--readme experiments/README.md]
+                                    [--plot experiments/results.png]
+
+The table is rewritten between ``<!-- results:start -->`` and ``<!-- results:end -->``; one row per preset with
+its command, parameter count, the paper's accuracy (with its provenance tag) and ours (mean ± sample std over
+seeds, n, date of the latest run), or "not run yet".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from experiments.run import REPO, RESULTS, aggregate, read_rows
+
+README = REPO / "experiments" / "README.md"
+PLOT = REPO / "experiments" / "results.png"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+# (task, title) in table order; every task has the variants ccnn_4_140 and ccnn_6_380.
+TASKS: tuple[tuple[str, str], ...] = (
+    ("smnist", "sMNIST"),
+    ("pmnist", "pMNIST"),
+    ("scifar10", "sCIFAR10"),
+    ("sc_raw", "Speech Commands raw"),
+    ("sc_mfcc", "Speech Commands MFCC"),
+    ("listops", "LRA ListOps"),
+    ("text", "LRA Text"),
+    ("retrieval", "LRA Retrieval (new)"),
+    ("image", "LRA Image"),
+    ("pathfinder", "LRA Pathfinder"),
+    ("pathx", "LRA Path-X (new)"),
+    ("image2d", "2D Image"),
+    ("pathfinder2d", "2D Pathfinder"),
+    ("cifar10", "CIFAR-10"),
+    ("cifar100", "CIFAR-100"),
+    ("stl10", "STL-10"),
+)
+VARIANTS = ("ccnn_4_140", "ccnn_6_380")
+
+
+class Anchor(NamedTuple):
+    """An accuracy to compare with: the number to plot (None: nothing to plot), its text, its source."""
+
+    value: float | None
+    text: str
+    source: str
+
+
+NONE = Anchor(None, "—", "")
+# From /work/shared/reference/peers.md §1 with its provenance tags: [R] verified in a repository or thread,
+# [P] recalled from the paper (unverified), [P?] low-confidence recollection. Key: (task, variant), variant "*" =
+# the number is not tied to a variant in peers.md. Anything peers.md does not give is "—".
+_LRA_1D = "[P] CCNN 1D LRA row (arXiv 2206.03398), variant not stated"
+PAPER: dict[tuple[str, str], Anchor] = {
+    ("smnist", "*"): Anchor(99.72, "99.72", "[P?] CCNN, variant not stated"),
+    ("pmnist", "*"): Anchor(98.84, "98.84", "[P?] CCNN, variant not stated"),
+    ("scifar10", "ccnn_4_140"): Anchor(93.08, "93.08", "[P?]"),
+    ("scifar10", "ccnn_6_380"): Anchor(94.0, "≈94", "[P?] 'higher than 4,140'"),
+    ("sc_raw", "*"): Anchor(None, "—", "[P?] only 'SOTA, > 98.32 (S4)' is recalled"),
+    ("listops", "*"): Anchor(43.60, "43.60", _LRA_1D),
+    ("text", "*"): Anchor(84.08, "84.08", _LRA_1D),
+    ("retrieval", "*"): Anchor(None, "✗", "[P] not run in the paper (counted as 50 in its LRA average)"),
+    ("image", "*"): Anchor(88.90, "88.90", _LRA_1D),
+    ("pathfinder", "*"): Anchor(91.51, "91.51", _LRA_1D),
+    ("pathx", "*"): Anchor(None, "✗", "[P] CCNN failed / not run (counted as 50)"),
+    ("image2d", "*"): Anchor(91.0, "≈91", "[P?] CCNN 2D, variant not stated"),
+    ("pathfinder2d", "*"): Anchor(94.5, "≈94–95", "[P?] CCNN 2D, variant not stated"),
+    ("cifar10", "ccnn_4_140"): Anchor(91.82, "91.82", "[R] ccnn PR #1 reproduction, 3 seeds (92.79/91.87/90.80)"),
+    ("cifar10", "ccnn_6_380"): Anchor(93.0, "≈93", "[P?]"),
+}
+
+
+def paper_anchor(task: str, variant: str) -> Anchor:
+    return PAPER.get((task, variant)) or PAPER.get((task, "*")) or NONE
+
+
+def command(task: str, variant: str) -> str:
+    return f"python main.py experiment={task}/{variant}"
+
+
+def preset_parameters() -> dict[str, int]:
+    """Parameter count of every preset, built from the datasets' metadata (no data is read)."""
+    from hydra import compose, initialize_config_dir
+
+    from ckconv.hints import count_parameters
+    from training.build import build_datamodule, build_network
+
+    counts = {}
+    with initialize_config_dir(config_dir=str(REPO / "cfg"), version_base="1.3"):
+        for task, _ in TASKS:
+            for variant in VARIANTS:
+                cfg = compose("config", overrides=[f"experiment={task}/{variant}", "train.dry_run=True"])
+                counts[f"{task}/{variant}"] = count_parameters(
+                    build_network(cfg, build_datamodule(cfg).meta).parameters()
+                )
+    return counts
+
+
+def _ours(summary: dict[str, Any] | None) -> str:
+    if summary is None:
+        return "not run yet"
+    return f"{summary['mean']:.2f} ± {summary['std']:.2f} (n={summary['n']}, {summary['date']})"
+
+
+def build_table(rows: Sequence[dict[str, str]], parameters: dict[str, int]) -> str:
+    """The markdown table: one row per preset."""
+    summary = aggregate(rows)
+    lines = [
+        "| Task | Variant | Command | Parameters | Paper test acc. % (source) | Ours test acc. %, mean ± std |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, title in TASKS:
+        for variant in VARIANTS:
+            anchor = paper_anchor(task, variant)
+            paper = f"{anchor.text} {anchor.source}".strip()
+            count = parameters.get(f"{task}/{variant}")
+            lines.append(
+                f"| {title} | {variant.removeprefix('ccnn_').replace('_', ',')} | `{command(task, variant)}` | "
+                f"{'?' if count is None else f'{count:,}'} | {paper} | {_ours(summary.get((task, variant)))} |"
+            )
+    return "\n".join(lines)
+
+
+def replace_between_markers(text: str, table: str) -> str:
+    if START not in text or END not in text or text.index(START) > text.index(END):
+        raise ValueError(f"README must contain {START} followed by {END}.")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{table}\n{END}{tail}"
+
+
+def plot(rows: Sequence[dict[str, str]], path: Path) -> Path:
+    """Bar plot per preset: ours (mean, error bar = std) next to the paper's number where there is one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = aggregate(rows)
+    labels, ours, errors, paper = [], [], [], []
+    for task, _ in TASKS:
+        for variant in VARIANTS:
+            labels.append(f"{task}\n{variant.removeprefix('ccnn_').replace('_', ',')}")
+            found = summary.get((task, variant))
+            ours.append(found["mean"] if found else math.nan)
+            errors.append(found["std"] if found else 0.0)
+            value = paper_anchor(task, variant).value
+            paper.append(math.nan if value is None else value)
+    x = range(len(labels))
+    fig, ax = plt.subplots(figsize=(max(10, 0.55 * len(labels)), 4.5))
+    ax.bar([i - 0.2 for i in x], paper, width=0.4, label="paper / reference (see tags in README)", color="0.7")
+    ax.bar([i + 0.2 for i in x], ours, width=0.4, yerr=errors, capsize=2, label="ours (mean ± std)", color="C0")
+    ax.set_xticks(list(x), labels, rotation=90, fontsize=7)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    if not summary:
+        ax.set_title("CCNN presets: ours not run yet")
+    else:
+        ax.set_title("CCNN presets: test accuracy, ours vs paper")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def summarize(results: Path, readme: Path, plot_path: Path, parameters: dict[str, int] | None = None) -> str:
+    """Regenerate the README table and the plot from ``results``; return the table."""
+    rows = read_rows(results)
+    table = build_table(rows, preset_parameters() if parameters is None else parameters)
+    readme.write_text(replace_between_markers(readme.read_text(), table))
+    plot(rows, plot_path)
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--plot", type=Path, default=PLOT)
+    args = parser.parse_args(argv)
+    print(summarize(args.results, args.readme, args.plot))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
