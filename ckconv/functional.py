@@ -27,7 +27,7 @@ UseFFT = bool | Literal["auto"]
 # Kernel sizes (number of taps, the product over dimensions) from which FFT convolution beats direct convolution,
 # measured with `python -m bench.layers` on a 2-core CPU (see bench/README.md). Where the FFT cost is nearly flat in
 # the kernel size and direct convolution grows linearly with it, the crossover is where they meet.
-FFT_CROSSOVER_TAPS: dict[int, int] = {1: 15, 2: 25, 3: 125}
+FFT_CROSSOVER_TAPS: dict[int, int] = {1: 15, 2: 25, 3: 27}
 
 SUPPORTED_DIMS = (1, 2, 3)
 
@@ -126,6 +126,18 @@ def fast_fft_size(n: int) -> int:
     return best
 
 
+def min_fft_size(n: int, k: int, start: int) -> int:
+    """Smallest fast FFT size for which the circular convolution of an ``n``-long input with a ``k``-tap kernel is
+    exact on the kept window ``[start, start + n)`` of the linear one.
+
+    A circular size ``m`` adds ``z[t + m]`` and ``z[t - m]`` of the linear result ``z`` (length ``n + k - 1``) to
+    ``z[t]``; both are zero on the window when ``m >= n + k - 1 - start`` and ``m >= n + start``. Centred kernels
+    (``start = k // 2``) thus need about ``n + k / 2`` instead of ``n + k``: a 48x48 instead of a 64x64 FFT for a
+    32x32 image and a 33x33 kernel. Causal ones (``start = 0``) need the full ``n + k - 1``.
+    """
+    return fast_fft_size(max(n + k - 1 - start, n + start, k))
+
+
 def _low_precision(dtype: torch.dtype) -> bool:
     return dtype in (torch.float16, torch.bfloat16)
 
@@ -134,7 +146,8 @@ class _FFTCorrelation(torch.autograd.Function):
     """Linear cross-correlation by real FFTs, with a backward written out in the frequency domain.
 
     With ``a`` the input zero-padded to the FFT size, ``b`` the flipped kernel zero-padded, and ``z = a (*) b`` their
-    circular convolution (linear, since the FFT size is at least ``n + k - 1``), the output is a window of ``z``.
+    circular convolution (equal to the linear one on the kept window, see :func:`min_fft_size`), the output is that
+    window of ``z``.
     The adjoints of a circular convolution are circular correlations, so with ``G`` the FFT of the output gradient
     placed back at the window: ``dA = G conj(B)`` and ``dB = sum_batch G conj(A)``. This needs one real FFT and two
     inverse real FFTs, where autograd's generic backward runs a full complex FFT for ``rfftn`` and zero-fills and
@@ -185,16 +198,17 @@ class _FFTCorrelation(torch.autograd.Function):
 def fft_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, causal: bool = False, groups: int = 1) -> Tensor:
     """Linear (not circular) convolution through the FFT; same semantics and arguments as :func:`direct_conv`.
 
-    Both operands are zero-padded to a fast FFT size of at least ``n + k - 1`` per dimension, so no output wraps
-    around. The FFT runs in float32 even under autocast (half-precision FFTs lose accuracy and cuFFT restricts them
-    to powers of two); a float16/bfloat16 input therefore gives a float32 output, as autocast's float32 ops do.
+    Both operands are zero-padded to a fast FFT size (see :func:`min_fft_size`) large enough that no wrapped-around
+    term reaches the outputs that are kept. The FFT runs in float32 even under autocast (half-precision FFTs lose
+    accuracy and cuFFT restricts them to powers of two); a float16/bfloat16 input therefore gives a float32 output,
+    as autocast's float32 ops do.
     """
     data_dim = _check_conv_args(x, weight, bias, causal, groups)
     spatial = x.shape[2:]
     ksize = weight.shape[2:]
-    fft_sizes = [fast_fft_size(n + k - 1) for n, k in zip(spatial, ksize)]
     # Cross-correlation is convolution with the flipped kernel: y[t] = full_conv(x, flip(w))[t + k - 1 - c].
     starts = [k - 1 - anchor_index(k, causal) for k in ksize]
+    fft_sizes = [min_fft_size(n, k, a) for n, k, a in zip(spatial, ksize, starts)]
 
     with torch.autocast(device_type=x.device.type, enabled=False):
         if _low_precision(x.dtype) or _low_precision(weight.dtype):

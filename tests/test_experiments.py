@@ -114,11 +114,16 @@ def test_paper_anchors_carry_provenance_tags():
         assert (anchor.value is None) == (anchor.text in ("—", "✗"))
 
 
-def readme_commands() -> list[str]:
-    """Every ``python main.py ...`` command in the README (code blocks and inline code)."""
-    text = README.read_text()
+def readme_commands(readme: Path = README) -> list[str]:
+    """Every ``python main.py ...`` command in a README (code blocks and inline code)."""
+    text = readme.read_text()
     found = re.findall(r"python main\.py[^`\n#]*", text)
     return sorted({c.strip() for c in found})
+
+
+ALL_README_COMMANDS = [
+    (p.relative_to(REPO).as_posix(), c) for p in (README, REPO / "README.md") for c in readme_commands(p)
+]
 
 
 def test_readme_has_commands_for_every_preset_once_the_table_is_generated():
@@ -136,10 +141,11 @@ def optuna_plugin_installed() -> bool:
         return False
 
 
-@pytest.mark.parametrize("command", readme_commands())
-def test_every_readme_command_composes(command):
-    words = shlex.split(command)[2:]  # drop "python main.py"
-    overrides = [w for w in words if not w.startswith("-")]  # -m / --multirun: a sweep of the same config
+@pytest.mark.parametrize(("readme", "command"), ALL_README_COMMANDS)
+def test_every_readme_command_composes(readme, command):
+    words = shlex.split(re.sub(r"<[^>]+>", "placeholder", command))[2:]  # drop "python main.py"; fill <run> etc.
+    # -m / --multirun: a sweep of the same config; compose its first point (key=a,b -> key=a).
+    overrides = [re.sub(r"^([^=]+)=([^,]+),.*$", r"\1=\2", w) for w in words if not w.startswith("-")]
     sweeper = [o for o in overrides if o.lstrip("+").startswith("hparams_search=")]
     if sweeper and not optuna_plugin_installed():
         overrides = [o for o in overrides if o not in sweeper]  # the plugin is not installed here

@@ -18,6 +18,12 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, foreign, or for another architecture. The message names the file."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
@@ -31,6 +37,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -88,3 +95,19 @@ def load_weights(module: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
         )
     module.load_state_dict(state)
     return checkpoint
+
+
+def export_weights(source: str | os.PathLike, destination: str | os.PathLike, metrics: dict[str, float]) -> Path:
+    """Write a small checkpoint with only the weights, the run config and ``metrics`` (no optimizer state).
+
+    It loads with ``pretrained.filename`` like a full checkpoint; it cannot be resumed from.
+    """
+    checkpoint = read_checkpoint(source)
+    slim = {
+        "state_dict": checkpoint["state_dict"],
+        "ccnn_config": checkpoint.get("ccnn_config"),
+        "metrics": dict(metrics),
+        "source": Path(source).name,
+    }
+    atomic_torch_save(slim, destination)
+    return Path(destination)

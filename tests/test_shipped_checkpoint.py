@@ -1,0 +1,35 @@
+"""The checkpoint shipped in pretrained/ reproduces its recorded accuracy exactly in test-only mode."""
+
+from __future__ import annotations
+
+import torch
+
+from tests.conftest import REPO, compose
+from training.run import train
+
+SHIPPED = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
+
+
+def test_shipped_checkpoint_is_small_and_carries_its_config_and_metrics():
+    assert SHIPPED.stat().st_size < 2 * 2**20
+    checkpoint = torch.load(SHIPPED, map_location="cpu", weights_only=False)
+    assert checkpoint["ccnn_config"]["dataset"]["name"] == "MNIST1D"
+    assert set(checkpoint["metrics"]) == {"val/acc", "test/acc"}
+
+
+def test_shipped_checkpoint_reproduces_its_test_accuracy_in_test_only_mode(data_dir, tmp_path):
+    recorded = torch.load(SHIPPED, map_location="cpu", weights_only=False)["metrics"]
+    metrics = train(
+        compose(
+            [
+                "train.do=False",
+                "pretrained.load=True",
+                f"pretrained.filename={SHIPPED}",
+                "no_workers=0",
+                f"dataset.data_dir={data_dir}",
+                f"train.output_dir={tmp_path / 'eval'}",
+            ]
+        )
+    )
+    assert metrics["test/acc"] == recorded["test/acc"]
+    assert metrics["val/acc"] == recorded["val/acc"]
