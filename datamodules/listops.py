@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from datamodules.base import CCNNDataModule, DataError, DataMeta
-from datamodules.cache import cached_tensors
-from datamodules.lra_common import LRA_FOLDER, LRA_URL, TokenDataset, ensure_lra_files, files_fingerprint
+from datamodules.base import DataError, DataMeta
+from datamodules.lra_common import LRA_URL, LRASplitsDataModule
 
 # id = position: 0 pads, 1 stands for any symbol outside the vocabulary.
 LISTOPS_VOCAB = ("<pad>", "<unk>", *"0123456789", "[MIN", "[MAX", "[MED", "[SM", "]")
@@ -64,33 +63,18 @@ def read_listops_tsv(path: Path, seq_length: int) -> tuple[Tensor, Tensor]:
 _FIX = f"Delete it and extract {LRA_URL} again."
 
 
-class ListOpsDataModule(CCNNDataModule):
+class ListOpsDataModule(LRASplitsDataModule):
     """LRA ListOps: ``x`` is ``(B, seq_length)`` int64 token ids, ``y`` one of 10 classes.
 
     Args:
-        data_dir: folder that holds (or will receive) ``lra_release/``.
-        batch_size: training batch size.
-        test_batch_size: evaluation batch size (defaults to ``batch_size``).
-        num_workers: loader worker processes; ``-1`` picks a count from the machine.
-        seed: seed of the training loader's shuffling.
-        download: download the LRA release (about 7.7 GB) in ``prepare_data`` when the files are missing.
-        seq_length: every sequence is truncated or right-padded (id 0) to this length.
+        seq_length: truncate or right-pad (id 0) to this length (default 2048).
+        Other arguments: see :class:`~datamodules.lra_common.LRASplitsDataModule`.
     """
 
-    def __init__(
-        self,
-        data_dir: str | Path = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
-        num_workers: int = -1,
-        seed: int = 0,
-        download: bool = True,
-        seq_length: int = 2048,
-    ) -> None:
-        super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
-        if seq_length <= 0:
-            raise ValueError(f"seq_length must be positive, got {seq_length}.")
-        self.seq_length = seq_length
+    folder = "listops-1000"
+    split_files = SPLIT_FILES
+    cache_name = "lra_listops"
+    default_seq_length = 2048
 
     @property
     def meta(self) -> DataMeta:
@@ -98,27 +82,5 @@ class ListOpsDataModule(CCNNDataModule):
             data_dim=1, in_channels=1, num_classes=10, size=(self.seq_length,), vocab_size=len(LISTOPS_VOCAB)
         )
 
-    def _files(self) -> dict[str, Path]:
-        root = self.data_dir / LRA_FOLDER / "listops-1000"
-        return {split: root / name for split, name in SPLIT_FILES.items()}
-
-    def prepare_data(self) -> None:
-        ensure_lra_files(self.data_dir, self._files().values(), self.download)
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        files = self._files()
-        ensure_lra_files(self.data_dir, files.values(), download=False)
-
-        def build() -> dict[str, Tensor]:
-            data = {}
-            for split, path in files.items():
-                data[f"x_{split}"], data[f"y_{split}"] = read_listops_tsv(path, self.seq_length)
-            return data
-
-        settings = {"files": files_fingerprint(files.values()), "seq_length": self.seq_length}
-        data = cached_tensors(self.data_dir / "cache", "lra_listops", settings, build)
-        self.train_set = TokenDataset(data["x_train"], data["y_train"])
-        self.val_set = TokenDataset(data["x_val"], data["y_val"])
-        self.test_set = TokenDataset(data["x_test"], data["y_test"])
+    def read_split(self, path: Path) -> tuple[Tensor, Tensor]:
+        return read_listops_tsv(path, self.seq_length)

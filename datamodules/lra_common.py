@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.base import DataError
+from datamodules.base import CCNNDataModule, DataError
+from datamodules.cache import cached_tensors
 from datamodules.download import download_url, extract_archive
 
 LRA_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
@@ -98,3 +100,65 @@ class TokenDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return self.tokens[index].long(), self.labels[index]
+
+
+class LRASplitsDataModule(CCNNDataModule):
+    """An LRA task stored as official train/val/test files in the release: tokenised once, cached, split as given.
+
+    Subclasses name the files (``folder`` under ``lra_release/`` and ``split_files``), the cache prefix, the default
+    ``seq_length`` and ``read_split``, which turns one file into ``(x, y)`` tensors.
+
+    Args:
+        data_dir, batch_size, test_batch_size, num_workers, seed: as in :class:`~datamodules.base.CCNNDataModule`.
+        download: fetch the LRA release (about 7.7 GB) in ``prepare_data`` when files are missing.
+        seq_length: every sequence is truncated or right-padded (id 0) to this length; ``None``: the task's own.
+    """
+
+    folder: ClassVar[str]
+    split_files: ClassVar[dict[str, str]]
+    cache_name: ClassVar[str]
+    default_seq_length: ClassVar[int]
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        batch_size: int = 32,
+        test_batch_size: int | None = None,
+        num_workers: int = -1,
+        seed: int = 0,
+        download: bool = True,
+        seq_length: int | None = None,
+    ) -> None:
+        super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
+        seq_length = self.default_seq_length if seq_length is None else seq_length
+        if seq_length <= 0:
+            raise ValueError(f"seq_length must be positive, got {seq_length}.")
+        self.seq_length = seq_length
+
+    def read_split(self, path: Path) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _files(self) -> dict[str, Path]:
+        root = self.data_dir / LRA_FOLDER / self.folder
+        return {split: root / name for split, name in self.split_files.items()}
+
+    def prepare_data(self) -> None:
+        ensure_lra_files(self.data_dir, self._files().values(), self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        files = self._files()
+        ensure_lra_files(self.data_dir, files.values(), download=False)
+
+        def build() -> dict[str, Tensor]:
+            data = {}
+            for split, path in files.items():
+                data[f"x_{split}"], data[f"y_{split}"] = self.read_split(path)
+            return data
+
+        settings = {"files": files_fingerprint(files.values()), "seq_length": self.seq_length}
+        data = cached_tensors(self.data_dir / "cache", self.cache_name, settings, build)
+        self.train_set = TokenDataset(data["x_train"], data["y_train"])
+        self.val_set = TokenDataset(data["x_val"], data["y_val"])
+        self.test_set = TokenDataset(data["x_test"], data["y_test"])
