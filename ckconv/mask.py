@@ -60,6 +60,9 @@ class GaussianMask(nn.Module):
             self.mean = nn.Parameter(mean)
         else:
             self.register_buffer("mean", mean)
+        # Host copy of (width, mean) for the crop rule, valid while the tensors' version counters are unchanged: on
+        # a GPU, reading them costs a device synchronisation, so refresh_mask_widths() reads all layers at once.
+        self._host: tuple[tuple[int, ...], list[float], list[float]] | None = None
 
     def forward(self, positions: Tensor) -> Tensor:
         """Mask values ``(1, 1, *size)`` at ``positions`` ``(1, d, *size)``."""
@@ -68,17 +71,42 @@ class GaussianMask(nn.Module):
     def cropped_kernel_size(self, kernel_size: Sequence[int], widths: Sequence[float] | None = None) -> tuple[int, ...]:
         """Kernel size left after cropping with the current (or given) widths; unchanged without dynamic cropping.
 
-        Reads the parameters on the host: one device synchronisation per call.
+        Uses :meth:`host_values`: no device read when :func:`refresh_mask_widths` ran since the widths last changed.
         """
         if not self.dynamic_cropping:
             return tuple(kernel_size)
-        if widths is None:
-            widths = self.width.detach().float().cpu().tolist()
-        means = self.mean.detach().float().cpu().tolist()
+        host_widths, means = self.host_values()
+        widths = host_widths if widths is None else widths
         return tuple(cropped_size(k, m, w, self.threshold, self.causal) for k, m, w in zip(kernel_size, means, widths))
+
+    def _versions(self) -> tuple[int, ...]:
+        return (id(self.width), self.width._version, id(self.mean), self.mean._version)
+
+    def host_values(self) -> tuple[list[float], list[float]]:
+        """(widths, means) as Python floats; read from the device only when they changed since the last read."""
+        if self._host is None or self._host[0] != self._versions():
+            self.store_host_values(torch.stack([self.width.detach(), self.mean.detach()]).float().cpu())
+        assert self._host is not None
+        return self._host[1], self._host[2]
+
+    def store_host_values(self, values: torch.Tensor) -> None:
+        """Record ``values`` = stacked (width, mean) on the host as the current ones."""
+        self._host = (self._versions(), values[0].tolist(), values[1].tolist())
 
     def extra_repr(self) -> str:
         return (
             f"data_dim={self.data_dim}, init_value={self.init_value}, causal={self.causal}, "
             f"threshold={self.threshold}, dynamic_cropping={self.dynamic_cropping}"
         )
+
+
+@torch.no_grad()
+def refresh_mask_widths(model: nn.Module) -> None:
+    """Copy the width and mean of every mask in ``model`` to the host in one transfer (one device synchronisation
+    instead of one per layer). Call it between optimizer steps; forward passes then read no device values."""
+    masks = [m for m in model.modules() if isinstance(m, GaussianMask) and m.dynamic_cropping]
+    if not masks:
+        return
+    values = torch.stack([torch.stack([m.width, m.mean]).float() for m in masks]).cpu()  # (n_masks, 2, d)
+    for mask, value in zip(masks, values):
+        mask.store_host_values(value)

@@ -13,6 +13,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import Accuracy
 
+from ckconv.mask import refresh_mask_widths
 from models.optim import build_optimizer, ln_penalty, lr_multiplier
 
 WEIGHT_DECAY_TYPES = ("decoupled", "ln_loss")
@@ -67,6 +68,11 @@ class ClassificationModule(pl.LightningModule):
         if self.num_classes == 2:
             return F.binary_cross_entropy_with_logits(logits.float(), y.float()), (logits > 0).long()
         return F.cross_entropy(logits.float(), y), logits.argmax(dim=-1)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # All mask widths changed in the last optimizer step: read them to the host in one transfer, so that the
+        # layers' cropping reads no device value inside the step.
+        refresh_mask_widths(self.net)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         x, y = batch

@@ -85,3 +85,47 @@ def test_network_benchmark_builds_presets_and_reports_positive_timings():
     (row,) = table.rows
     assert row[0] == "smnist/ccnn_4_140" and row[2] == 198_769 and row[3] > 0 and row[4] > 0
     assert row[6] == "~400"
+
+
+def test_after_refresh_a_forward_pass_reads_no_device_values(monkeypatch):
+    from ckconv.mask import refresh_mask_widths
+
+    torch.manual_seed(0)
+    net = CCNN(
+        1,
+        4,
+        1,
+        (64,),
+        hidden_channels=8,
+        num_blocks=2,
+        conv_options={"kernel_hidden_channels": 8, "causal": True, "mask_init_value": 0.1},
+    )
+    x = torch.randn(2, 1, 64)
+    expected = net(x)
+    refresh_mask_widths(net)
+
+    def no_host_reads(*args, **kwargs):
+        raise AssertionError("a device value was read during the forward pass")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.Tensor, "cpu", no_host_reads)
+        patch.setattr(torch.Tensor, "tolist", no_host_reads)
+        assert torch.equal(net(x), expected)
+
+
+def test_a_changed_mask_width_is_seen_without_a_refresh():
+    torch.manual_seed(0)
+    net = CCNN(
+        1,
+        4,
+        1,
+        (64,),
+        hidden_channels=8,
+        num_blocks=1,
+        conv_options={"kernel_hidden_channels": 8, "causal": True, "mask_init_value": 0.1},
+    )
+    layer = net.conv1
+    before = layer.sample_kernel((64,)).shape[-1]
+    with torch.no_grad():
+        layer.mask.width.mul_(3.0)  # bumps the version counter: the host copy is stale and is read again
+    assert layer.sample_kernel((64,)).shape[-1] > before
