@@ -33,3 +33,11 @@ def test_shipped_checkpoint_reproduces_its_test_accuracy_in_test_only_mode(data_
     )
     assert metrics["test/acc"] == recorded["test/acc"]
     assert metrics["val/acc"] == recorded["val/acc"]
+
+
+def test_plot_kernels_cli_draws_every_layer_of_a_checkpoint(tmp_path):
+    from training.plot_kernels import main
+
+    out = main([str(SHIPPED), "--out", str(tmp_path / "kernels.png"), "--channels", "2"])
+    data = out.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000

@@ -13,7 +13,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichModelSummary
+from pytorch_lightning.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichModelSummary,
+    RichProgressBar,
+)
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.model_summary import ModelSummary
 
@@ -109,6 +115,8 @@ def build_trainer(cfg: DictConfig, out: Path, config: dict[str, Any]) -> tuple[p
         LearningRateMonitor(logging_interval="step"),
         KernelPlotCallback(out / "kernels", every_n_epochs=max(1, cfg.train.epochs // 5)),
     ]
+    if sys.stdout.isatty():  # a live bar in a terminal; logs and CI get EpochSummary's one line per epoch
+        callbacks.append(RichProgressBar())
     if cfg.train.track_grad_norm >= 0:
         callbacks.append(GradNormLogger(float(cfg.train.track_grad_norm)))
     devices: Any = cfg.train.avail_gpus if cfg.train.avail_gpus > 0 else ("auto" if accelerator == "gpu" else 1)
