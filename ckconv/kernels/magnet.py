@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from torch import nn
-
-from ckconv.kernels.mfn import GaborFilter, MFNBase, check_gamma_args
+from ckconv.kernels.mfn import GaborMFN
 
 
-class MAGNet(MFNBase):
+class MAGNet(GaborMFN):
     """Multiplicative Anisotropic Gabor Network.
 
     An MFN (see :mod:`ckconv.kernels.mfn`) whose L+1 filters are anisotropic Gabor filters
@@ -18,42 +16,11 @@ class MAGNet(MFNBase):
     filters get wider envelopes and, since W_i is scaled by ``2 pi omega_0 gamma_i``, lower frequencies.
     With ``bias=True`` the net has ``(L+1)(3dH + H) + L(H^2 + H) + HC + C`` parameters.
 
-    Args:
-        alpha: Shape of the Gamma distribution of the envelope widths.
-        beta: Rate of that distribution.
-        Other args: see :class:`~ckconv.kernels.base.KernelNet`; ``num_layers`` is L.
+    Args: see :class:`~ckconv.kernels.mfn.GaborMFN` (``alpha``, ``beta``) and
+    :class:`~ckconv.kernels.base.KernelNet`; ``num_layers`` is L.
     """
 
-    def __init__(
-        self,
-        data_dim: int,
-        out_channels: int,
-        hidden_channels: int = 32,
-        num_layers: int = 3,
-        omega_0: float = 1.0,
-        bias: bool = True,
-        causal: bool = False,
-        init_spatial_value: float = 1.0,
-        alpha: float = 6.0,
-        beta: float = 1.0,
-    ) -> None:
-        check_gamma_args(alpha, beta)
-        self.alpha = alpha
-        self.beta = beta
-        super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
+    anisotropic = True
 
-    def make_filter(self, index: int) -> nn.Module:
-        return GaborFilter(
-            self.data_dim,
-            self.hidden_channels,
-            self.omega_0,
-            alpha=self.alpha / (index + 1),
-            beta=self.beta,
-            anisotropic=True,
-            causal=self.causal,
-            init_spatial_value=self.init_spatial_value,
-            bias=self.bias,
-        )
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, alpha={self.alpha:g}, beta={self.beta:g}, causal={self.causal}"
+    def filter_alpha(self, index: int) -> float:
+        return self.alpha / (index + 1)

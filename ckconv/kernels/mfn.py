@@ -11,6 +11,7 @@ sinusoids (FourierNet). All layers act on flattened positions ``(P, d)``.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -164,17 +165,16 @@ class MFNBase(KernelNet):
         return self.output_layer(h)  # (P, C)
 
 
-class GaborNet(MFNBase):
-    """MFN with isotropic Gabor filters (one envelope width per unit), as in the MFN paper.
-
-    Every filter draws gamma ~ Gamma(alpha / (L + 1), beta), so that the product of the L + 1 envelopes
-    has the width of a single Gamma(alpha, beta) envelope.
+class GaborMFN(MFNBase):
+    """An MFN of Gabor filters; subclasses choose isotropy (``anisotropic``) and each filter's Gamma shape.
 
     Args:
         alpha: Shape of the Gamma distribution of the envelope widths.
         beta: Rate of that distribution.
-        Other args: see :class:`~ckconv.kernels.base.KernelNet`.
+        Other args: see :class:`~ckconv.kernels.base.KernelNet`; ``num_layers`` is L.
     """
+
+    anisotropic: ClassVar[bool]
 
     def __init__(
         self,
@@ -194,14 +194,18 @@ class GaborNet(MFNBase):
         self.beta = beta
         super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
 
+    def filter_alpha(self, index: int) -> float:
+        """Shape of the Gamma distribution that filter ``index`` draws its envelope widths from."""
+        raise NotImplementedError
+
     def make_filter(self, index: int) -> nn.Module:
         return GaborFilter(
             self.data_dim,
             self.hidden_channels,
             self.omega_0,
-            alpha=self.alpha / (self.num_layers + 1),
+            alpha=self.filter_alpha(index),
             beta=self.beta,
-            anisotropic=False,
+            anisotropic=self.anisotropic,
             causal=self.causal,
             init_spatial_value=self.init_spatial_value,
             bias=self.bias,
@@ -209,6 +213,21 @@ class GaborNet(MFNBase):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, alpha={self.alpha:g}, beta={self.beta:g}, causal={self.causal}"
+
+
+class GaborNet(GaborMFN):
+    """MFN with isotropic Gabor filters (one envelope width per unit), as in the MFN paper.
+
+    Every filter draws gamma ~ Gamma(alpha / (L + 1), beta), so that the product of the L + 1 envelopes
+    has the width of a single Gamma(alpha, beta) envelope.
+
+    Args: see :class:`GaborMFN`.
+    """
+
+    anisotropic = False
+
+    def filter_alpha(self, index: int) -> float:
+        return self.alpha / (self.num_layers + 1)
 
 
 class FourierNet(MFNBase):
