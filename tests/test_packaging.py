@@ -57,3 +57,12 @@ def test_makefile_and_ci_run_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci and "WANDB_MODE=disabled" in ci and "set -euo pipefail" in ci
     assert "make test" in (REPO / "README.md").read_text()
+
+
+def test_readme_library_example_runs():
+    text = (REPO / "README.md").read_text()
+    start = text.index("```python\n") + len("```python\n")
+    code = text[start : text.index("```", start)]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # the example asserts its own results
+    assert namespace["y"].shape == (8, 32, 784) and namespace["y_long"].shape == (8, 32, 1568)
