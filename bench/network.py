@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -26,6 +27,7 @@ ORIGINAL_CPU_MS: dict[tuple[str, str], str] = {
     ("cifar10", "ccnn_4_140"): "~8400-10500",
 }
 CASES: tuple[tuple[str, str], ...] = tuple(ORIGINAL_CPU_MS)
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "cfg"
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,9 @@ def build_case(task: str, variant: str, overrides: Sequence[str] = ()) -> tuple[
     """The ClassificationModule of a preset and its data metadata (no data read)."""
     from hydra import compose, initialize_config_dir
 
-    from tests.conftest import CONFIG_DIR
     from training.build import build_datamodule, build_module
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={task}/{variant}", *overrides])
     meta = build_datamodule(cfg).meta
     return build_module(cfg, meta), meta
