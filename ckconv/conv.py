@@ -66,7 +66,57 @@ def resampled_size(kernel_size: int, train_size: int, new_size: int, causal: boo
     return max(1, round((kernel_size - 1) * ratio) + 1)
 
 
-class CKConv(nn.Module):
+class _Convolution(nn.Module):
+    """What every convolution layer here shares: argument checks, the input check and the forward pass (depthwise or
+    dense convolution with the layer's kernel, then the optional pointwise channel mixer). Subclasses provide
+    ``kernel_for`` and create their own parameters (``bias``, ``channel_mixer``); this class creates none, so it does
+    not change the order in which subclasses draw their random initialisation."""
+
+    bias: nn.Parameter | None
+    channel_mixer: PointwiseLinear | None
+
+    def __init__(
+        self, in_channels: int, out_channels: int, data_dim: int, causal: bool, use_fft: UseFFT, separable: bool
+    ) -> None:
+        super().__init__()
+        check_data_dim(data_dim)
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(
+                f"in_channels and out_channels must be positive integers, got {in_channels} and {out_channels}."
+            )
+        if causal and data_dim != 1:
+            raise ValueError(f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
+        prefers_fft((1,) * data_dim, use_fft)  # validates use_fft
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.data_dim = data_dim
+        self.causal = causal
+        self.use_fft = use_fft
+        self.separable = separable
+
+    def kernel_for(self, x: Tensor) -> Tensor:
+        """The kernel to apply to ``x``: ``(C_in, 1, *k)`` when separable, else ``(C_out, C_in, *k)``."""
+        raise NotImplementedError
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a ValueError unless ``x`` is ``(B, in_channels, *spatial)`` with ``data_dim`` spatial dimensions."""
+        if x.dim() != self.data_dim + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape (B, {self.in_channels}, "
+                f"{', '.join(['n'] * self.data_dim)}) (in_channels={self.in_channels}, data_dim={self.data_dim}), "
+                f"got {tuple(x.shape)}."
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        groups = self.in_channels if self.separable else 1
+        y = conv(x, self.kernel_for(x), self.bias, causal=self.causal, groups=groups, use_fft=self.use_fft)
+        if self.channel_mixer is not None:
+            y = self.channel_mixer(y)
+        return y
+
+
+class CKConv(_Convolution):
     """Continuous-kernel convolution: a kernel network sampled on a position grid, applied by direct or FFT conv.
 
     Args:
@@ -113,23 +163,9 @@ class CKConv(nn.Module):
         chang_initialize: bool = True,
         cache_eval_kernels: bool = True,
     ) -> None:
-        super().__init__()
-        check_data_dim(data_dim)
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(
-                f"in_channels and out_channels must be positive integers, got {in_channels} and {out_channels}."
-            )
-        if causal and data_dim != 1:
-            raise ValueError(f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
-        prefers_fft((1,) * data_dim, use_fft)  # validates use_fft
+        super().__init__(in_channels, out_channels, data_dim, causal, use_fft, separable)
         if kernel_type not in KERNEL_NETS:
             raise ValueError(f"kernel_type must be one of {tuple(KERNEL_NETS)}, got {kernel_type!r}.")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.data_dim = data_dim
-        self.causal = causal
-        self.use_fft = use_fft
-        self.separable = separable
         self.cache_eval_kernels = cache_eval_kernels
         self._kernel_cache: tuple[tuple, Tensor, list[Tensor]] | None = None
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
@@ -185,7 +221,8 @@ class CKConv(nn.Module):
         reference = self.kernel_net.output_layer.weight
         positions = kernel_positions(size, device=reference.device, dtype=reference.dtype)  # (1, d, *size)
         if self.mask is not None:
-            positions = positions[(slice(None), slice(None), *crop_slices(size, self._crop(size), self.causal))]
+            cropped = self.mask.cropped_kernel_size(size)
+            positions = positions[(slice(None), slice(None), *crop_slices(size, cropped, self.causal))]
         kernel = self.kernel_net(positions)  # (1, C_k, *k)
         if self.mask is not None:
             kernel = kernel * self.mask(positions)
@@ -197,20 +234,7 @@ class CKConv(nn.Module):
             return kernel.reshape(self.in_channels, 1, *k_shape)
         return kernel.reshape(self.out_channels, self.in_channels, *k_shape)
 
-    def _crop(self, size: Sequence[int]) -> tuple[int, ...]:
-        assert self.mask is not None
-        return self.mask.cropped_kernel_size(size)
-
-    def check_input(self, x: Tensor) -> None:
-        """Raise a ValueError unless ``x`` is ``(B, in_channels, *spatial)`` with ``data_dim`` spatial dimensions."""
-        if x.dim() != self.data_dim + 2 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects input of shape (B, {self.in_channels}, "
-                f"{', '.join(['n'] * self.data_dim)}) (in_channels={self.in_channels}, data_dim={self.data_dim}), "
-                f"got {tuple(x.shape)}."
-            )
-
-    def _kernel_for(self, x: Tensor) -> Tensor:
+    def kernel_for(self, x: Tensor) -> Tensor:
         if not self.cache_eval_kernels or torch.is_grad_enabled():
             self._kernel_cache = None
             return self.sample_kernel(x.shape[2:])
@@ -220,15 +244,6 @@ class CKConv(nn.Module):
             # Hold the keyed tensors so that their ids are not reused by new ones (e.g. from functional_call).
             self._kernel_cache = (key, self.sample_kernel(x.shape[2:]), params)
         return self._kernel_cache[1]
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        kernel = self._kernel_for(x)
-        groups = self.in_channels if self.separable else 1
-        y = conv(x, kernel, self.bias, causal=self.causal, groups=groups, use_fft=self.use_fft)
-        if self.channel_mixer is not None:
-            y = self.channel_mixer(y)
-        return y
 
     def extra_repr(self) -> str:
         return (
@@ -292,7 +307,7 @@ class SeparableFlexConv(FlexConv):
 # -------------------------------------------------------------------------------------------------------------
 # Discrete baselines
 # -------------------------------------------------------------------------------------------------------------
-class Conv(nn.Module):
+class Conv(_Convolution):
     """Discrete convolution with free weights per tap, with the same alignment rules as the continuous layers.
 
     Args:
@@ -318,21 +333,7 @@ class Conv(nn.Module):
         use_fft: UseFFT = "auto",
         separable: bool = False,
     ) -> None:
-        super().__init__()
-        check_data_dim(data_dim)
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(
-                f"in_channels and out_channels must be positive integers, got {in_channels} and {out_channels}."
-            )
-        if causal and data_dim != 1:
-            raise ValueError(f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
-        prefers_fft((1,) * data_dim, use_fft)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.data_dim = data_dim
-        self.causal = causal
-        self.use_fft = use_fft
-        self.separable = separable
+        super().__init__(in_channels, out_channels, data_dim, causal, use_fft, separable)
         self.kernel_size = _as_tuple(kernel_size, data_dim, "kernel_size")
         weight_shape = (in_channels, 1) if separable else (out_channels, in_channels)
         self.weight = nn.Parameter(torch.empty(*weight_shape, *self.kernel_size))
@@ -348,15 +349,8 @@ class Conv(nn.Module):
             fan_in = self.weight[0].numel()
             nn.init.uniform_(self.bias, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
 
-    check_input = CKConv.check_input
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        groups = self.in_channels if self.separable else 1
-        y = conv(x, self.weight, self.bias, causal=self.causal, groups=groups, use_fft=self.use_fft)
-        if self.channel_mixer is not None:
-            y = self.channel_mixer(y)
-        return y
+    def kernel_for(self, x: Tensor) -> Tensor:
+        return self.weight
 
     def extra_repr(self) -> str:
         return (
