@@ -211,6 +211,15 @@ class CKConv(_Convolution):
             for k, n_train, n in zip(self.kernel_size, self.input_size, spatial)
         )
 
+    def cropped_positions(self, size: Sequence[int]) -> Tensor:
+        """Positions ``(1, d, *k)`` of the taps kept of a ``size`` grid: all of them, or the mask's crop."""
+        reference = self.kernel_net.output_layer.weight
+        positions = kernel_positions(size, device=reference.device, dtype=reference.dtype)  # (1, d, *size)
+        if self.mask is None:
+            return positions
+        cropped = self.mask.cropped_kernel_size(size)
+        return positions[(slice(None), slice(None), *crop_slices(size, cropped, self.causal))]
+
     def sample_kernel(self, spatial: Sequence[int]) -> Tensor:
         """The (masked, cropped) kernel for an input of size ``spatial``.
 
@@ -218,11 +227,7 @@ class CKConv(_Convolution):
             ``(C_in, 1, *k)`` when separable, else ``(C_out, C_in, *k)``.
         """
         size = self.kernel_size_for(spatial)
-        reference = self.kernel_net.output_layer.weight
-        positions = kernel_positions(size, device=reference.device, dtype=reference.dtype)  # (1, d, *size)
-        if self.mask is not None:
-            cropped = self.mask.cropped_kernel_size(size)
-            positions = positions[(slice(None), slice(None), *crop_slices(size, cropped, self.causal))]
+        positions = self.cropped_positions(size)  # (1, d, *k)
         kernel = self.kernel_net(positions)  # (1, C_k, *k)
         if self.mask is not None:
             kernel = kernel * self.mask(positions)

@@ -68,15 +68,14 @@ class GaussianMask(nn.Module):
         """Mask values ``(1, 1, *size)`` at ``positions`` ``(1, d, *size)``."""
         return gaussian_mask(positions, self.mean.to(positions.dtype), self.width.to(positions.dtype))
 
-    def cropped_kernel_size(self, kernel_size: Sequence[int], widths: Sequence[float] | None = None) -> tuple[int, ...]:
-        """Kernel size left after cropping with the current (or given) widths; unchanged without dynamic cropping.
+    def cropped_kernel_size(self, kernel_size: Sequence[int]) -> tuple[int, ...]:
+        """Kernel size left after cropping with the current widths; unchanged without dynamic cropping.
 
         Uses :meth:`host_values`: no device read when :func:`refresh_mask_widths` ran since the widths last changed.
         """
         if not self.dynamic_cropping:
             return tuple(kernel_size)
-        host_widths, means = self.host_values()
-        widths = host_widths if widths is None else widths
+        widths, means = self.host_values()
         return tuple(cropped_size(k, m, w, self.threshold, self.causal) for k, m, w in zip(kernel_size, means, widths))
 
     def _versions(self) -> tuple[int, ...]:

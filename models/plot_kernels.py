@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from ckconv import CKConv
-from ckconv.functional import crop_slices, kernel_positions
 
 
 def continuous_layers(net: nn.Module) -> list[tuple[str, CKConv]]:
@@ -29,10 +28,7 @@ def layer_kernel_and_mask(layer: CKConv) -> tuple[torch.Tensor, torch.Tensor | N
     kernel = layer.sample_kernel(size).float().cpu()
     if layer.mask is None:
         return kernel, None
-    positions = kernel_positions(size, dtype=layer.mask.width.dtype, device=layer.mask.width.device)
-    slices = crop_slices(size, layer.mask.cropped_kernel_size(size), layer.causal)
-    mask = layer.mask(positions[(slice(None), slice(None), *slices)])[0, 0].float().cpu()
-    return kernel, mask
+    return kernel, layer.mask(layer.cropped_positions(size))[0, 0].float().cpu()
 
 
 def plot_kernels(net: nn.Module, max_channels: int = 4) -> Any:
