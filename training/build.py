@@ -61,17 +61,18 @@ def build_datamodule(cfg: DictConfig) -> CCNNDataModule:
     """The datamodule of ``dataset.name``; constructing it reads nothing from disk."""
     steps = cfg.train.accumulate_grad_steps
     batch_size = cfg.train.batch_size // steps
+    cls, options = datamodule_class(cfg.dataset.name), datamodule_options(cfg)  # these name their flags already
     try:
-        return datamodule_class(cfg.dataset.name)(
+        return cls(
             data_dir=resolve_path(cfg.dataset.data_dir),
             batch_size=batch_size,
             test_batch_size=batch_size * cfg.test.batch_size_multiplier,
             num_workers=cfg.no_workers,
             seed=cfg.seed,
             download=cfg.dataset.download,
-            **datamodule_options(cfg),
+            **options,
         )
-    except ValueError as error:
+    except ValueError as error:  # the datamodule's own argument checks
         raise ConfigError(f"dataset.name={cfg.dataset.name}: {error}") from error
 
 
@@ -162,9 +163,10 @@ def build_module(cfg: DictConfig, meta: DataMeta) -> ClassificationModule:
         "patience": cfg.scheduler.patience,
         "mode": cfg.scheduler.mode,
     }
+    net = build_network(cfg, meta)  # raises ConfigError itself
     try:
         return ClassificationModule(
-            build_network(cfg, meta),
+            net,
             meta.num_classes,
             optimizer=optimizer,
             scheduler=scheduler,
