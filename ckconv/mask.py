@@ -60,9 +60,11 @@ class GaussianMask(nn.Module):
             self.mean = nn.Parameter(mean)
         else:
             self.register_buffer("mean", mean)
-        # Host copy of (width, mean) for the crop rule, valid while the tensors' version counters are unchanged: on
-        # a GPU, reading them costs a device synchronisation, so refresh_mask_widths() reads all layers at once.
-        self._host: tuple[tuple[int, ...], list[float], list[float]] | None = None
+        # Host copy of (width, mean) for the crop rule, valid while the same tensors are in place with unchanged
+        # version counters: on a GPU, reading them costs a device synchronisation, so refresh_mask_widths() reads
+        # all layers at once. The tensors themselves are kept (not their ids): a freed tensor's id can be reused by
+        # a new one, e.g. under torch.func.functional_call, which would otherwise pass for the old values.
+        self._host: tuple[Tensor, Tensor, tuple[int, int], list[float], list[float]] | None = None
 
     def forward(self, positions: Tensor) -> Tensor:
         """Mask values ``(1, 1, *size)`` at ``positions`` ``(1, d, *size)``."""
@@ -78,19 +80,19 @@ class GaussianMask(nn.Module):
         widths, means = self.host_values()
         return tuple(cropped_size(k, m, w, self.threshold, self.causal) for k, m, w in zip(kernel_size, means, widths))
 
-    def _versions(self) -> tuple[int, ...]:
-        return (id(self.width), self.width._version, id(self.mean), self.mean._version)
-
     def host_values(self) -> tuple[list[float], list[float]]:
         """(widths, means) as Python floats; read from the device only when they changed since the last read."""
-        if self._host is None or self._host[0] != self._versions():
+        host = self._host
+        current = host is not None and host[0] is self.width and host[1] is self.mean
+        if not current or host[2] != (self.width._version, self.mean._version):
             self.store_host_values(torch.stack([self.width.detach(), self.mean.detach()]).float().cpu())
         assert self._host is not None
-        return self._host[1], self._host[2]
+        return self._host[3], self._host[4]
 
     def store_host_values(self, values: torch.Tensor) -> None:
         """Record ``values`` = stacked (width, mean) on the host as the current ones."""
-        self._host = (self._versions(), values[0].tolist(), values[1].tolist())
+        versions = (self.width._version, self.mean._version)
+        self._host = (self.width, self.mean, versions, values[0].tolist(), values[1].tolist())
 
     def extra_repr(self) -> str:
         return (

@@ -10,6 +10,8 @@ import torch
 
 from bench.network import Repeats as NetworkRepeats
 from bench.network import build_case, random_batch, run
+from ckconv.functional import cropped_size
+from ckconv.mask import GaussianMask
 from models.ccnn import CCNN
 
 
@@ -129,3 +131,23 @@ def test_a_changed_mask_width_is_seen_without_a_refresh():
     with torch.no_grad():
         layer.mask.width.mul_(3.0)  # bumps the version counter: the host copy is stale and is read again
     assert layer.sample_kernel((64,)).shape[-1] > before
+
+
+class CropProbe(torch.nn.Module):
+    """Exposes a mask's crop of a 200-tap causal kernel as a forward, so functional_call can swap its width in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask = GaussianMask(1, init_value=0.1, causal=True)
+
+    def forward(self) -> tuple[int, ...]:
+        return self.mask.cropped_kernel_size((200,))
+
+
+def test_mask_host_copy_follows_fresh_width_tensors_from_functional_call():
+    probe = CropProbe()
+    with torch.no_grad():
+        for width in torch.linspace(0.05, 0.8, 60).tolist():
+            # A fresh tensor each time: a freed tensor's id is often reused, which must not pass for its old values.
+            crop = torch.func.functional_call(probe, {"mask.width": torch.tensor([width])}, args=())
+            assert crop == (cropped_size(200, 1.0, width, probe.mask.threshold, True),), width
