@@ -19,7 +19,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bench.timing import Measurement, Table, machine_description, measure, measure_pair, render
+from bench.timing import (
+    Measurement,
+    Table,
+    add_setup_flags,
+    apply_setup_flags,
+    machine_description,
+    measure,
+    measure_pair,
+    render,
+)
 from ckconv.conv import SeparableFlexConv
 from ckconv.functional import FFT_CROSSOVER_TAPS, direct_conv, fast_fft_size, fft_conv, prefers_fft
 
@@ -420,10 +429,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny subset (smoke test, seconds)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    add_setup_flags(parser)
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    apply_setup_flags(args)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:

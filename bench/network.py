@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bench.timing import Table, machine_description, measure, render
+from bench.timing import Table, add_setup_flags, apply_setup_flags, machine_description, measure, render
 from datamodules import DataMeta
 
 # (task, variant) -> the original code's forward+backward ms at batch 16 on the 2-core CPU machine (speed issue).
@@ -119,10 +119,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="only sMNIST CCNN-4,140, few repeats")
-    parser.add_argument("--threads", type=int, default=2)
+    add_setup_flags(parser)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    apply_setup_flags(args)
     cases = CASES[:1] if args.quick else CASES
     repeats = Repeats(target_s=0.5, min_repeats=1, max_repeats=2) if args.quick else Repeats()
     table = run(torch.device(args.device), args.batch, cases, args.precision, args.compile, repeats)

@@ -7,6 +7,7 @@ sum of the allocation and free events that ``torch.profiler`` records (not the p
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
@@ -20,6 +21,8 @@ from typing import Protocol
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+from training.allocator import keep_freed_memory
 
 
 class RepeatPolicy(Protocol):
@@ -172,3 +175,20 @@ def machine_description(device: torch.device) -> str:
                     break
         name += f", {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs visible"
     return f"{name}; torch {torch.__version__}; Python {platform.python_version()}"
+
+
+def add_setup_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every benchmark shares: CPU threads and the host allocator."""
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument(
+        "--glibc-default-malloc",
+        action="store_true",
+        help="leave glibc's malloc thresholds as they are (training raises them: training/allocator.py)",
+    )
+
+
+def apply_setup_flags(args: argparse.Namespace) -> None:
+    """Set up the process as ``main.py`` does for training, unless the flags say otherwise."""
+    torch.set_num_threads(args.threads)
+    if not args.glibc_default_malloc:
+        keep_freed_memory()

@@ -176,6 +176,39 @@ def test_fft_conv_under_bfloat16_autocast_computes_in_float32():
     assert _rel_err(y, reference) < 2e-2
 
 
+@pytest.mark.parametrize("spatial", [(7,), (5, 6), (3, 4, 2)])
+def test_zero_padded_places_the_input_at_its_start_in_zeros(spatial):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *spatial)
+    sizes = [n + 4 for n in spatial]
+    starts = [1 + d for d in range(len(spatial))]
+    expected = torch.zeros(2, 3, *sizes)
+    expected[(slice(None), slice(None), *(slice(a, a + n) for a, n in zip(starts, spatial)))] = x
+    assert torch.equal(cf._zero_padded(x, sizes, starts), expected)
+    # Default start: the origin, as rfftn(x, s=sizes) pads.
+    padding = [p for n, size in reversed(list(zip(spatial, sizes))) for p in (0, size - n)]
+    assert torch.equal(cf._zero_padded(x, sizes), torch.nn.functional.pad(x, padding))
+
+
+def test_zero_padded_overwrites_whatever_the_new_memory_held():
+    x = torch.ones(4, 5, 6)
+    for _ in range(3):  # fresh allocations may reuse freed memory full of non-zeros
+        garbage = torch.full((4, 5, 16), 7.0)
+        del garbage
+        out = cf._zero_padded(x, [16], [3])
+        assert out[..., :3].eq(0).all() and out[..., 9:].eq(0).all() and out[..., 3:9].eq(1).all()
+
+
+def test_batch_sum_conj_product_matches_the_plain_formula():
+    torch.manual_seed(0)
+    a = torch.randn(5, 3, 4, 7, dtype=torch.complex128)
+    b = torch.randn(5, 3, 4, 7, dtype=torch.complex128)
+    expected = (a.conj() * b).sum(0)
+    torch.testing.assert_close(cf._batch_sum_conj_product(a, b), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.linalg.vecdot(a, b, dim=0), expected, rtol=1e-12, atol=1e-12)  # the GPU path
+    assert torch.equal(cf._batch_sum_conj_product(a[:1], b[:1]), a[0].conj() * b[0])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # FFT sizes
 # ---------------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ckconv.hints import count_parameters
 from datamodules import DATAMODULES
 from models.module import ClassificationModule
 from models.plot_kernels import KernelPlotCallback
+from training.allocator import keep_freed_memory
 from training.build import build_datamodule, build_module, resolve_path
 from training.callbacks import ConfigInCheckpoint, EpochSummary, GradNormLogger, RNGStateCallback
 from training.checkpoints import AtomicCheckpointIO, load_weights, read_checkpoint
@@ -167,6 +168,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     - ``train.do=False``: evaluate the weights of ``pretrained.filename``.
     """
     validate_config(cfg, tuple(DATAMODULES))
+    keep_freed_memory()  # CPU steps re-fault every large activation otherwise (training/allocator.py)
     datamodule = build_datamodule(cfg)
     meta = datamodule.meta
     check_against_data(cfg, meta.data_dim)
