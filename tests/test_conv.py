@@ -87,6 +87,10 @@ def test_every_registered_conv_builds_and_runs_forward_and_backward(name, data_d
 def test_layer_matches_the_functional_convolution_of_its_kernel(name):
     spatial = (12,)
     layer = build(CONV_TYPES[name], 2, 3, 1, spatial)
+    with torch.no_grad():  # biases start at zero: make them count (the separable layers fold theirs into the mixer's)
+        for module in (layer, getattr(layer, "channel_mixer", None)):
+            if module is not None and module.bias is not None:
+                module.bias.normal_()
     x = randn(2, 2, 12)
     kernel = layer.weight if isinstance(layer, Conv) else layer.sample_kernel(spatial)
     separable = layer.separable
@@ -522,6 +526,46 @@ def test_pointwise_linear_mixes_channels_at_every_position(spatial):
     x = randn(2, 3, *spatial)
     expected = torch.einsum("oi,bi...->bo...", layer.weight, x) + layer.bias.view(1, 4, *([1] * len(spatial)))
     assert torch.allclose(layer(x), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("spatial", [(7,), (4, 3)])
+def test_pointwise_linear_folds_input_scale_and_offset_exactly(spatial):
+    torch.manual_seed(0)
+    layer = PointwiseLinear(3, 4, init="kaiming_uniform").double()
+    x = randn(2, 3, *spatial).requires_grad_()
+    scale = randn(2, 3).requires_grad_()
+    offset = randn(3).requires_grad_()
+    view = (2, 3, *([1] * len(spatial)))
+    for kwargs, shifted in (
+        ({"input_scale": scale}, x * scale.view(view)),
+        ({"input_offset": offset}, x + offset.view(1, 3, *([1] * len(spatial)))),
+        ({"input_scale": scale, "input_offset": offset}, x * scale.view(view) + offset.view(1, 3, *view[2:])),
+    ):
+        expected = torch.einsum("oi,bi...->bo...", layer.weight, shifted) + layer.bias.view(1, 4, *view[2:])
+        out = layer(x, **kwargs)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+        cotangent = torch.randn_like(out)
+        inputs = [x, layer.weight, layer.bias, *kwargs.values()]
+        got = torch.autograd.grad(out, inputs, cotangent)
+        want = torch.autograd.grad(expected, inputs, cotangent)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_pointwise_linear_takes_a_cropped_window_without_copying_it_first():
+    torch.manual_seed(0)
+    layer = PointwiseLinear(3, 4).double()
+    padded = randn(2, 3, 12)
+    window = padded[..., 2:9]  # strided view, as the FFT convolution returns
+    torch.testing.assert_close(layer(window), layer(window.contiguous()), rtol=0, atol=0)
+
+
+def test_pointwise_linear_rejects_misshapen_scale_and_offset():
+    layer = PointwiseLinear(3, 4)
+    with pytest.raises(ValueError, match=r"input_scale must be \(B, in_channels\) = \(2, 3\), got \(2, 4\)"):
+        layer(torch.zeros(2, 3, 5), input_scale=torch.ones(2, 4))
+    with pytest.raises(ValueError, match=r"input_offset must be \(3,\), got \(1, 3\)"):
+        layer(torch.zeros(2, 3, 5), input_offset=torch.ones(1, 3))
 
 
 def test_pointwise_linear_default_init_is_kaiming_normal_with_zero_bias():
