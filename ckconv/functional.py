@@ -106,9 +106,10 @@ def direct_conv(
 # ---------------------------------------------------------------------------------------------------------------
 # FFT convolution
 # ---------------------------------------------------------------------------------------------------------------
-# Per element, pocketfft (torch's CPU FFT) runs odd real-FFT sizes 2-3x slower than nearby sizes with factors of two,
+# Per element, torch's CPU FFT runs odd real-FFT sizes 2-3x slower than nearby sizes with factors of two,
 # sizes with a single factor 2 up to 1.5x slower, and above 256 points sizes with fewer than three factors of two
-# 1.3-2.5x slower (e.g. 1125 vs 1152 points: 2.6x the time; bench/README.md). cuFFT has the same preference.
+# 1.3-2.5x slower (e.g. 1125 vs 1152 points: 2.6x the time; bench/README.md, "FFT sizes"). These sizes are also
+# among those cuFFT documents as fast (2^a 3^b 5^c 7^d).
 _FFT_SIZE_MULTIPLE_LARGE = 8
 _FFT_SIZE_MULTIPLE_SMALL = 4
 _FFT_SIZE_SMALL_LIMIT = 256
