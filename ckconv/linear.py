@@ -45,33 +45,23 @@ class PointwiseLinear(nn.Module):
                 bound = 1.0 / math.sqrt(self.in_channels)
                 nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: Tensor, input_scale: Tensor | None = None, input_offset: Tensor | None = None) -> Tensor:
-        """``W (input_scale * x + input_offset) + b``, with the scale and offset folded into the matrix product.
+    def forward(self, x: Tensor, input_offset: Tensor | None = None) -> Tensor:
+        """``W (x + input_offset) + b``, with the offset folded into the bias.
 
         Args:
             x: ``(B, in_channels, *spatial)``; any strides whose positions flatten to a view (e.g. a cropped window).
-            input_scale: optional ``(B, in_channels)`` factor per sample and channel (a channel-dropout mask): it scales
-                the weight, ``(W * s_b) x_b``, instead of the input, which saves two passes over ``x`` (forward and
-                backward) for a ``(B, O, I)`` weight.
             input_offset: optional ``(in_channels,)`` shift (a preceding layer's bias): it enters the bias as
                 ``b + W o``, which saves a pass over ``x`` and the bias gradient's reduction over it.
         """
         if x.dim() < 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input (B, {self.in_channels}, ...), got shape {tuple(x.shape)}.")
-        batch, spatial = x.shape[0], x.shape[2:]
-        if input_scale is not None and input_scale.shape != (batch, self.in_channels):
-            raise ValueError(
-                f"input_scale must be (B, in_channels) = ({batch}, {self.in_channels}), got {tuple(input_scale.shape)}."
-            )
         if input_offset is not None and input_offset.shape != (self.in_channels,):
             raise ValueError(f"input_offset must be ({self.in_channels},), got {tuple(input_offset.shape)}.")
+        batch, spatial = x.shape[0], x.shape[2:]
         flat = x.reshape(batch, self.in_channels, -1)  # (B, I, P), a view for inputs whose positions flatten
         # A batched product with the weight broadcast over the batch (stride 0) works on the channel-first layout
         # directly; torch.matmul would transpose x into a copy first (measured 1.6x slower, bench/README.md).
-        if input_scale is None:
-            weight = self.weight.expand(batch, -1, -1)  # (B, O, I)
-        else:
-            weight = self.weight * input_scale.unsqueeze(1)  # (B, O, I): W diag(s_b)
+        weight = self.weight.expand(batch, -1, -1)  # (B, O, I)
         bias = self.bias
         if input_offset is not None:
             shift = torch.mv(self.weight, input_offset)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from ckconv import PointwiseLinear
-from models.layers import build_activation, build_dropout, build_norm, channel_dropout_scale
+from models.layers import build_activation, build_dropout, build_norm
 
 ConvFactory = Callable[[int, int], nn.Module]
 
@@ -47,11 +47,8 @@ class S4Block(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.norm(x) if self.prenorm else x
-        h = self.act(self.conv(h))
-        # Channel dropout is applied by the linear layer (its mask scales the weight); other dropouts act on h.
-        scale = channel_dropout_scale(self.dropout, h)
-        h = self.linear(h if scale is not None else self.dropout(h), input_scale=scale)
-        h = self.act(h) + self.shortcut(x)
+        h = self.dropout(self.act(self.conv(h)))
+        h = self.act(self.linear(h)) + self.shortcut(x)
         return h if self.prenorm else self.norm(h)
 
 

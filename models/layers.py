@@ -58,21 +58,6 @@ def build_dropout(name: str, p: float, data_dim: int) -> nn.Module:
     return getattr(nn, f"Dropout{data_dim}d")(p)
 
 
-def channel_dropout_scale(dropout: nn.Module, x: Tensor) -> Tensor | None:
-    """The ``(B, C)`` factors a channel dropout (``Dropout{k}d``) would multiply ``x`` by in this forward pass, or None
-    (evaluation mode, p = 0, or another module).
-
-    A following linear layer takes them as its ``input_scale`` and folds them into its weight, which saves two passes
-    over the activations. The factors are drawn as ``torch.nn.functional.dropout{k}d`` draws them (one Bernoulli per
-    sample and channel, in the same order), so the same seed drops the same channels either way.
-    """
-    channel_dropouts = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-    if not (isinstance(dropout, channel_dropouts) and dropout.training and dropout.p > 0):
-        return None
-    keep = 1.0 - dropout.p
-    return x.new_empty(x.shape[:2]).bernoulli_(keep).div_(keep)
-
-
 def build_activation(name: str) -> nn.Module:
     """A ``torch.nn`` activation by class name, e.g. ``GELU``, ``ReLU``, ``SiLU``."""
     cls = getattr(nn, name, None)

@@ -529,27 +529,21 @@ def test_pointwise_linear_mixes_channels_at_every_position(spatial):
 
 
 @pytest.mark.parametrize("spatial", [(7,), (4, 3)])
-def test_pointwise_linear_folds_input_scale_and_offset_exactly(spatial):
+def test_pointwise_linear_folds_an_input_offset_into_its_bias_exactly(spatial):
     torch.manual_seed(0)
     layer = PointwiseLinear(3, 4, init="kaiming_uniform").double()
     x = randn(2, 3, *spatial).requires_grad_()
-    scale = randn(2, 3).requires_grad_()
     offset = randn(3).requires_grad_()
-    view = (2, 3, *([1] * len(spatial)))
-    for kwargs, shifted in (
-        ({"input_scale": scale}, x * scale.view(view)),
-        ({"input_offset": offset}, x + offset.view(1, 3, *([1] * len(spatial)))),
-        ({"input_scale": scale, "input_offset": offset}, x * scale.view(view) + offset.view(1, 3, *view[2:])),
-    ):
-        expected = torch.einsum("oi,bi...->bo...", layer.weight, shifted) + layer.bias.view(1, 4, *view[2:])
-        out = layer(x, **kwargs)
-        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-        cotangent = torch.randn_like(out)
-        inputs = [x, layer.weight, layer.bias, *kwargs.values()]
-        got = torch.autograd.grad(out, inputs, cotangent)
-        want = torch.autograd.grad(expected, inputs, cotangent)
-        for g, w in zip(got, want):
-            torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    ones = [1] * len(spatial)
+    expected = torch.einsum("oi,bi...->bo...", layer.weight, x + offset.view(1, 3, *ones)) + layer.bias.view(
+        1, 4, *ones
+    )
+    out = layer(x, input_offset=offset)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    cotangent = torch.randn_like(out)
+    inputs = [x, layer.weight, layer.bias, offset]
+    for got, want in zip(torch.autograd.grad(out, inputs, cotangent), torch.autograd.grad(expected, inputs, cotangent)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_pointwise_linear_takes_a_cropped_window_without_copying_it_first():
@@ -560,12 +554,9 @@ def test_pointwise_linear_takes_a_cropped_window_without_copying_it_first():
     torch.testing.assert_close(layer(window), layer(window.contiguous()), rtol=0, atol=0)
 
 
-def test_pointwise_linear_rejects_misshapen_scale_and_offset():
-    layer = PointwiseLinear(3, 4)
-    with pytest.raises(ValueError, match=r"input_scale must be \(B, in_channels\) = \(2, 3\), got \(2, 4\)"):
-        layer(torch.zeros(2, 3, 5), input_scale=torch.ones(2, 4))
+def test_pointwise_linear_rejects_a_misshapen_offset():
     with pytest.raises(ValueError, match=r"input_offset must be \(3,\), got \(1, 3\)"):
-        layer(torch.zeros(2, 3, 5), input_offset=torch.ones(1, 3))
+        PointwiseLinear(3, 4)(torch.zeros(2, 3, 5), input_offset=torch.ones(1, 3))
 
 
 def test_pointwise_linear_default_init_is_kaiming_normal_with_zero_bias():

@@ -199,16 +199,6 @@ def test_zero_padded_overwrites_whatever_the_new_memory_held():
         assert out[..., :3].eq(0).all() and out[..., 9:].eq(0).all() and out[..., 3:9].eq(1).all()
 
 
-def test_batch_sum_conj_product_matches_the_plain_formula():
-    torch.manual_seed(0)
-    a = torch.randn(5, 3, 4, 7, dtype=torch.complex128)
-    b = torch.randn(5, 3, 4, 7, dtype=torch.complex128)
-    expected = (a.conj() * b).sum(0)
-    torch.testing.assert_close(cf._batch_sum_conj_product(a, b), expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(torch.linalg.vecdot(a, b, dim=0), expected, rtol=1e-12, atol=1e-12)  # the GPU path
-    assert torch.equal(cf._batch_sum_conj_product(a[:1], b[:1]), a[0].conj() * b[0])
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # FFT sizes
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ckconv import PointwiseLinear
 from datamodules import DataMeta
 from models.ccnn import CCNN, block_widths
 from tests.conftest import compose
@@ -144,30 +143,3 @@ def test_prenorm_and_postnorm_blocks_differ_and_both_train():
         )
         net(x).sum().backward()
         assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
-
-
-@pytest.mark.parametrize(("data_dim", "dropout_type"), [(1, "Dropout1d"), (2, "Dropout2d"), (1, "Dropout")])
-def test_s4_block_with_dropout_folded_into_the_linear_equals_the_plain_composition(data_dim, dropout_type):
-    from models.blocks import S4Block
-    from models.layers import build_dropout
-
-    torch.manual_seed(0)
-    conv = PointwiseLinear(4, 4).double()
-    block = S4Block(4, 4, lambda i, o: conv, data_dim, dropout=0.4, dropout_type=dropout_type).double().train()
-    x = torch.randn(3, 4, *([6] * data_dim), dtype=torch.float64, requires_grad=True)
-
-    def plain(x: torch.Tensor) -> torch.Tensor:  # y = act(Linear(Dropout(act(Conv(Norm(x)))))) + x
-        dropout = build_dropout(dropout_type, 0.4, data_dim).train()
-        h = dropout(block.act(block.conv(block.norm(x))))
-        return block.act(block.linear(h)) + x
-
-    torch.manual_seed(5)
-    expected = plain(x)
-    torch.manual_seed(5)
-    out = block(x)
-    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-    undropped = block.act(block.linear(block.act(block.conv(block.norm(x))))) + x
-    assert (expected - undropped).abs().max() > 0.1  # channels were dropped
-    inputs = [x, *block.parameters()]
-    for got, want in zip(torch.autograd.grad(out.sum(), inputs), torch.autograd.grad(expected.sum(), inputs)):
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
