@@ -535,9 +535,8 @@ def test_pointwise_linear_folds_an_input_offset_into_its_bias_exactly(spatial):
     x = randn(2, 3, *spatial).requires_grad_()
     offset = randn(3).requires_grad_()
     ones = [1] * len(spatial)
-    expected = torch.einsum("oi,bi...->bo...", layer.weight, x + offset.view(1, 3, *ones)) + layer.bias.view(
-        1, 4, *ones
-    )
+    shifted = x + offset.view(1, 3, *ones)
+    expected = torch.einsum("oi,bi...->bo...", layer.weight, shifted) + layer.bias.view(1, 4, *ones)
     out = layer(x, input_offset=offset)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
     cotangent = torch.randn_like(out)
@@ -546,7 +545,7 @@ def test_pointwise_linear_folds_an_input_offset_into_its_bias_exactly(spatial):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_pointwise_linear_takes_a_cropped_window_without_copying_it_first():
+def test_pointwise_linear_gives_a_cropped_strided_window_the_result_of_its_contiguous_copy():
     torch.manual_seed(0)
     layer = PointwiseLinear(3, 4).double()
     padded = randn(2, 3, 12)
