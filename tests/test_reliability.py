@@ -56,7 +56,9 @@ def test_sigkill_mid_training_then_resume_reaches_the_same_epoch_count(data_dir,
 
     done_before = epochs_done(last)  # readable: the kill never leaves a truncated checkpoint
     assert done_before < 12
-    assert not list((run / "checkpoints").glob("*.tmp"))
+    # A kill during a save may leave the save's temporary file (nothing can delete it then); the resumed run removes
+    # it before it writes. Plant one so that this is checked whatever the kill's timing was.
+    (run / "checkpoints" / ".last.ckpt.k1ll3d_x.tmp").write_bytes(b"half-written")
     result = subprocess.run(
         [sys.executable, str(REPO / "main.py"), *flags, f"train.resume={last}"],
         cwd=REPO,
@@ -67,9 +69,22 @@ def test_sigkill_mid_training_then_resume_reaches_the_same_epoch_count(data_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert epochs_done(last) == 12
+    assert not list((run / "checkpoints").glob("*.tmp"))
     with open(run / "logs" / "metrics.csv", newline="") as file:
         epochs = {int(row["epoch"]) for row in csv.DictReader(file) if row.get("epoch") and row.get("val/acc")}
     assert epochs >= set(range(12)) - {done_before}  # history before the kill kept, later epochs appended
+
+
+def test_stale_temporaries_of_atomic_saves_are_removed_and_nothing_else(tmp_path):
+    from training.checkpoints import remove_stale_temporaries
+
+    stale = [tmp_path / ".last.ckpt.ab_cd123.tmp", tmp_path / ".best.ckpt.0123abcd.tmp"]
+    kept = [tmp_path / "last.ckpt", tmp_path / "notes.tmp", tmp_path / ".hidden.tmp", tmp_path / ".x.ckpt.short.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert remove_stale_temporaries(tmp_path / "missing") == []
 
 
 def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -27,7 +28,8 @@ def _umask() -> int:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A kill at any moment leaves either the old file or the new one, never a truncated one.
+    A kill at any moment leaves either the old file or the new one, never a truncated one; a SIGKILL mid-write leaves
+    the temporary behind, which :func:`remove_stale_temporaries` clears before the next run writes there.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +44,25 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# atomic_torch_save's temporaries: mkstemp(prefix=".<name>.", suffix=".tmp") puts 8 characters of [a-z0-9_] between.
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete what :func:`atomic_torch_save` leaves in ``folder`` when its process is killed mid-write.
+
+    A SIGKILL (or power loss) between ``mkstemp`` and ``os.replace`` leaves a ``.<name>.<random>.tmp`` file: the
+    checkpoint itself is intact (old or new), the temporary is garbage. A run calls this on its checkpoint folder
+    before it writes there. Only names of that pattern are touched. Returns the files removed.
+    """
+    removed = []
+    for candidate in Path(folder).glob(".*.tmp"):
+        if _TEMPORARY.match(candidate.name) and candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -30,7 +30,7 @@ from models.plot_kernels import KernelPlotCallback
 from training.allocator import keep_freed_memory
 from training.build import build_datamodule, build_module, resolve_path
 from training.callbacks import ConfigInCheckpoint, EpochSummary, GradNormLogger, RNGStateCallback
-from training.checkpoints import AtomicCheckpointIO, load_weights, read_checkpoint
+from training.checkpoints import AtomicCheckpointIO, load_weights, read_checkpoint, remove_stale_temporaries
 from training.config import check_against_data, validate_config
 from training.loggers import AppendingCSVLogger
 
@@ -194,6 +194,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule.prepare_data()
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out / "checkpoints")  # left by a run killed while writing a checkpoint
     config = OmegaConf.to_container(cfg, resolve=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     if cfg.train.compile:
