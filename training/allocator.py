@@ -4,8 +4,8 @@ glibc's ``malloc`` serves blocks above its mmap threshold (128 KiB at first, rai
 fresh ``mmap`` and returns them to the kernel on ``free``; it also gives back the top of the heap once more than the
 trim threshold is free there. A CPU training step allocates and frees tens of activations of several MiB each, so
 every one of them is re-faulted page by page (and zeroed by the kernel) on each step: on this project's 2-core CPU
-machine that was a fifth of an sMNIST step (bench/README.md). Raising both thresholds makes ``free`` keep the memory
-for the next step's tensors of the same size, as PyTorch's caching allocator does on GPU.
+machine that was up to a sixth of an sMNIST step (bench/README.md). Raising both thresholds makes ``free`` keep the
+memory for the next step's tensors of the same size, as PyTorch's caching allocator does on GPU.
 
 The cost is that up to ``trim_threshold`` bytes of freed memory stay mapped to the process; nothing changes in what is
 computed. Settings a user gave glibc through its environment variables are left alone.
