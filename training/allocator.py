@@ -7,7 +7,7 @@ every one of them is re-faulted page by page (and zeroed by the kernel) on each 
 machine that was up to a sixth of an sMNIST step (bench/README.md). Raising both thresholds makes ``free`` keep the
 memory for the next step's tensors of the same size, as PyTorch's caching allocator does on GPU.
 
-The cost is that up to ``trim_threshold`` bytes of freed memory stay mapped to the process; nothing changes in what is
+The cost is that up to ``TRIM_THRESHOLD_BYTES`` of freed memory stay mapped to the process; nothing changes in what is
 computed. Settings a user gave glibc through its environment variables are left alone.
 """
 
@@ -31,8 +31,9 @@ _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUN
 _applied = False
 
 
-def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES) -> bool:
-    """Raise glibc's mmap and trim thresholds for this process (and the data workers it forks).
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds (``MMAP_THRESHOLD_BYTES``, ``TRIM_THRESHOLD_BYTES``) for this process and
+    the data workers it forks.
 
     Returns True when the thresholds are in effect (now or from an earlier call), False where they do not apply: not
     glibc (macOS, Windows, musl), or the user configured the allocator through ``MALLOC_*`` / ``GLIBC_TUNABLES`` or
@@ -48,11 +49,11 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold
         return False
     # mallopt returns 1 on success. Setting the trim threshold alone would switch the adaptive mmap threshold off and
     # leave it at 128 KiB (every activation mmapped: slower than the default), so the mmap threshold goes first.
-    if libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) != 1:
-        log.debug("mallopt(M_MMAP_THRESHOLD, %d) refused; allocator left as is", mmap_threshold)
+    if libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) != 1:
+        log.debug("mallopt(M_MMAP_THRESHOLD, %d) refused; allocator left as is", MMAP_THRESHOLD_BYTES)
         return False
-    if libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold) != 1:
-        log.debug("mallopt(M_TRIM_THRESHOLD, %d) refused", trim_threshold)
+    if libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) != 1:
+        log.debug("mallopt(M_TRIM_THRESHOLD, %d) refused", TRIM_THRESHOLD_BYTES)
         return False
     _applied = True
     return True
