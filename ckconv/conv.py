@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -74,6 +74,10 @@ class _Convolution(nn.Module):
 
     bias: nn.Parameter | None
     channel_mixer: PointwiseLinear | None
+    # What kind of layer a class is, for code that builds layers by name: a continuous kernel (a kernel network
+    # sampled on a grid, which takes ``input_size`` and the ``kernel_*`` arguments) and a Gaussian mask (``mask_*``).
+    continuous: ClassVar[bool] = False
+    masked: ClassVar[bool] = False
 
     def __init__(
         self, in_channels: int, out_channels: int, data_dim: int, causal: bool, use_fft: UseFFT, separable: bool
@@ -143,6 +147,8 @@ class CKConv(_Convolution):
             parameters and the input size are unchanged. The cache is keyed on the parameters' version counters,
             so an optimizer step or a ``load_state_dict`` invalidates it; it is never saved.
     """
+
+    continuous = True
 
     def __init__(
         self,
@@ -278,6 +284,8 @@ class FlexConv(CKConv):
         mask_learn_mean: learn the mask centre as well.
         **kwargs: the arguments of :class:`CKConv`.
     """
+
+    masked = True
 
     def __init__(
         self,

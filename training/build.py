@@ -12,20 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 from datamodules import CCNNDataModule, DataMeta, datamodule_class
 from models.ccnn import CCNN
 from models.module import ClassificationModule
-from training.config import ConfigError
+from training.config import DEAD_FLAGS, ConfigError
 
-# dataset.params flags whose config value means "the dataset's own default" and is then not passed on.
-_PARAM_UNSET: dict[str, Any] = {
-    "permuted": False,
-    "grayscale": False,
-    "mfcc": False,
-    "all_classes": False,
-    "resolution": 0,
-    "difficulty": "hard",
-    "seq_length": 0,
-    "num_samples": 0,
-    "val_size": 0,
-}
+# dataset.params flags that config.py refuses unless left at their default (they did nothing in the original).
+DEAD_DATASET_PARAMS = {flag.rsplit(".", 1)[1] for flag in DEAD_FLAGS if flag.startswith("dataset.params.")}
 
 
 def resolve_path(path: str) -> Path:
@@ -41,16 +31,21 @@ def resolve_path(path: str) -> Path:
 
 
 def datamodule_options(cfg: DictConfig) -> dict[str, Any]:
-    """Keyword arguments of the selected datamodule, refusing flags that it does not use."""
+    """Keyword arguments of the selected datamodule: every ``dataset.params.*`` flag that is set (not null), plus
+    ``dataset.data_type`` and ``dataset.augment`` when they differ from their defaults. A flag the dataset does not
+    take is refused, so that no flag is silently ignored."""
     cls = datamodule_class(cfg.dataset.name)
     accepted = set(inspect.signature(cls.__init__).parameters)
+    requested: dict[str, tuple[str, Any]] = {}
+    if cfg.dataset.data_type != "default":
+        requested["data_type"] = ("dataset.data_type", cfg.dataset.data_type)
+    if cfg.dataset.augment:
+        requested["augment"] = ("dataset.augment", cfg.dataset.augment)
+    for key, value in cfg.dataset.params.items():
+        if value is not None and key not in DEAD_DATASET_PARAMS:
+            requested[str(key)] = (f"dataset.params.{key}", value)
     options: dict[str, Any] = {}
-    requested = {"data_type": (cfg.dataset.data_type, "default"), "augment": (cfg.dataset.augment, False)}
-    requested |= {key: (cfg.dataset.params[key], unset) for key, unset in _PARAM_UNSET.items()}
-    for key, (value, unset) in requested.items():
-        if value == unset:
-            continue
-        flag = f"dataset.{key}" if key in ("data_type", "augment") else f"dataset.params.{key}"
+    for key, (flag, value) in requested.items():
         if key not in accepted:
             raise ConfigError(f"{flag}={value!r} is not used by dataset.name={cfg.dataset.name}; remove it.")
         options[key] = value

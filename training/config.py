@@ -35,6 +35,7 @@ DEAD_FLAGS: dict[str, tuple[Any, str]] = {
     "dataset.params.drop_rate": (0.0, "irregularly sampled Speech Commands is not implemented"),
     "dataset.params.target_idx": (0, "regression tasks are not implemented"),
     "dataset.params.metric": ("MAE", "regression tasks are not implemented"),
+    "dataset.params.num_nodes": (None, "point-cloud datasets (ModelNet) are not implemented"),
     "pretrained.alias": ("best", "checkpoints are chosen by pretrained.filename"),
     "hooks_enabled": (False, "the W&B hooks are replaced by the kernel-plot callback (models.plot_kernels)"),
 }
