@@ -5,12 +5,13 @@ task's real shape."""
 from __future__ import annotations
 
 import functools
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ckconv.hints import count_parameters
 from datamodules import DATAMODULES
@@ -20,6 +21,8 @@ from training.build import build_datamodule, build_module, build_network
 from training.config import check_against_data, validate_config
 
 PRESET_DIR = REPO / "cfg" / "experiment"
+# Shared settings the presets name in their defaults lists; a separate config group, so `experiment=` cannot pick one.
+BASE_DIR = REPO / "cfg" / "preset_base"
 TASKS = (
     "smnist",
     "pmnist",
@@ -39,6 +42,8 @@ TASKS = (
     "pathx",
 )
 VARIANTS = ("ccnn_4_140", "ccnn_6_380")
+# Tasks the paper did not run: each variant extends the same variant of the task whose hyperparameters it copies.
+COPIED_FROM = {"retrieval": "text", "pathx": "pathfinder"}
 PRESETS = [f"{task}/{variant}" for task in TASKS for variant in VARIANTS]
 
 # Parameters of each preset's network, measured with build_network on the dataset's metadata. The original's
@@ -106,24 +111,83 @@ def test_every_paper_cell_has_a_preset_and_nothing_else_is_there():
     assert set(PARAMETERS) == set(PRESETS)
 
 
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out = {}
+    for key, value in tree.items():
+        out |= _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out
+
+
+def _defaults_and_body(path: Path) -> tuple[list[str], dict]:
+    """A preset file's defaults list and its own flags (dotted)."""
+    content = yaml.safe_load(path.read_text()) or {}
+    return content.pop("defaults", []), _leaves(content)
+
+
+@pytest.fixture(scope="module")
+def parent_configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DictConfig]:
+    """What each preset extends: cfg/ composed with a copy of the preset that keeps only its defaults list."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    root = tmp_path_factory.mktemp("cfg_copy") / "cfg"
+    shutil.copytree(REPO / "cfg", root)
+    for preset in PRESETS:
+        path = root / "experiment" / f"{preset}.yaml"
+        defaults, _ = _defaults_and_body(path)
+        parent = path.with_name(f"_parent_{path.name}")
+        parent.write_text("# @package _global_\n" + yaml.safe_dump({"defaults": defaults or ["_self_"]}))
+    with initialize_config_dir(config_dir=str(root), version_base="1.3"):
+        return {
+            preset: hydra_compose("config", overrides=[f"experiment={preset.replace('/', '/_parent_')}"])
+            for preset in PRESETS
+        }
+
+
 @pytest.mark.parametrize("preset", PRESETS)
-def test_preset_file_holds_only_changed_flags(preset):
+def test_preset_file_sets_only_what_its_defaults_do_not(preset, parent_configs):
     path = PRESET_DIR / f"{preset}.yaml"
     lines = path.read_text().splitlines()
     assert lines[0] == "# @package _global_"
     assert lines[1].startswith("# ") and ("Source:" in lines[1] or "not in the paper" in lines[1])
-    defaults = OmegaConf.to_container(OmegaConf.load(REPO / "cfg" / "config.yaml"))
-
-    def leaves(tree: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in tree.items():
-            out |= leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
-        return out
-
-    flat_defaults = leaves(defaults)
-    for flag, value in leaves(yaml.safe_load(path.read_text())).items():
+    flat_defaults = _leaves(OmegaConf.to_container(OmegaConf.load(REPO / "cfg" / "config.yaml")))
+    parent = parent_configs[preset]
+    _, body = _defaults_and_body(path)
+    for flag, value in body.items():
         assert flag in flat_defaults, f"{preset}: unknown flag {flag}"
-        assert value != flat_defaults[flag], f"{preset}: {flag}={value!r} is the default; remove it"
+        inherited = OmegaConf.select(parent, flag)
+        assert value != inherited, f"{preset}: {flag}={value!r} is what its defaults list gives already; remove it"
+
+
+@pytest.mark.parametrize("base", sorted(p.stem for p in BASE_DIR.glob("*.yaml")))
+def test_preset_base_sets_only_flags_that_differ_from_config_yaml(base):
+    path = BASE_DIR / f"{base}.yaml"
+    assert path.read_text().startswith("# @package _global_\n")
+    flat_defaults = _leaves(OmegaConf.to_container(OmegaConf.load(REPO / "cfg" / "config.yaml")))
+    defaults, body = _defaults_and_body(path)
+    assert not defaults and body
+    for flag, value in body.items():
+        assert flag in flat_defaults, f"preset_base/{base}: unknown flag {flag}"
+        assert value != flat_defaults[flag], f"preset_base/{base}: {flag}={value!r} is the default; remove it"
+
+
+def test_6_380_presets_extend_their_4_140_sibling_and_shared_values_live_in_the_bases():
+    used_bases = set()
+    for task in TASKS:
+        small, _ = _defaults_and_body(PRESET_DIR / task / "ccnn_4_140.yaml")
+        wide, _ = _defaults_and_body(PRESET_DIR / task / "ccnn_6_380.yaml")
+        if task in COPIED_FROM:  # not a paper run: the source task's preset of the same variant, one change
+            assert small == [f"/experiment/{COPIED_FROM[task]}/ccnn_4_140", "_self_"]
+            assert wide == [f"/experiment/{COPIED_FROM[task]}/ccnn_6_380", "_self_"]
+            continue
+        assert small[:2] == ["/preset_base/paper", "/preset_base/ccnn_4_140"] and small[-1] == "_self_"
+        assert ("/preset_base/causal_1d" in small) is preset_config(f"{task}/ccnn_4_140").conv.causal
+        assert wide == [f"/experiment/{task}/ccnn_4_140", "/preset_base/ccnn_6_380", "_self_"]
+        used_bases |= {entry.removeprefix("/preset_base/") for entry in small + wide if "preset_base" in entry}
+    # Every base is used, and none can be chosen with experiment= (they live outside cfg/experiment).
+    assert used_bases == {p.stem for p in BASE_DIR.glob("*.yaml")}
+    assert not any(p.name.startswith("_") for p in PRESET_DIR.rglob("*.yaml"))
 
 
 def _checked_config(overrides: list[str]):
