@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from ckconv.errors import InvalidArgument, check_positive_int, renamed_arguments
 from ckconv.functional import (
     UseFFT,
     check_data_dim,
@@ -32,11 +33,24 @@ KernelSize = int | Sequence[int] | Literal["same", "full"]
 # FlexConv places the kernel net's Gabor envelopes inside the initial mask: init_spatial_value = 1.667 * mask width.
 MASK_TO_SPATIAL_INIT = 1.667
 
+# The names under which the layers take the kernel net's and the mask's arguments (errors name the layer's keyword).
+# Kernel-net arguments not listed here arrive in ``kernel_options`` and are named ``kernel_options.<key>``.
+KERNEL_NET_ARGUMENTS = {
+    "name": "kernel_type",
+    "hidden_channels": "kernel_hidden_channels",
+    "num_layers": "kernel_num_layers",
+    "omega_0": "kernel_omega_0",
+    "bias": "kernel_bias",
+    "data_dim": "data_dim",
+    "causal": "causal",
+}
+MASK_ARGUMENTS = {"init_value": "mask_init_value", "threshold": "mask_threshold"}
+
 
 def _as_tuple(value: int | Sequence[int], data_dim: int, name: str) -> tuple[int, ...]:
     values = (value,) * data_dim if isinstance(value, int) else tuple(value)
     if len(values) != data_dim or not all(isinstance(v, int) and v > 0 for v in values):
-        raise ValueError(f"{name} must be a positive int or {data_dim} positive ints, got {value!r}.")
+        raise InvalidArgument(name, f"{name} must be a positive int or {data_dim} positive ints, got {value!r}.")
     return values
 
 
@@ -46,13 +60,17 @@ def resolve_kernel_size(
     """Kernel taps per dimension at the training size: "same" -> n, "full" -> 2n - 1, or the given ints."""
     if kernel_size in ("same", "full"):
         if input_size is None:
-            raise ValueError(
-                f"kernel_size={kernel_size!r} needs input_size (the training length or resolution), got None."
+            raise InvalidArgument(
+                "input_size",
+                f"input_size (the training length or resolution) is needed for kernel_size={kernel_size!r}, got None; "
+                "pass it, or give kernel_size as taps per dimension.",
             )
         sizes = _as_tuple(input_size, data_dim, "input_size")
         return sizes if kernel_size == "same" else tuple(2 * n - 1 for n in sizes)
     if isinstance(kernel_size, str):
-        raise ValueError(f"kernel_size must be 'same', 'full', an int or a tuple of ints, got {kernel_size!r}.")
+        raise InvalidArgument(
+            "kernel_size", f"kernel_size must be 'same', 'full', an int or a tuple of ints, got {kernel_size!r}."
+        )
     return _as_tuple(kernel_size, data_dim, "kernel_size")
 
 
@@ -84,12 +102,10 @@ class _Convolution(nn.Module):
     ) -> None:
         super().__init__()
         check_data_dim(data_dim)
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(
-                f"in_channels and out_channels must be positive integers, got {in_channels} and {out_channels}."
-            )
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
         if causal and data_dim != 1:
-            raise ValueError(f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
+            raise InvalidArgument("causal", f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
         prefers_fft((1,) * data_dim, use_fft)  # validates use_fft
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -146,6 +162,10 @@ class CKConv(_Convolution):
         cache_eval_kernels: outside of autograd (eval / ``torch.no_grad``), reuse the last sampled kernel while the
             parameters and the input size are unchanged. The cache is keyed on the parameters' version counters,
             so an optimizer step or a ``load_state_dict`` invalidates it; it is never saved.
+
+    Raises:
+        InvalidArgument: naming the argument of this signature, including kernel-network errors (``omega_0`` of the
+            kernel net is ``kernel_omega_0`` here; its other options are ``kernel_options.<key>``).
     """
 
     continuous = True
@@ -173,7 +193,9 @@ class CKConv(_Convolution):
     ) -> None:
         super().__init__(in_channels, out_channels, data_dim, causal, use_fft, separable)
         if kernel_type not in KERNEL_NETS:
-            raise ValueError(f"kernel_type must be one of {tuple(KERNEL_NETS)}, got {kernel_type!r}.")
+            raise InvalidArgument(
+                "kernel_type", f"kernel_type must be one of {tuple(KERNEL_NETS)}, got {kernel_type!r}."
+            )
         self.cache_eval_kernels = cache_eval_kernels
         self._kernel_cache: tuple[tuple, Tensor, list[Tensor]] | None = None
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
@@ -183,17 +205,18 @@ class CKConv(_Convolution):
         kernel_kwargs = dict(kernel_options or {})
         if self.mask is not None:
             kernel_kwargs.setdefault("init_spatial_value", MASK_TO_SPATIAL_INIT * self.mask.init_value)
-        self.kernel_net = build_kernel_net(
-            kernel_type,
-            data_dim=data_dim,
-            out_channels=in_channels if separable else in_channels * out_channels,
-            hidden_channels=kernel_hidden_channels,
-            num_layers=kernel_num_layers,
-            omega_0=kernel_omega_0,
-            bias=kernel_bias,
-            causal=causal,
-            **kernel_kwargs,
-        )
+        with renamed_arguments(KERNEL_NET_ARGUMENTS, prefix="kernel_options."):
+            self.kernel_net = build_kernel_net(
+                kernel_type,
+                data_dim=data_dim,
+                out_channels=in_channels if separable else in_channels * out_channels,
+                hidden_channels=kernel_hidden_channels,
+                num_layers=kernel_num_layers,
+                omega_0=kernel_omega_0,
+                bias=kernel_bias,
+                causal=causal,
+                **kernel_kwargs,
+            )
         conv_channels = in_channels if separable else out_channels
         self.bias = nn.Parameter(torch.zeros(conv_channels)) if bias else None
         self.channel_mixer = PointwiseLinear(in_channels, out_channels, bias=bias) if separable else None
@@ -308,7 +331,8 @@ class FlexConv(CKConv):
         super().__init__(in_channels, out_channels, data_dim, **kwargs)
 
     def _build_mask(self) -> GaussianMask:
-        return GaussianMask(self.data_dim, causal=self.causal, **self._mask_args)
+        with renamed_arguments(MASK_ARGUMENTS):
+            return GaussianMask(self.data_dim, causal=self.causal, **self._mask_args)
 
 
 class SeparableFlexConv(FlexConv):

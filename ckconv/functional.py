@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ckconv.errors import InvalidArgument
+
 UseFFT = bool | Literal["auto"]
 
 # Kernel sizes (number of taps, the product over dimensions) from which FFT convolution beats direct convolution,
@@ -36,9 +38,9 @@ SUPPORTED_DIMS = (1, 2, 3)
 # Argument checks shared by the convolutions
 # ---------------------------------------------------------------------------------------------------------------
 def check_data_dim(data_dim: int) -> None:
-    """Raise a ValueError unless ``data_dim`` is 1, 2 or 3."""
+    """Raise :class:`InvalidArgument` unless ``data_dim`` is 1, 2 or 3."""
     if data_dim not in SUPPORTED_DIMS:
-        raise ValueError(f"data_dim must be one of {SUPPORTED_DIMS}, got {data_dim!r}.")
+        raise InvalidArgument("data_dim", f"data_dim must be one of {SUPPORTED_DIMS}, got {data_dim!r}.")
 
 
 def _check_conv_args(x: Tensor, weight: Tensor, bias: Tensor | None, causal: bool, groups: int) -> int:
@@ -248,7 +250,7 @@ def prefers_fft(kernel_size: Sequence[int], use_fft: UseFFT = "auto") -> bool:
         return math.prod(kernel_size) >= FFT_CROSSOVER_TAPS[len(kernel_size)]
     if isinstance(use_fft, bool):
         return use_fft
-    raise ValueError(f"use_fft must be True, False or 'auto', got {use_fft!r}.")
+    raise InvalidArgument("use_fft", f"use_fft must be True, False or 'auto', got {use_fft!r}.")
 
 
 def conv(

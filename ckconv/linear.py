@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ckconv.errors import InvalidArgument, check_positive_int
+
 
 class PointwiseLinear(nn.Module):
     """``y[:, o, ...] = sum_i W[o, i] x[:, i, ...] + b[o]``: a 1x1 convolution in any dimension.
@@ -23,10 +25,10 @@ class PointwiseLinear(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True, init: str = "kaiming_normal") -> None:
         super().__init__()
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"in_channels and out_channels must be positive, got {in_channels}, {out_channels}.")
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
         if init not in ("kaiming_normal", "kaiming_uniform"):
-            raise ValueError(f"init must be 'kaiming_normal' or 'kaiming_uniform', got {init!r}.")
+            raise InvalidArgument("init", f"init must be 'kaiming_normal' or 'kaiming_uniform', got {init!r}.")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.init = init

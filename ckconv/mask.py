@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ckconv.errors import InvalidArgument, check_positive_number
 from ckconv.functional import check_data_dim, cropped_size, gaussian_mask
 from ckconv.hints import OptimHint
 
 # The mask parameters learn at their own rate (optimizer.mask_lr_ratio) and are never decayed: decay would pull the
 # width to 0, i.e. shrink every kernel to a single tap.
 MASK_HINT = OptimHint(group="mask", weight_decay=False)
+
+
+@dataclass(frozen=True)
+class HostCopy:
+    """A mask's width and mean as Python floats, with the tensors and version counters they were read from.
+
+    The crop rule needs the widths on the host; on a GPU every read is a device synchronisation, so the values are
+    kept here and read again only when they changed. The tensors themselves are kept (not their ids): a freed
+    tensor's id can be reused by a new one, e.g. under ``torch.func.functional_call``, which would otherwise pass
+    for the old values.
+    """
+
+    width: Tensor
+    mean: Tensor
+    versions: tuple[int, int]
+    widths: tuple[float, ...]
+    means: tuple[float, ...]
+
+    def describes(self, width: Tensor, mean: Tensor) -> bool:
+        """Whether these values are those of ``width`` and ``mean`` now: same tensors, unchanged since the read."""
+        return self.width is width and self.mean is mean and self.versions == (width._version, mean._version)
 
 
 class GaussianMask(nn.Module):
@@ -44,11 +67,12 @@ class GaussianMask(nn.Module):
         super().__init__()
         check_data_dim(data_dim)
         if causal and data_dim != 1:
-            raise ValueError(f"causal=True needs data_dim=1, got data_dim={data_dim}.")
-        if init_value <= 0:
-            raise ValueError(f"mask init_value must be positive, got {init_value}.")
+            raise InvalidArgument("causal", f"causal=True needs data_dim=1, got data_dim={data_dim}.")
+        check_positive_number("init_value", init_value)
         if dynamic_cropping and not 0.0 < threshold < 1.0:
-            raise ValueError(f"mask threshold must be in (0, 1) when dynamic_cropping is on, got {threshold}.")
+            raise InvalidArgument(
+                "threshold", f"threshold must be in (0, 1) when dynamic_cropping is on, got {threshold}."
+            )
         self.data_dim = data_dim
         self.causal = causal
         self.threshold = threshold
@@ -60,11 +84,10 @@ class GaussianMask(nn.Module):
             self.mean = nn.Parameter(mean)
         else:
             self.register_buffer("mean", mean)
-        # Host copy of (width, mean) for the crop rule, valid while the same tensors are in place with unchanged
-        # version counters: on a GPU, reading them costs a device synchronisation, so refresh_mask_widths() reads
-        # all layers at once. The tensors themselves are kept (not their ids): a freed tensor's id can be reused by
-        # a new one, e.g. under torch.func.functional_call, which would otherwise pass for the old values.
-        self._host: tuple[Tensor, Tensor, tuple[int, int], list[float], list[float]] | None = None
+        # Cache (state outside parameters, never saved): the host copy of (width, mean) for the crop rule. Valid
+        # while HostCopy.describes(width, mean); a forward pass refreshes it when stale, refresh_mask_widths() for
+        # all masks of a network in one transfer.
+        self.host_copy: HostCopy | None = None
 
     def forward(self, positions: Tensor) -> Tensor:
         """Mask values ``(1, 1, *size)`` at ``positions`` ``(1, d, *size)``."""
@@ -80,19 +103,18 @@ class GaussianMask(nn.Module):
         widths, means = self.host_values()
         return tuple(cropped_size(k, m, w, self.threshold, self.causal) for k, m, w in zip(kernel_size, means, widths))
 
-    def host_values(self) -> tuple[list[float], list[float]]:
+    def host_values(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(widths, means) as Python floats; read from the device only when they changed since the last read."""
-        host = self._host
-        current = host is not None and host[0] is self.width and host[1] is self.mean
-        if not current or host[2] != (self.width._version, self.mean._version):
+        if self.host_copy is None or not self.host_copy.describes(self.width, self.mean):
             self.store_host_values(torch.stack([self.width.detach(), self.mean.detach()]).float().cpu())
-        assert self._host is not None
-        return self._host[3], self._host[4]
+        assert self.host_copy is not None
+        return self.host_copy.widths, self.host_copy.means
 
-    def store_host_values(self, values: torch.Tensor) -> None:
+    def store_host_values(self, values: Tensor) -> None:
         """Record ``values`` = stacked (width, mean) on the host as the current ones."""
         versions = (self.width._version, self.mean._version)
-        self._host = (self.width, self.mean, versions, values[0].tolist(), values[1].tolist())
+        widths, means = tuple(values[0].tolist()), tuple(values[1].tolist())
+        self.host_copy = HostCopy(self.width, self.mean, versions, widths, means)
 
     def extra_repr(self) -> str:
         return (

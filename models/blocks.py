@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from ckconv import PointwiseLinear
 from models.layers import build_activation, build_dropout, build_norm
 
+# (in_channels, out_channels) -> conv layer: what the network gives each block to build its convolutions with.
 ConvFactory = Callable[[int, int], nn.Module]
 
 

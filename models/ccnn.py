@@ -6,7 +6,7 @@ Layout ``(B, C, *spatial)`` throughout. Token inputs ``(B, L)`` (int64) are embe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -14,29 +14,91 @@ import torch
 from torch import Tensor, nn
 
 from ckconv import CONV_TYPES, PointwiseLinear
-from models.blocks import BLOCKS
+from ckconv.errors import InvalidArgument, check_positive_int, renamed_arguments
+from ckconv.functional import check_data_dim
+from models.blocks import BLOCKS, ConvFactory
 from models.layers import build_activation, build_dropout, build_norm
 
 EMBEDDINGS = ("learned", "float")
 
+Size = tuple[int, ...] | None
+
 
 def block_widths(hidden_channels: int, num_blocks: int, width_factors: Sequence[Sequence[float]]) -> list[int]:
-    """Width of every block from ``[(factor, n_blocks), ...]``; an empty list (or ``[[0.0]]``) keeps all at 1x."""
-    pairs = [tuple(p) for p in width_factors if len(p) == 2]
-    if len(pairs) != len([p for p in width_factors if tuple(p) != (0.0,)]):
-        raise ValueError(f"net.block_width_factors must be a list of [factor, n_blocks] pairs, got {width_factors!r}.")
+    """Width of every block from ``[(factor, n_blocks), ...]``; an empty list keeps all at ``hidden_channels``."""
+    pairs = [tuple(p) for p in width_factors]
+    if not all(len(p) == 2 for p in pairs):
+        raise InvalidArgument(
+            "block_width_factors",
+            f"block_width_factors must be a list of [factor, n_blocks] pairs, got {width_factors!r}.",
+        )
     if not pairs:
         return [hidden_channels] * num_blocks
     widths = [int(hidden_channels * f) for f, n in pairs for _ in range(int(n))]
     if len(widths) != num_blocks or min(widths) <= 0:
-        raise ValueError(
-            f"net.block_width_factors {width_factors!r} gives {len(widths)} blocks; net.no_blocks={num_blocks}."
+        raise InvalidArgument(
+            "block_width_factors",
+            f"block_width_factors={width_factors!r} gives the block widths {widths}; "
+            f"num_blocks={num_blocks} positive widths are needed.",
         )
     return widths
 
 
+def _check_network_arguments(
+    *,
+    num_classes: int,
+    hidden_channels: int,
+    num_blocks: int,
+    block_type: str,
+    conv_type: str,
+    embedding: str,
+    vocab_size: int | None,
+    embedding_dim: int | None,
+    downsampling: Sequence[int],
+    downsampling_size: int,
+) -> None:
+    """The checks of :class:`CCNN`'s own arguments; the layers it builds check theirs (norm, dropout, conv options)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise InvalidArgument("num_classes", f"num_classes must be an integer >= 2, got {num_classes!r}.")
+    check_positive_int("hidden_channels", hidden_channels)
+    if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 0:
+        raise InvalidArgument("num_blocks", f"num_blocks must be an integer >= 0, got {num_blocks!r}.")
+    for name, value, allowed in (
+        ("block_type", block_type, tuple(BLOCKS)),
+        ("conv_type", conv_type, tuple(CONV_TYPES)),
+        ("embedding", embedding, EMBEDDINGS),
+    ):
+        if value not in allowed:
+            raise InvalidArgument(name, f"{name} must be one of {allowed}, got {value!r}.")
+    for name, optional in (("vocab_size", vocab_size), ("embedding_dim", embedding_dim)):
+        if optional is not None:
+            check_positive_int(name, optional)
+    check_positive_int("downsampling_size", downsampling_size)
+    bad = [i for i in downsampling if not 0 <= i < num_blocks]
+    if bad:
+        raise InvalidArgument(
+            "downsampling", f"downsampling must hold block indices in [0, {num_blocks}), got {bad} among them."
+        )
+
+
+def _conv_factory(conv_type: str, data_dim: int, options: Mapping[str, Any]) -> Callable[[Size], ConvFactory]:
+    """``size -> (in_channels, out_channels) -> layer``: the network's conv layer for inputs of ``size``."""
+    conv_cls = CONV_TYPES[conv_type]
+
+    def at_size(size: Size) -> ConvFactory:
+        # A continuous kernel is sampled for the input size its layer sees; a discrete one has no such size.
+        extra = {"input_size": size} if conv_cls.continuous else {}
+        return partial(conv_cls, data_dim=data_dim, **extra, **options)
+
+    return at_size
+
+
 class CCNN(nn.Module):
     """Residual continuous CNN: embed -> dropout_in -> conv -> norm -> act -> blocks -> norm -> mean pool -> readout.
+
+    Built in three parts, in this order (the order in which the parameters draw their initial values): the stem
+    (embedding, input dropout, first conv, norm, activation), the residual blocks (with the max-pools of
+    ``downsampling``) and the head (final norm, readout).
 
     Args:
         in_channels: channels of the input signal (ignored for token inputs, which are embedded).
@@ -62,6 +124,10 @@ class CCNN(nn.Module):
             one float channel).
         embedding_dim: width of the learned embedding (defaults to ``hidden_channels``).
         paired: inputs hold two token sequences to compare (LRA Retrieval).
+
+    Raises:
+        InvalidArgument: naming the argument of this signature; an option in ``conv_options`` is named by its
+            conv-layer keyword (e.g. ``kernel_omega_0``, ``mask_threshold``, ``kernel_size``).
     """
 
     def __init__(
@@ -91,26 +157,73 @@ class CCNN(nn.Module):
         paired: bool = False,
     ) -> None:
         super().__init__()
-        if block_type not in BLOCKS:
-            raise ValueError(f"net.block.type must be one of {tuple(BLOCKS)}, got {block_type!r}.")
-        if conv_type not in CONV_TYPES:
-            raise ValueError(f"conv.type must be one of {tuple(CONV_TYPES)}, got {conv_type!r}.")
-        if embedding not in EMBEDDINGS:
-            raise ValueError(f"net.embedding must be one of {EMBEDDINGS}, got {embedding!r}.")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
-        if hidden_channels <= 0 or num_blocks < 0:
-            raise ValueError(
-                f"net.no_hidden must be positive and net.no_blocks non-negative, got {hidden_channels}, {num_blocks}."
-            )
-        bad = [i for i in downsampling if not 0 <= i < num_blocks]
-        if bad:
-            raise ValueError(f"net.downsampling indices must be block indices in [0, {num_blocks}), got {bad}.")
+        check_data_dim(data_dim)
+        _check_network_arguments(
+            num_classes=num_classes,
+            hidden_channels=hidden_channels,
+            num_blocks=num_blocks,
+            block_type=block_type,
+            conv_type=conv_type,
+            embedding=embedding,
+            vocab_size=vocab_size,
+            embedding_dim=embedding_dim,
+            downsampling=downsampling,
+            downsampling_size=downsampling_size,
+        )
+        widths = block_widths(hidden_channels, num_blocks, block_width_factors)
         self.data_dim = data_dim
         self.num_classes = num_classes
         self.paired = paired
-        self.is_token_input = vocab_size is not None
+        conv_at = _conv_factory(conv_type, data_dim, conv_options or {})
+        size = None if input_size is None else tuple(input_size)
 
+        self._build_stem(
+            in_channels,
+            hidden_channels,
+            conv_at(size),
+            vocab_size=vocab_size,
+            embedding=embedding,
+            embedding_dim=embedding_dim,
+            dropout_in=dropout_in,
+            norm=norm,
+            nonlinearity=nonlinearity,
+        )
+        self._build_blocks(
+            hidden_channels,
+            widths,
+            conv_at,
+            size,
+            block_type=block_type,
+            downsampling=downsampling,
+            downsampling_size=downsampling_size,
+            norm=norm,
+            nonlinearity=nonlinearity,
+            dropout=dropout,
+            dropout_type=dropout_type,
+            prenorm=prenorm,
+        )
+        self._build_head(
+            widths[-1] if widths else hidden_channels,
+            num_classes,
+            final_norm=block_type == "S4" and prenorm,
+            norm=norm,
+            nonlinearity=nonlinearity,
+        )
+
+    def _build_stem(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        make_conv: ConvFactory,
+        *,
+        vocab_size: int | None,
+        embedding: str,
+        embedding_dim: int | None,
+        dropout_in: float,
+        norm: str,
+        nonlinearity: str,
+    ) -> None:
+        """Token embedding (token inputs), input dropout, first conv to ``hidden_channels``, norm, activation."""
         self.embedding: nn.Module | None = None
         if vocab_size is not None:
             if embedding == "learned":
@@ -120,45 +233,41 @@ class CCNN(nn.Module):
             else:
                 in_channels = 1
         self.float_tokens = vocab_size is not None and embedding == "float"
-
-        conv_cls = CONV_TYPES[conv_type]
-        options = dict(conv_options or {})
-        size = None if input_size is None else tuple(input_size)
-
-        def make_conv_at(size: tuple[int, ...] | None):
-            extra = {"input_size": size} if conv_type not in ("Conv", "SeparableConv") else {}
-            return partial(conv_cls, data_dim=data_dim, **extra, **options)
-
-        self.dropout_in = build_dropout("Dropout", dropout_in, data_dim)
-        self.conv1 = make_conv_at(size)(in_channels, hidden_channels)
-        self.norm1 = build_norm(norm, hidden_channels, data_dim)
+        with renamed_arguments({"dropout": "dropout_in"}):
+            self.dropout_in = build_dropout("Dropout", dropout_in, self.data_dim)
+        self.conv1 = make_conv(in_channels, hidden_channels)
+        self.norm1 = build_norm(norm, hidden_channels, self.data_dim)
         self.act = build_activation(nonlinearity)
 
-        widths = block_widths(hidden_channels, num_blocks, block_width_factors)
+    def _build_blocks(
+        self,
+        in_channels: int,
+        widths: Sequence[int],
+        conv_at: Callable[[Size], ConvFactory],
+        size: Size,
+        *,
+        block_type: str,
+        downsampling: Sequence[int],
+        downsampling_size: int,
+        **block_options: Any,
+    ) -> None:
+        """One residual block per width; after block ``i`` in ``downsampling``, a max-pool, and the blocks after it
+        sample their kernels for the pooled size."""
         blocks: list[nn.Module] = []
-        channels = hidden_channels
+        channels = in_channels
         for i, width in enumerate(widths):
-            blocks.append(
-                BLOCKS[block_type](
-                    channels,
-                    width,
-                    make_conv_at(size),
-                    data_dim,
-                    norm=norm,
-                    nonlinearity=nonlinearity,
-                    dropout=dropout,
-                    dropout_type=dropout_type,
-                    prenorm=prenorm,
-                )
-            )
+            blocks.append(BLOCKS[block_type](channels, width, conv_at(size), self.data_dim, **block_options))
             channels = width
             if i in downsampling:
-                blocks.append(getattr(nn, f"MaxPool{data_dim}d")(downsampling_size))
+                blocks.append(getattr(nn, f"MaxPool{self.data_dim}d")(downsampling_size))
                 size = None if size is None else tuple(max(1, n // downsampling_size) for n in size)
         self.blocks = nn.Sequential(*blocks)
-        self.out_norm = build_norm(norm, channels, data_dim) if block_type == "S4" and prenorm else nn.Identity()
+
+    def _build_head(self, channels: int, num_classes: int, *, final_norm: bool, norm: str, nonlinearity: str) -> None:
+        """Final norm (pre-norm S4 blocks leave their sum un-normalised) and the readout to the logits."""
+        self.out_norm = build_norm(norm, channels, self.data_dim) if final_norm else nn.Identity()
         num_outputs = 1 if num_classes == 2 else num_classes
-        if paired:
+        if self.paired:
             # LRA Retrieval: [u, v, u * v, u - v] of the two pooled encodings -> MLP -> logits.
             self.readout: nn.Module = nn.Sequential(
                 nn.Linear(4 * channels, channels),

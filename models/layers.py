@@ -1,9 +1,15 @@
-"""Dimension-generic norms, dropouts and activations chosen by the names users pass on the command line."""
+"""Dimension-generic norms, dropouts and activations chosen by name.
+
+The builders' argument names are the network's (``norm``, ``dropout_type``, ``dropout``, ``nonlinearity``), so that
+their errors name the argument the caller of :class:`models.ccnn.CCNN` or a block passed.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from ckconv.errors import InvalidArgument
 
 
 class ChannelLayerNorm(nn.Module):
@@ -30,37 +36,50 @@ NORMS = ("BatchNorm", "LayerNorm", "Identity")
 DROPOUTS = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d")
 
 
-def build_norm(name: str, num_channels: int, data_dim: int) -> nn.Module:
+def build_norm(norm: str, num_channels: int, data_dim: int) -> nn.Module:
     """``BatchNorm`` (BatchNorm{d}d), ``LayerNorm`` (over channels) or ``Identity``."""
-    if name == "BatchNorm":
+    if norm == "BatchNorm":
         return getattr(nn, f"BatchNorm{data_dim}d")(num_channels)
-    if name == "LayerNorm":
+    if norm == "LayerNorm":
         return ChannelLayerNorm(num_channels)
-    if name == "Identity":
+    if norm == "Identity":
         return nn.Identity()
-    raise ValueError(f"net.norm must be one of {NORMS}, got {name!r}.")
+    raise InvalidArgument("norm", f"norm must be one of {NORMS}, got {norm!r}.")
 
 
-def build_dropout(name: str, p: float, data_dim: int) -> nn.Module:
+def build_dropout(dropout_type: str, dropout: float, data_dim: int) -> nn.Module:
     """Element dropout (``Dropout``) or channel dropout matched to the data (any ``Dropout{k}d`` name).
 
     The original passed ``Dropout2d`` to 1D sequences, which torch treats as channel dropout on a batch of 2D maps;
     here every ``Dropout{k}d`` means channel dropout for the data's own dimension.
+
+    Args:
+        dropout_type: ``"Dropout"``, ``"Dropout1d"``, ``"Dropout2d"`` or ``"Dropout3d"``.
+        dropout: the probability of dropping, in [0, 1).
+        data_dim: spatial dimensions of the data.
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}.")
-    if name not in DROPOUTS:
-        raise ValueError(f"net.dropout_type must be one of {DROPOUTS}, got {name!r}.")
-    if p == 0.0:
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+        raise InvalidArgument("dropout", f"dropout must be a probability in [0, 1), got {dropout!r}.")
+    if dropout_type not in DROPOUTS:
+        raise InvalidArgument("dropout_type", f"dropout_type must be one of {DROPOUTS}, got {dropout_type!r}.")
+    if dropout == 0.0:
         return nn.Identity()
-    if name == "Dropout":
-        return nn.Dropout(p)
-    return getattr(nn, f"Dropout{data_dim}d")(p)
+    if dropout_type == "Dropout":
+        return nn.Dropout(dropout)
+    return getattr(nn, f"Dropout{data_dim}d")(dropout)
 
 
-def build_activation(name: str) -> nn.Module:
-    """A ``torch.nn`` activation by class name, e.g. ``GELU``, ``ReLU``, ``SiLU``."""
-    cls = getattr(nn, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or name.startswith("_"):
-        raise ValueError(f"net.nonlinearity must name a torch.nn activation such as 'GELU' or 'ReLU', got {name!r}.")
-    return cls()
+def build_activation(nonlinearity: str) -> nn.Module:
+    """A ``torch.nn`` activation by class name, e.g. ``GELU``, ``ReLU``, ``SiLU``, built without arguments."""
+    cls = getattr(nn, nonlinearity, None) if isinstance(nonlinearity, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or nonlinearity.startswith("_"):
+        raise InvalidArgument(
+            "nonlinearity",
+            f"nonlinearity must name a torch.nn activation such as 'GELU' or 'ReLU', got {nonlinearity!r}.",
+        )
+    try:
+        return cls()
+    except TypeError as error:
+        raise InvalidArgument(
+            "nonlinearity", f"nonlinearity={nonlinearity!r} cannot be built without arguments ({error})."
+        ) from error

@@ -483,8 +483,10 @@ def test_layers_reject_bad_constructor_arguments_with_named_messages(cls):
         cls(1, 1, 2, causal=True, **base)
     with pytest.raises(ValueError, match=r"use_fft must be True, False or 'auto', got 'yes'"):
         cls(1, 1, 1, use_fft="yes", **base)
-    with pytest.raises(ValueError, match=r"in_channels and out_channels must be positive"):
+    with pytest.raises(ValueError, match=r"in_channels must be a positive integer \(>= 1\), got 0"):
         cls(0, 1, 1, **base)
+    with pytest.raises(ValueError, match=r"out_channels must be a positive integer \(>= 1\), got -2"):
+        cls(1, -2, 1, **base)
     for bad in (0, -3, (3, 0)):
         with pytest.raises(ValueError, match=r"kernel_size must be a positive int or 2 positive ints"):
             cls(1, 1, 2, kernel_size=bad)
@@ -492,7 +494,9 @@ def test_layers_reject_bad_constructor_arguments_with_named_messages(cls):
         for bad in (0, -5):
             with pytest.raises(ValueError, match=r"input_size must be a positive int"):
                 cls(1, 1, 1, kernel_size=3, input_size=bad)
-        with pytest.raises(ValueError, match=r"kernel_size='same' needs input_size"):
+        with pytest.raises(
+            ValueError, match=r"input_size \(the training length or resolution\) is needed for kernel_size='same'"
+        ):
             cls(1, 1, 1, kernel_size="same")
         with pytest.raises(ValueError, match=r"kernel_size must be 'same', 'full', an int or a tuple of ints"):
             cls(1, 1, 1, kernel_size="large", input_size=16)
@@ -501,9 +505,9 @@ def test_layers_reject_bad_constructor_arguments_with_named_messages(cls):
 
 
 def test_flexconv_rejects_bad_mask_arguments():
-    with pytest.raises(ValueError, match=r"init_value must be positive"):
+    with pytest.raises(ValueError, match=r"^mask_init_value must be a finite number > 0, got -0.1"):
         FlexConv(1, 1, 1, input_size=8, mask_init_value=-0.1)
-    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"^mask_threshold must be in \(0, 1\)"):
         FlexConv(1, 1, 1, input_size=8, mask_threshold=0.0)
 
 

@@ -150,7 +150,7 @@ def test_gaussian_mask_rejects_bad_arguments():
         GaussianMask(4)
     with pytest.raises(ValueError, match=r"causal=True needs data_dim=1"):
         GaussianMask(2, causal=True)
-    with pytest.raises(ValueError, match=r"init_value must be positive"):
+    with pytest.raises(ValueError, match=r"init_value must be a finite number > 0"):
         GaussianMask(1, init_value=0.0)
     with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\)"):
         GaussianMask(1, threshold=1.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ckconv.errors import InvalidArgument
 from ckconv.kernels.base import KernelNet
 from ckconv.kernels.magnet import MAGNet
 from ckconv.kernels.mfn import FourierNet, GaborNet, MFNBase
@@ -29,10 +30,10 @@ def build_kernel_net(name: str, **kwargs: object) -> KernelNet:
         The constructed kernel net.
 
     Raises:
-        ValueError: If ``name`` is not registered.
+        InvalidArgument: If ``name`` is not registered, or a constructor argument is invalid.
     """
     if name not in KERNEL_NETS:
-        raise ValueError(f"Unknown kernel net {name!r}; allowed names: {', '.join(KERNEL_NETS)}")
+        raise InvalidArgument("name", f"name must be one of {', '.join(KERNEL_NETS)}; got {name!r}.")
     return KERNEL_NETS[name](**kwargs)
 
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ckconv.errors import InvalidArgument, check_positive_int, check_positive_number
+
 DATA_DIMS = (1, 2, 3)
-
-
-def check_positive(name: str, value: int) -> None:
-    """Raises a ValueError naming ``name`` unless ``value`` is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")
 
 
 class KernelNet(nn.Module):
@@ -56,14 +52,12 @@ class KernelNet(nn.Module):
     ) -> None:
         super().__init__()
         if data_dim not in DATA_DIMS:
-            raise ValueError(f"data_dim must be one of {DATA_DIMS}, got {data_dim!r}")
-        check_positive("out_channels", out_channels)
-        check_positive("hidden_channels", hidden_channels)
-        check_positive("num_layers", num_layers)
-        if not omega_0 > 0:
-            raise ValueError(f"omega_0 must be > 0, got {omega_0!r}")
-        if not init_spatial_value > 0:
-            raise ValueError(f"init_spatial_value must be > 0, got {init_spatial_value!r}")
+            raise InvalidArgument("data_dim", f"data_dim must be one of {DATA_DIMS}, got {data_dim!r}.")
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("hidden_channels", hidden_channels)
+        check_positive_int("num_layers", num_layers)
+        check_positive_number("omega_0", omega_0)
+        check_positive_number("init_spatial_value", init_spatial_value)
         self.data_dim = data_dim
         self.out_channels = out_channels
         self.hidden_channels = hidden_channels

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.distributions import Gamma
 
+from ckconv.errors import check_positive_number
 from ckconv.kernels.base import KernelNet
 
 
@@ -245,8 +246,6 @@ class FourierNet(MFNBase):
 
 
 def check_gamma_args(alpha: float, beta: float) -> None:
-    """Raises a ValueError naming the argument unless both Gamma parameters are positive."""
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha!r}")
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta!r}")
+    """Raises :class:`InvalidArgument` naming the argument unless both Gamma parameters are positive."""
+    check_positive_number("alpha", alpha)
+    check_positive_number("beta", beta)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ckconv.errors import InvalidArgument
 from ckconv.kernels.base import KernelNet
 
 
 def torch_module_class(argument: str, name: str) -> type[nn.Module]:
-    """Looks up the ``torch.nn`` module class called ``name``; a ValueError names ``argument`` if none."""
+    """Looks up the ``torch.nn`` module class called ``name``; if there is none, an error names ``argument``."""
     cls = getattr(nn, name, None) if isinstance(name, str) else None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(
-            f"{argument} must name a torch.nn module class (e.g. 'Identity', 'LayerNorm', 'GELU', 'ReLU'), got {name!r}"
+        raise InvalidArgument(
+            argument,
+            f"{argument} must name a torch.nn module class (e.g. 'Identity', 'LayerNorm', 'GELU', 'ReLU'), "
+            f"got {name!r}.",
         )
     return cls
 
@@ -58,11 +61,12 @@ class MLP(KernelNet):
             try:
                 layers.append(norm_cls(H))
             except TypeError as err:
-                raise ValueError(f"norm={norm!r} cannot be built as {norm}({H}): {err}") from err
+                raise InvalidArgument("norm", f"norm={norm!r} cannot be built as {norm}({H}): {err}") from err
             try:
                 layers.append(act_cls())
             except TypeError as err:
-                raise ValueError(f"nonlinearity={nonlinearity!r} cannot be built without args: {err}") from err
+                message = f"nonlinearity={nonlinearity!r} cannot be built without arguments: {err}"
+                raise InvalidArgument("nonlinearity", message) from err
         self.hidden_layers = nn.Sequential(*layers)
         self.output_layer = nn.Linear(H, out_channels, bias=bias)
         self.reset_parameters()

@@ -1,0 +1,68 @@
+"""The library's argument errors: each names the keyword argument the caller passed, so a notebook user, and a config
+builder that maps arguments to its own flag names, can tell which value to change."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+
+class InvalidArgument(ValueError):  # noqa: N818 (the name training/build.py catches; it is a ValueError)
+    """A constructor or builder argument has a value it cannot take.
+
+    Args:
+        argument: the keyword name of the argument in the public signature the user called (for an entry of a
+            dict argument, ``<argument>.<key>``, e.g. ``optimizer.lr``).
+        message: one sentence that starts with ``argument``, says what is wrong and what is accepted, e.g.
+            ``hidden_channels must be a positive integer, got 0.``
+    """
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[InvalidArgument], tuple[str, str]]:
+        # ValueError pickles its args only; keep both fields (errors cross process boundaries in data loaders).
+        return type(self), (self.argument, self.message)
+
+    def renamed(self, argument: str) -> InvalidArgument:
+        """The same error under the caller's name for the argument: the message's leading name is replaced."""
+        if self.message.startswith(self.argument):
+            return InvalidArgument(argument, argument + self.message[len(self.argument) :])
+        return InvalidArgument(argument, f"{argument}: {self.message}")
+
+
+@contextmanager
+def renamed_arguments(names: Mapping[str, str] | None = None, *, prefix: str | None = None) -> Iterator[None]:
+    """Re-raise an :class:`InvalidArgument` from an inner call under the outer signature's name for the argument.
+
+    An argument listed in ``names`` takes its mapped name; any other takes ``prefix + argument`` when a prefix is
+    given, and keeps its name otherwise (it is already the caller's, e.g. ``data_dim`` passed straight through).
+
+    Example:
+        ``with renamed_arguments({"omega_0": "kernel_omega_0"}): build_kernel_net(...)``
+    """
+    try:
+        yield
+    except InvalidArgument as error:
+        outer = (names or {}).get(error.argument)
+        if outer is None and prefix is not None:
+            outer = prefix + error.argument
+        if outer is None or outer == error.argument:
+            raise
+        raise error.renamed(outer) from error
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """Raise :class:`InvalidArgument` naming ``name`` unless ``value`` is an integer >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidArgument(name, f"{name} must be a positive integer (>= 1), got {value!r}.")
+
+
+def check_positive_number(name: str, value: Any) -> None:
+    """Raise :class:`InvalidArgument` naming ``name`` unless ``value`` is a finite number > 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise InvalidArgument(name, f"{name} must be a finite number > 0, got {value!r}.")
