@@ -1,135 +1,80 @@
-"""Run one paper preset over several seeds and append one row per seed to ``experiments/results.csv``.
+"""Run one paper preset over several seeds, recording each seed's row in ``experiments/results.csv`` as it finishes.
 
     python -m experiments.run smnist ccnn_4_140 --seeds 0 1 2 [--extra train.epochs=5 device=cuda ...]
 
 Each seed runs what ``python main.py experiment=<task>/<variant> seed=<s> <extra...>`` runs (same config
-composition, same ``training.run.train``), in this process, writing into
-``outputs/experiments/<task>/<variant>/seed<s>/<timestamp>``. Accuracies in the CSV are percentages. The mean and
-sample standard deviation over the seeds are printed at the end; ``python -m experiments.summarize`` turns the CSV
-into the README table and plot.
+composition, same ``training.run.train``), in this process, in a folder of its own, ``<base>/seed<s>``: ``<base>`` is
+``train.output_dir`` when ``--extra`` sets it, else ``outputs/experiments/<task>/<variant>/<date>_<time>``. A seed
+folder that is not empty is refused before any seed trains.
+
+Seeds the results file already holds for the same task, variant and ``--extra`` flags are skipped (say so, and
+are averaged in), so after an interruption the same command trains only what is missing; to train a seed again,
+remove its row. Accuracies in the CSV are percentages. The mean and sample standard deviation over the seeds are
+printed at the end; ``python -m experiments.summarize`` turns the CSV into the README table and plot.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import platform
+import re
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from experiments.results import (
+    ResultsFileError,
+    append_result,
+    check_appendable,
+    mean_std,
+    plus_minus,
+    result_row,
+    same_extra,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "experiments" / "results.csv"
-COLUMNS = ("task", "variant", "seed", "test_acc", "val_acc", "epochs", "date", "machine", "wall_s", "extra")
+# ``train.output_dir=X`` (also with Hydra's + or ++ prefix): X is the folder that holds one folder per seed.
+OUTPUT_DIR_FLAG = re.compile(r"^\+{0,2}train\.output_dir=(?P<path>.*)$")
 
 
-def result_row(
-    task: str,
-    variant: str,
-    seed: int,
-    metrics: dict[str, Any],
-    wall_s: float,
-    date: str,
-    machine: str,
-    epochs: int | None = None,
-    extra: Sequence[str] = (),
-) -> dict[str, str]:
-    """One CSV row from the metrics ``training.run.train`` returned (accuracies there are fractions)."""
-
-    def percent(key: str) -> str:
-        value = metrics.get(key)
-        return "" if value is None else f"{100.0 * float(value):.4f}"
-
-    return {
-        "task": task,
-        "variant": variant,
-        "seed": str(seed),
-        "test_acc": percent("test/acc"),
-        "val_acc": percent("val/acc"),
-        "epochs": "" if epochs is None else str(epochs),
-        "date": date,
-        "machine": machine,
-        "wall_s": f"{wall_s:.1f}",
-        "extra": " ".join(extra),
-    }
+class RunRefusedError(Exception):
+    """The invocation cannot start: nothing has been trained or written. The message names the culprit."""
 
 
-def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (0 for a single value) and count."""
-    data = [float(v) for v in values]
-    if not data:
-        return math.nan, math.nan, 0
-    mean = sum(data) / len(data)
-    if len(data) == 1:
-        return mean, 0.0, 1
-    var = sum((v - mean) ** 2 for v in data) / (len(data) - 1)
-    return mean, math.sqrt(var), len(data)
+def split_output_dir(extra: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``train.output_dir`` from the ``--extra`` flags (the last one wins, as in Hydra), and the other flags."""
+    base, rest = None, []
+    for flag in extra:
+        match = OUTPUT_DIR_FLAG.match(flag)
+        if match:
+            base = match["path"]
+        else:
+            rest.append(flag)
+    return base, rest
 
 
-def aggregate(rows: Iterable[dict[str, str]], key: str = "test_acc") -> dict[tuple[str, str], dict[str, Any]]:
-    """Per (task, variant): mean, std and n of ``key`` over rows that have it, and the latest date.
-
-    Only rows run with the preset as is (empty ``extra``) count: a run with overridden flags is a different
-    experiment and is not averaged with the preset's.
-    """
-    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for row in rows:
-        if row.get("extra") or not row.get(key):
-            continue
-        groups.setdefault((row["task"], row["variant"]), []).append(row)
-    summary = {}
-    for group, members in groups.items():
-        mean, std, n = mean_std(float(r[key]) for r in members)
-        summary[group] = {
-            "mean": mean,
-            "std": std,
-            "n": n,
-            "date": max(r["date"] for r in members),
-            "seeds": sorted(int(r["seed"]) for r in members),
-        }
-    return summary
+def seed_folder(base: Path, seed: int) -> Path:
+    """The run folder of ``seed`` under the invocation's folder."""
+    return base / f"seed{seed}"
 
 
-def format_summary(task: str, variant: str, rows: Sequence[dict[str, str]]) -> str:
-    """``<task>/<variant>: test 93.10 ± 0.50 % (n=3), val ...`` for the rows of one invocation."""
-    test = mean_std(float(r["test_acc"]) for r in rows if r["test_acc"])
-    val = mean_std(float(r["val_acc"]) for r in rows if r["val_acc"])
-    return (
-        f"{task}/{variant}: test {test[0]:.2f} ± {test[1]:.2f} % (n={test[2]}), "
-        f"val {val[0]:.2f} ± {val[1]:.2f} % (n={val[2]})"
-    )
-
-
-def append_rows(path: Path, rows: Sequence[dict[str, str]]) -> None:
-    """Append rows to the CSV, writing the header if the file is new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file() or path.stat().st_size == 0
-    with open(path, "a", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as file:
-        return list(csv.DictReader(file))
+def display_path(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (rows stay valid in another clone), else absolute."""
+    return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
 
 
 def machine_name() -> str:
     """Host and accelerator, e.g. ``node7 (NVIDIA H100 80GB HBM3)`` or ``laptop (cpu)``."""
-    try:
-        import torch
+    import torch
 
-        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    except Exception:  # pragma: no cover - torch is a dependency; be lenient in a results tool
-        device = "unknown"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return f"{socket.gethostname() or platform.node()} ({device})"
 
 
@@ -151,37 +96,121 @@ def _epochs_run(metrics: dict[str, Any]) -> int | None:
         import torch
 
         return int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
-    except Exception:
+    except (OSError, KeyError, RuntimeError):  # no readable last.ckpt: the column stays empty
         return None
+
+
+def plan(
+    task: str, variant: str, seeds: Sequence[int], extra: Sequence[str], results: Path, stamp: str
+) -> tuple[Path, list[int], list[dict[str, str]]]:
+    """Check everything that can be checked before training; write nothing.
+
+    Returns:
+        The folder holding the seed folders, the seeds to train, and the rows already recorded for the others.
+
+    Raises:
+        RunRefusedError: no such preset, an unusable results file, a repeated seed, or a seed folder that is not empty.
+    """
+    if not (REPO / "cfg" / "experiment" / task / f"{variant}.yaml").is_file():
+        raise RunRefusedError(f"no preset cfg/experiment/{task}/{variant}.yaml")
+    if len(set(seeds)) != len(seeds):
+        raise RunRefusedError(f"--seeds {' '.join(map(str, seeds))}: a seed is listed twice")
+    try:
+        rows = check_appendable(results)
+    except ResultsFileError as error:
+        raise RunRefusedError(str(error)) from None
+    user_base, flags = split_output_dir(extra)
+    recorded = {
+        int(row["seed"]): row
+        for row in rows
+        if row["task"] == task and row["variant"] == variant and same_extra(row, flags)
+    }
+    base = (
+        Path(user_base).expanduser().absolute()
+        if user_base
+        else REPO / "outputs" / "experiments" / task / variant / stamp
+    )
+    todo = [seed for seed in seeds if seed not in recorded]
+    for seed in todo:
+        folder = seed_folder(base, seed)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise RunRefusedError(
+                f"{folder} is not empty: each seed runs in a fresh folder and never over another run. "
+                "Remove it or choose another train.output_dir."
+            )
+    return base, todo, [recorded[seed] for seed in seeds if seed in recorded]
 
 
 def run_seeds(
     task: str,
     variant: str,
     seeds: Sequence[int],
+    base: Path,
     extra: Sequence[str] = (),
+    results: Path = RESULTS,
     train: Callable[[Any], dict[str, Any]] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> list[dict[str, str]]:
-    """Train the preset once per seed and return the CSV rows (``train`` is injectable for tests)."""
+    """Train the preset once per seed in ``base/seed<s>``, appending each seed's row to ``results`` when it ends.
+
+    Every seed's config is composed before the first one trains, so a wrong ``--extra`` flag stops the invocation
+    before anything is written. ``train`` is injectable for tests.
+
+    Returns:
+        The rows written, one per seed.
+    """
     if train is None:
         from training.run import train
-    rows = []
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    configs = {}
     for seed in seeds:
-        out = REPO / "outputs" / "experiments" / task / variant / f"seed{seed}" / stamp
-        user_out = any(o.startswith("train.output_dir=") for o in extra)
-        overrides = [f"seed={seed}", *extra, *([] if user_out else [f"train.output_dir={out}"])]
-        cfg = compose_preset(task, variant, overrides)
+        overrides = [f"seed={seed}", *extra, f"train.output_dir={seed_folder(base, seed)}"]
+        try:
+            configs[seed] = compose_preset(task, variant, overrides)
+        except (HydraException, OmegaConfBaseException) as error:  # a wrong --extra flag: say which and stop
+            raise RunRefusedError(f"--extra: {' '.join(str(error).split())}") from None
+    machine = machine_name()
+    rows: list[dict[str, str]] = []
+    for seed in seeds:
         start = clock()
-        metrics = train(cfg)
-        wall = clock() - start
+        try:
+            metrics = train(configs[seed])
+        except BaseException:  # Ctrl-C, Lightning's exit after it, or an error: say what is kept, then stop
+            done = ", ".join(r["seed"] for r in rows) or "none"
+            folder = seed_folder(base, seed)
+            print(
+                f"experiments.run: seed {seed} did not finish (its files: {folder}). Seeds recorded by this "
+                f"invocation: {done}, in {results}. The same command trains the seeds not recorded yet; with a fixed "
+                f"train.output_dir, remove {folder} first.",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise
         row = result_row(
-            task, variant, seed, metrics, wall, time.strftime("%Y-%m-%d"), machine_name(), _epochs_run(metrics), extra
+            task,
+            variant,
+            seed,
+            metrics,
+            clock() - start,
+            time.strftime("%Y-%m-%d"),
+            machine,
+            _epochs_run(metrics),
+            extra,
+            display_path(seed_folder(base, seed)),
         )
+        append_result(results, row)
         rows.append(row)
-        print(f"seed {seed}: test {row['test_acc']} %, val {row['val_acc']} %, {row['wall_s']} s", flush=True)
+        print(f"seed {seed}: test {row['test_acc']} %, val {row['val_acc']} %, {row['wall_s']} s -> {results}")
     return rows
+
+
+def format_summary(task: str, variant: str, rows: Sequence[dict[str, str]]) -> str:
+    """``<task>/<variant>: test 93.10 ± 0.50 % (n=3), val ...`` over ``rows``."""
+    test = mean_std(float(r["test_acc"]) for r in rows if r["test_acc"])
+    val = mean_std(float(r["val_acc"]) for r in rows if r["val_acc"])
+    return (
+        f"{task}/{variant}: test {plus_minus(test[0], test[1])} % (n={test[2]}), "
+        f"val {plus_minus(val[0], val[1])} % (n={val[2]})"
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -195,14 +224,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the seeds; exit 0, 2 when refused before training, 130 on Ctrl-C."""
     args = parse_args(argv)
-    if not (REPO / "cfg" / "experiment" / args.task / f"{args.variant}.yaml").is_file():
-        print(f"No preset cfg/experiment/{args.task}/{args.variant}.yaml", file=sys.stderr)
+    _, flags = split_output_dir(args.extra)
+    try:
+        base, todo, recorded = plan(
+            args.task, args.variant, args.seeds, args.extra, args.results, time.strftime("%Y-%m-%d_%H-%M-%S")
+        )
+        for row in recorded:
+            print(f"seed {row['seed']}: already in {args.results} (test {row['test_acc']} %, {row['date']}); skipped")
+        rows = run_seeds(args.task, args.variant, todo, base, flags, args.results) if todo else []
+    except RunRefusedError as error:
+        print(f"experiments.run: {error}", file=sys.stderr)
         return 2
-    rows = run_seeds(args.task, args.variant, args.seeds, args.extra)
-    append_rows(args.results, rows)
-    print(format_summary(args.task, args.variant, rows))
-    print(f"appended {len(rows)} rows to {args.results}")
+    except KeyboardInterrupt:
+        return 130
+    print(format_summary(args.task, args.variant, [*recorded, *rows]))
     return 0
 
 

@@ -5,19 +5,22 @@
 
 The table is rewritten between ``<!-- results:start -->`` and ``<!-- results:end -->``; one row per preset with
 its command, parameter count, the paper's accuracy (with its provenance tag) and ours (mean ± sample std over
-seeds, n, date of the latest run), or "not run yet".
+seeds, n, date of the latest run), or "not run yet". A results file that is missing or not a results CSV, or a
+README without the markers, is refused with one line (exit 2) before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from experiments.run import REPO, RESULTS, aggregate, read_rows
+from experiments.results import ResultsFileError, aggregate, plus_minus, read_results
+from experiments.run import REPO, RESULTS
 
 README = REPO / "experiments" / "README.md"
 PLOT = REPO / "experiments" / "results.png"
@@ -106,7 +109,7 @@ def preset_parameters() -> dict[str, int]:
 def _ours(summary: dict[str, Any] | None) -> str:
     if summary is None:
         return "not run yet"
-    return f"{summary['mean']:.2f} ± {summary['std']:.2f} (n={summary['n']}, {summary['date']})"
+    return f"{plus_minus(summary['mean'], summary['std'])} (n={summary['n']}, {summary['date']})"
 
 
 def build_table(rows: Sequence[dict[str, str]], parameters: dict[str, int]) -> str:
@@ -128,9 +131,14 @@ def build_table(rows: Sequence[dict[str, str]], parameters: dict[str, int]) -> s
     return "\n".join(lines)
 
 
+class MarkersError(ValueError):
+    """The README lacks the markers between which the table goes."""
+
+
 def replace_between_markers(text: str, table: str) -> str:
+    """``text`` with ``table`` between the markers, which must be there in order (``MarkersError`` otherwise)."""
     if START not in text or END not in text or text.index(START) > text.index(END):
-        raise ValueError(f"README must contain {START} followed by {END}.")
+        raise MarkersError(f"README must contain {START} followed by {END}.")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}\n{table}\n{END}{tail}"
@@ -150,7 +158,7 @@ def plot(rows: Sequence[dict[str, str]], path: Path) -> Path:
             labels.append(f"{task}\n{variant.removeprefix('ccnn_').replace('_', ',')}")
             found = summary.get((task, variant))
             ours.append(found["mean"] if found else math.nan)
-            errors.append(found["std"] if found else 0.0)
+            errors.append(found["std"] if found and not math.isnan(found["std"]) else 0.0)
             value = paper_anchor(task, variant).value
             paper.append(math.nan if value is None else value)
     x = range(len(labels))
@@ -172,22 +180,48 @@ def plot(rows: Sequence[dict[str, str]], path: Path) -> Path:
     return path
 
 
+def _replace_file(path: Path, text: str) -> None:
+    """Write ``text`` aside and rename it over ``path``: a reader sees the old file or the new one, never half."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
+    aside.write_text(text)
+    os.replace(aside, path)
+
+
 def summarize(results: Path, readme: Path, plot_path: Path, parameters: dict[str, int] | None = None) -> str:
-    """Regenerate the README table and the plot from ``results``; return the table."""
-    rows = read_rows(results)
+    """Regenerate the README table and the plot from ``results``; return the table.
+
+    Raises:
+        ResultsFileError: ``results`` is missing or not a results CSV (nothing is written).
+        MarkersError: ``readme`` lacks the table markers (nothing is written).
+    """
+    rows = read_results(results)
+    text = readme.read_text()
+    replace_between_markers(text, "")  # checks the markers before the slow part
     table = build_table(rows, preset_parameters() if parameters is None else parameters)
-    readme.write_text(replace_between_markers(readme.read_text(), table))
     plot(rows, plot_path)
+    _replace_file(readme, replace_between_markers(text, table))
     return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Regenerate the table and plot; exit 0, or 2 with one line naming the file at fault."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--plot", type=Path, default=PLOT)
     args = parser.parse_args(argv)
-    print(summarize(args.results, args.readme, args.plot))
+    try:
+        table = summarize(args.results, args.readme, args.plot)
+    except ResultsFileError as error:
+        print(f"experiments.summarize: {error}", file=sys.stderr)
+        return 2
+    except MarkersError as error:
+        print(f"experiments.summarize: {args.readme}: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the README or the plot cannot be read or written
+        print(f"experiments.summarize: {error.filename}: {error.strerror}", file=sys.stderr)
+        return 2
+    print(table)
     return 0
 
 

@@ -1,22 +1,34 @@
-"""experiments/: the seed runner's collection and aggregation, the README table and plot, the Optuna sweeper config,
-and every ``python main.py ...`` command in experiments/README.md (so the docs cannot drift from the configs)."""
+"""experiments/: the results file, the seed runner (in process and as a command, Ctrl-C included), the README
+table and plot, the Optuna sweeper config, and every ``python main.py ...`` command in experiments/README.md (so the
+docs cannot drift from the configs)."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import math
+import multiprocessing
+import os
 import re
 import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from experiments import results as results_file
 from experiments import run as runner
 from experiments import summarize
-from tests.conftest import REPO, compose
+from tests.conftest import REPO, TINY, compose
 
 README = REPO / "experiments" / "README.md"
+ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
 
 FAKE_METRICS = {
     0: {"val/acc": 0.91, "test/acc": 0.90, "parameters": 198769.0},
@@ -25,32 +37,134 @@ FAKE_METRICS = {
 }
 
 
-def test_run_seeds_collects_one_row_per_seed_and_aggregates(monkeypatch):
+def seeds_in(path: Path) -> list[int]:
+    """The seeds recorded in a results file (none before it exists)."""
+    return [int(row["seed"]) for row in results_file.read_results(path)] if path.exists() else []
+
+
+# ----------------------------------------------------------------------------------------------- the runner, in process
+def test_run_seeds_records_each_seed_in_its_own_folder_before_the_next_starts(tmp_path):
+    results, base = tmp_path / "results.csv", tmp_path / "runs"
     seen = []
 
     def fake_train(cfg):
-        seen.append((cfg.seed, cfg.kernel.omega_0, cfg.train.epochs, cfg.train.output_dir))
+        # What is on disk when this seed starts: every earlier seed's row is already there.
+        seen.append((cfg.seed, cfg.kernel.omega_0, cfg.train.epochs, cfg.train.output_dir, seeds_in(results)))
         return FAKE_METRICS[cfg.seed]
 
     ticks = iter(range(100))
     rows = runner.run_seeds(
-        "smnist", "ccnn_4_140", [0, 1, 2], ["train.epochs=3"], train=fake_train, clock=lambda: 10.0 * next(ticks)
+        "smnist",
+        "ccnn_4_140",
+        [0, 1, 2],
+        base,
+        ["train.epochs=3"],
+        results,
+        train=fake_train,
+        clock=lambda: 10.0 * next(ticks),
     )
-    assert [s[0] for s in seen] == [0, 1, 2]
-    assert all(s[1] == 2976.49 and s[2] == 3 and "seed" in s[3] for s in seen)  # the preset + the extra flag
+    assert seen == [
+        (0, 2976.49, 3, str(base / "seed0"), []),  # the preset's omega_0, the extra flag, a folder per seed
+        (1, 2976.49, 3, str(base / "seed1"), [0]),
+        (2, 2976.49, 3, str(base / "seed2"), [0, 1]),
+    ]
+    assert results_file.read_results(results) == rows
     assert [r["test_acc"] for r in rows] == ["90.0000", "92.0000", "94.0000"]
+    assert [r["run_dir"] for r in rows] == [str(base / f"seed{s}") for s in (0, 1, 2)]
     assert {r["wall_s"] for r in rows} == {"10.0"} and {r["extra"] for r in rows} == {"train.epochs=3"}
     text = runner.format_summary("smnist", "ccnn_4_140", rows)
-    assert "test 92.00 ± 2.00 % (n=3)" in text and "val 92.00 ± 1.00 % (n=3)" in text
+    assert text == "smnist/ccnn_4_140: test 92.00 ± 2.00 % (n=3), val 92.00 ± 1.00 % (n=3)"
 
 
+def test_a_seed_that_fails_leaves_the_earlier_seeds_recorded(tmp_path, capsys):
+    results = tmp_path / "results.csv"
+
+    def train(cfg):
+        if cfg.seed == 1:
+            raise KeyboardInterrupt  # Ctrl-C during the second seed
+        return FAKE_METRICS[cfg.seed]
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_seeds("smnist", "ccnn_4_140", [0, 1, 2], tmp_path / "runs", [], results, train=train)
+    assert seeds_in(results) == [0]
+    assert "seed 1 did not finish" in capsys.readouterr().err
+
+
+def test_a_wrong_extra_flag_stops_before_any_seed_trains(tmp_path):
+    trained = []
+    with pytest.raises(runner.RunRefusedError, match=r"--extra: Could not override 'train\.epoch'"):
+        runner.run_seeds(
+            "smnist",
+            "ccnn_4_140",
+            [0, 1],
+            tmp_path / "runs",
+            ["train.epoch=3"],
+            tmp_path / "r.csv",
+            train=trained.append,
+        )
+    assert trained == [] and list(tmp_path.iterdir()) == []
+
+
+def test_train_output_dir_is_the_folder_of_the_seed_folders():
+    assert runner.split_output_dir(["a=1", "train.output_dir=x", "++train.output_dir=y", "b=2"]) == (
+        "y",
+        ["a=1", "b=2"],
+    )
+    assert runner.split_output_dir(["train.output_dir_x=1"]) == (None, ["train.output_dir_x=1"])
+
+
+def test_plan_skips_recorded_seeds_of_the_same_experiment_only(tmp_path):
+    results = tmp_path / "results.csv"
+    for seed, extra in ((0, []), (1, ["train.epochs=5", "device=cpu"]), (2, [])):
+        row = results_file.result_row(
+            "smnist", "ccnn_4_140", seed, FAKE_METRICS[seed], 1.0, "2025-01-01", "m", extra=extra
+        )
+        results_file.append_result(results, row)
+    results_file.append_result(results, results_file.result_row("pmnist", "ccnn_4_140", 1, {}, 1.0, "2025-01-01", "m"))
+    base, todo, recorded = runner.plan("smnist", "ccnn_4_140", [0, 1, 2, 3], [], results, "stamp")
+    assert base == REPO / "outputs" / "experiments" / "smnist" / "ccnn_4_140" / "stamp"
+    assert todo == [1, 3] and [r["seed"] for r in recorded] == ["0", "2"]
+    # Same flags in another order, and a train.output_dir, are the same experiment: seed 1 is recorded.
+    flags = ["device=cpu", "train.epochs=5", f"train.output_dir={tmp_path / 'x'}"]
+    base, todo, _ = runner.plan("smnist", "ccnn_4_140", [0, 1], flags, results, "stamp")
+    assert base == tmp_path / "x" and todo == [0]
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (None, ("smnist", "ccnn_9_999", [0]), "no preset cfg/experiment/smnist/ccnn_9_999.yaml"),
+        (None, ("smnist", "ccnn_4_140", [0, 1, 0]), "--seeds 0 1 0: a seed is listed twice"),
+        ("folder", ("smnist", "ccnn_4_140", [0, 1]), "seed1 is not empty"),
+        ("bad_csv", ("smnist", "ccnn_4_140", [0]), "results.csv: not a results CSV of this version"),
+    ],
+)
+def test_plan_refuses_before_anything_is_written(tmp_path, setup, args, message):
+    out = tmp_path / "x"
+    results = tmp_path / "results.csv"
+    if setup == "folder":
+        (out / "seed1").mkdir(parents=True)
+        (out / "seed1" / "notes.txt").write_text("mine")
+    if setup == "bad_csv":
+        results.write_text("name,score\nx,1\n")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(runner.RunRefusedError, match=re.escape(message)):
+        runner.plan(*args, [f"train.output_dir={out}"], results, "stamp")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+# ----------------------------------------------------------------------------------------------------- the results file
 def test_result_row_and_aggregate_are_pure():
     rows = [
-        runner.result_row("text", "ccnn_4_140", s, FAKE_METRICS[s], 5.0, f"2025-01-0{s + 1}", "m (cpu)", epochs=60)
+        results_file.result_row(
+            "text", "ccnn_4_140", s, FAKE_METRICS[s], 5.0, f"2025-01-0{s + 1}", "m (cpu)", epochs=60, run_dir="r"
+        )
         for s in (0, 1, 2)
     ]
-    rows.append(runner.result_row("text", "ccnn_4_140", 3, {"test/acc": 0.1}, 1.0, "2025-02-01", "m", extra=["x=1"]))
-    rows.append(runner.result_row("text", "ccnn_6_380", 0, {"test/acc": 0.5}, 1.0, "2025-01-05", "m"))
+    rows.append(
+        results_file.result_row("text", "ccnn_4_140", 3, {"test/acc": 0.1}, 1.0, "2025-02-01", "m", extra=["x=1"])
+    )
+    rows.append(results_file.result_row("text", "ccnn_6_380", 0, {"test/acc": 0.5}, 1.0, "2025-01-05", "m"))
     assert rows[0] == {
         "task": "text",
         "variant": "ccnn_4_140",
@@ -62,31 +176,100 @@ def test_result_row_and_aggregate_are_pure():
         "machine": "m (cpu)",
         "wall_s": "5.0",
         "extra": "",
+        "run_dir": "r",
     }
-    summary = runner.aggregate(rows)
+    summary = results_file.aggregate(rows)
     four = summary[("text", "ccnn_4_140")]  # the run with extra flags is not averaged in
     assert four["n"] == 3 and four["mean"] == pytest.approx(92.0) and four["std"] == pytest.approx(2.0)
     assert four["date"] == "2025-01-03" and four["seeds"] == [0, 1, 2]
-    assert summary[("text", "ccnn_6_380")] == {"mean": 50.0, "std": 0.0, "n": 1, "date": "2025-01-05", "seeds": [0]}
-    assert runner.mean_std([])[2] == 0
+    one = summary[("text", "ccnn_6_380")]
+    assert (one["mean"], one["n"], one["date"], one["seeds"]) == (50.0, 1, "2025-01-05", [0])
+    assert math.isnan(one["std"])  # one seed says nothing about the spread
 
 
-def test_csv_round_trip_appends(tmp_path):
+def test_mean_std_is_the_sample_standard_deviation():
+    mean, std, n = results_file.mean_std([90.0, 92.0, 95.0])
+    assert (mean, n) == (pytest.approx(92.333333333), 3)
+    assert std == pytest.approx(math.sqrt(((90 - mean) ** 2 + (92 - mean) ** 2 + (95 - mean) ** 2) / 2))  # n - 1
+    assert std == pytest.approx(2.5166114784)  # the population value would be 2.0548
+    single = results_file.mean_std([99.1])
+    assert single[0] == 99.1 and math.isnan(single[1]) and single[2] == 1
+    empty = results_file.mean_std([])
+    assert math.isnan(empty[0]) and empty[2] == 0
+    assert results_file.plus_minus(99.1, math.nan) == "99.10"
+    assert results_file.plus_minus(99.1, 0.25) == "99.10 ± 0.25"
+
+
+def test_append_writes_the_header_once_and_keeps_hand_edits_on_their_own_lines(tmp_path):
+    path = tmp_path / "sub" / "r.csv"
+    row = results_file.result_row(
+        "pmnist", "ccnn_4_140", 0, FAKE_METRICS[0], 1.0, "2025-01-01", "m", extra=["comment=a b"]
+    )
+    results_file.append_result(path, row)
+    results_file.append_result(path, row | {"seed": "1"})
+    assert seeds_in(path) == [0, 1]
+    assert path.read_text().count("task,variant,seed") == 1
+    assert results_file.read_results(path)[0]["extra"] == "'comment=a b'"  # one flag, quoted as a shell would
+    path.write_text(path.read_text().rstrip("\n"))  # saved by an editor without the final newline
+    results_file.append_result(path, row | {"seed": "2"})
+    assert seeds_in(path) == [0, 1, 2]
+    assert list(path.parent.iterdir()) == [path]  # no temporary left
+
+
+def _append_many(path: str, seed: int) -> None:
+    for i in range(100):
+        row = results_file.result_row("smnist", "ccnn_4_140", seed * 1000 + i, {}, 1.0, "2025-01-01", "m" * 200)
+        results_file.append_result(Path(path), row)
+
+
+def test_concurrent_invocations_append_whole_rows_and_lose_none(tmp_path):
     path = tmp_path / "r.csv"
-    row = runner.result_row("pmnist", "ccnn_4_140", 0, FAKE_METRICS[0], 1.0, "2025-01-01", "m")
-    runner.append_rows(path, [row])
-    runner.append_rows(path, [row | {"seed": "1"}])
-    assert [r["seed"] for r in runner.read_rows(path)] == ["0", "1"]
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(str(path), seed)) for seed in (1, 2, 3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    assert sorted(seeds_in(path)) == sorted(s * 1000 + i for s in (1, 2, 3) for i in range(100))
     assert path.read_text().count("task,variant,seed") == 1
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such results file"),
+        ("folder", "is a folder, not a results CSV"),
+        (b"\x89PNG\r\n\x1a\n\xff\xfe", "not a text file"),
+        ("task,variant,seed\nsmnist,ccnn_4_140,0\n", "not a results CSV of this version"),
+        (",".join(results_file.COLUMNS) + "\nsmnist,ccnn_4_140,0\n", "line 2: 3 fields, expected 11"),
+        (",".join(results_file.COLUMNS) + "\nsmnist,ccnn_4_140,zero,1,1,1,d,m,1,,r\n", "line 2: invalid literal"),
+        (",".join(results_file.COLUMNS) + "\nsmnist,ccnn_4_140,0,ninety,1,1,d,m,1,,r\n", "line 2: could not convert"),
+    ],
+)
+def test_read_results_refuses_what_is_not_a_results_file(tmp_path, content, message):
+    path = tmp_path / "results.csv"
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(results_file.ResultsFileError, match=re.escape(f"{path}")) as error:
+        results_file.read_results(path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+# ------------------------------------------------------------------------------------------------------------ summarize
 def test_summarize_writes_table_and_png(tmp_path):
     results = tmp_path / "results.csv"
-    rows = [
-        runner.result_row("smnist", "ccnn_4_140", s, {"test/acc": acc, "val/acc": acc}, 3.0, "2025-03-0" + str(s), "m")
-        for s, acc in ((1, 0.9950), (2, 0.9970), (3, 0.9990))
-    ]
-    runner.append_rows(results, rows)
+    for s, acc in ((1, 0.9950), (2, 0.9970), (3, 0.9990)):
+        metrics = {"test/acc": acc, "val/acc": acc}
+        row = results_file.result_row("smnist", "ccnn_4_140", s, metrics, 3.0, "2025-03-0" + str(s), "m")
+        results_file.append_result(results, row)
+    results_file.append_result(
+        results, results_file.result_row("cifar10", "ccnn_6_380", 0, {"test/acc": 0.9}, 1, "d", "m")
+    )
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{summarize.START}\nold table\n{summarize.END}\noutro\n")
     png = tmp_path / "plot.png"
@@ -97,14 +280,51 @@ def test_summarize_writes_table_and_png(tmp_path):
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
     assert table in text
     line = next(r for r in table.splitlines() if "experiment=smnist/ccnn_4_140`" in r)
-    assert "99.70 ± 0.20 (n=3, 2025-03-03)" in line and "198,769" in line and "99.72 [P?]" in line
-    assert table.count("not run yet") == 2 * len(summarize.TASKS) - 1
+    assert "| 99.70 ± 0.20 (n=3, 2025-03-03) |" in line and "198,769" in line and "99.72 [P?]" in line
+    line = next(r for r in table.splitlines() if "experiment=cifar10/ccnn_6_380`" in r)
+    assert line.endswith("| 90.00 (n=1, d) |")  # one seed: no ± (its spread is unknown, not zero)
+    assert table.count("not run yet") == 2 * len(summarize.TASKS) - 2
     assert "| ✗ [P]" in table  # Retrieval / Path-X: the paper has no result; nothing invented
     data = png.read_bytes()
     assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "plot.png", "results.csv"]
 
-    with pytest.raises(ValueError, match="results:start"):
+    with pytest.raises(summarize.MarkersError, match="results:start"):
         summarize.replace_between_markers("no markers", table)
+
+
+def run_summarize(tmp_path: Path, results: Path, readme: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "experiments.summarize", "--results", str(results), "--readme", str(readme)]
+    command += ["--plot", str(tmp_path / "plot.png")]
+    return subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("results_content", "readme_content", "message"),
+    [
+        (None, "table", "missing.csv: no such results file (experiments.run writes it; check --results)"),
+        ("name,score\n", "table", "results.csv: not a results CSV of this version"),
+        ("header", "no markers here", "README.md: README must contain <!-- results:start -->"),
+    ],
+)
+def test_summarize_refuses_a_bad_file_in_one_line_and_leaves_the_readme_alone(
+    tmp_path, results_content, readme_content, message
+):
+    results = tmp_path / ("missing.csv" if results_content is None else "results.csv")
+    if results_content == "header":
+        results.write_text(",".join(results_file.COLUMNS) + "\n")
+    elif results_content is not None:
+        results.write_text(results_content)
+    readme = tmp_path / "README.md"
+    text = f"intro\n{summarize.START}\nour table\n{summarize.END}\n" if readme_content == "table" else readme_content
+    readme.write_text(text)
+    before = sorted(tmp_path.iterdir())
+
+    done = run_summarize(tmp_path, results, readme)
+
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert readme.read_text() == text and sorted(tmp_path.iterdir()) == before
 
 
 def test_paper_anchors_carry_provenance_tags():
@@ -170,7 +390,83 @@ def test_optuna_sweeper_config_names_existing_flags():
     assert "hydra-optuna-sweeper" in README.read_text()
 
 
-def test_main_py_returns_validation_accuracy_to_the_sweeper():
-    source = (REPO / "main.py").read_text()
-    assert 'metrics.get("val/acc"' in source
-    assert Path(runner.__file__).parent == REPO / "experiments"
+def test_main_returns_the_validation_accuracy_that_sweepers_maximise(tiny, tmp_path):
+    import main
+
+    # Given a config, hydra.main calls the task function with it, as it does for each job of a sweep.
+    value = main.main(compose(tiny))
+    with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as file:
+        final = [row for row in csv.DictReader(file) if row.get("test/acc") and row.get("val/acc")][-1]
+    assert float(final["val/acc"]) != float(final["test/acc"])  # so that returning the other one would show
+    assert value == pytest.approx(float(final["val/acc"]))
+
+
+# --------------------------------------------------------------------------------------------- the runner, as a command
+def run_command(cwd: Path, results: Path, seeds: list[int], flags: list[str]) -> list[str]:
+    command = [sys.executable, "-m", "experiments.run", "smnist", "ccnn_4_140", "--results", str(results)]
+    return [*command, "--seeds", *map(str, seeds), "--extra", *flags]
+
+
+def test_run_command_refuses_a_wrong_flag_in_one_line_and_writes_nothing(tmp_path):
+    command = run_command(tmp_path, tmp_path / "results.csv", [0, 1], ["train.epoch=3"])
+    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "experiments.run: --extra: Could not override 'train.epoch'. To append to your config use +train.epoch=3"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_run_command_keeps_finished_seeds_through_ctrl_c_and_the_same_command_trains_the_rest(
+    data_dir, tmp_path, tmp_path_factory
+):
+    """Each seed gets its own folder under train.output_dir, its row is written when it ends, Ctrl-C keeps it."""
+    work, logs = tmp_path, tmp_path_factory.mktemp("logs")
+    results, out = work / "results.csv", work / "runs"
+    flags = [
+        "dataset.name=MNIST1D",
+        "dataset.data_type=default",
+        *TINY,
+        "train.epochs=4",
+        f"dataset.data_dir={data_dir}",
+    ]
+    command = run_command(work, results, [0, 1], [*flags, f"train.output_dir={out}"])
+    with open(logs / "out", "w") as stdout, open(logs / "err", "w") as stderr:
+        process = subprocess.Popen(command, cwd=work, env=ENV, stdout=stdout, stderr=stderr)
+        deadline = time.monotonic() + 300
+        while not (out / "seed1").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, "the command ended before seed 1 started: " + (logs / "err").read_text()
+        process.send_signal(signal.SIGINT)  # Ctrl-C while seed 1 trains
+        process.wait(timeout=120)
+    assert process.returncode != 0
+    assert seeds_in(results) == [0]
+    assert "experiments.run: seed 1 did not finish" in (logs / "err").read_text()
+    best0 = out / "seed0" / "checkpoints" / "best.ckpt"
+    seed0_checkpoint = (best0.stat().st_mtime_ns, best0.read_bytes())
+
+    # The same command: seed 0 is recorded; seed 1's unfinished folder is not written over.
+    recorded = results.read_bytes()
+    again = subprocess.run(command, cwd=work, env=ENV, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2
+    assert again.stderr.splitlines() == [
+        f"experiments.run: {out / 'seed1'} is not empty: each seed runs in a fresh folder and never over another "
+        "run. Remove it or choose another train.output_dir."
+    ]
+    assert results.read_bytes() == recorded
+
+    shutil.rmtree(out / "seed1")
+    third = subprocess.run(command, cwd=work, env=ENV, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert f"seed 0: already in {results}" in third.stdout
+    rows = results_file.read_results(results)
+    assert [r["seed"] for r in rows] == ["0", "1"]
+    assert [r["run_dir"] for r in rows] == [str(out / "seed0"), str(out / "seed1")]
+    assert {r["extra"] for r in rows} == {shlex.join(flags)}  # the folder is in run_dir, not in the flags
+    assert (best0.stat().st_mtime_ns, best0.read_bytes()) == seed0_checkpoint  # seed 1 did not write over seed 0
+    for seed in (0, 1):
+        config = yaml.safe_load((out / f"seed{seed}" / "config.yaml").read_text())
+        assert (config["seed"], config["train"]["output_dir"]) == (seed, str(out / f"seed{seed}"))
+    assert sorted(p.name for p in work.iterdir()) == ["results.csv", "runs"]  # nothing else, anywhere
+    assert sorted(p.name for p in out.iterdir()) == ["seed0", "seed1"]

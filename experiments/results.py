@@ -1,0 +1,233 @@
+"""The results CSV: one row per trained seed, written by ``experiments.run``, read by ``experiments.summarize``.
+
+A row is appended the moment its seed finishes, in one ``write`` to a file opened for appending, so an interrupted
+invocation keeps the seeds it finished and two invocations writing the same file do not overwrite each other's
+rows. A new file appears with its header already in it (written aside, then linked into place).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import shlex
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    "task",
+    "variant",
+    "seed",
+    "test_acc",
+    "val_acc",
+    "epochs",
+    "date",
+    "machine",
+    "wall_s",
+    "extra",
+    "run_dir",
+)
+
+
+class ResultsFileError(Exception):
+    """A results CSV that cannot be read or appended to; the message names the file and what to do."""
+
+
+def result_row(
+    task: str,
+    variant: str,
+    seed: int,
+    metrics: dict[str, Any],
+    wall_s: float,
+    date: str,
+    machine: str,
+    epochs: int | None = None,
+    extra: Sequence[str] = (),
+    run_dir: str = "",
+) -> dict[str, str]:
+    """One CSV row from the metrics ``training.run.train`` returned (accuracies there are fractions, here %).
+
+    Args:
+        task: Folder under ``cfg/experiment``, e.g. ``smnist``.
+        variant: Preset name, e.g. ``ccnn_4_140``.
+        seed: The run's ``seed``.
+        metrics: What ``train`` returned; ``test/acc`` and ``val/acc`` are read.
+        wall_s: Seconds the seed took.
+        date: ``YYYY-MM-DD``.
+        machine: Where it ran, e.g. ``node7 (NVIDIA H100 80GB HBM3)``.
+        epochs: Epochs completed, if known.
+        extra: Overrides given on top of the preset (``--extra``); a row with any is a different experiment.
+        run_dir: The run's folder (checkpoints, logs, config).
+    """
+
+    def percent(key: str) -> str:
+        value = metrics.get(key)
+        return "" if value is None else f"{100.0 * float(value):.4f}"
+
+    return {
+        "task": task,
+        "variant": variant,
+        "seed": str(seed),
+        "test_acc": percent("test/acc"),
+        "val_acc": percent("val/acc"),
+        "epochs": "" if epochs is None else str(epochs),
+        "date": date,
+        "machine": machine,
+        "wall_s": f"{wall_s:.1f}",
+        "extra": shlex.join(extra),
+        "run_dir": run_dir,
+    }
+
+
+def same_extra(row: dict[str, str], extra: Sequence[str]) -> bool:
+    """Whether ``row`` was run with the overrides ``extra`` (in any order)."""
+    return sorted(shlex.split(row["extra"])) == sorted(extra)
+
+
+def read_results(path: Path) -> list[dict[str, str]]:
+    """The rows of a results CSV, checked: the header is ``COLUMNS``, seeds are integers, accuracies numbers.
+
+    An empty file has no rows. Raises ``ResultsFileError`` naming the file (and line) for anything else.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsFileError(f"{path}: no such results file (experiments.run writes it; check --results)") from None
+    except IsADirectoryError:
+        raise ResultsFileError(f"{path}: is a folder, not a results CSV (check --results)") from None
+    except UnicodeDecodeError:
+        raise ResultsFileError(f"{path}: not a text file, so not a results CSV (check --results)") from None
+    except OSError as error:
+        raise ResultsFileError(f"{path}: cannot be read ({error.strerror})") from None
+    if not text:
+        return []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = tuple(next(reader))
+    if header != COLUMNS:
+        raise ResultsFileError(
+            f"{path}: not a results CSV of this version (header {','.join(header)!r}; expected {','.join(COLUMNS)!r})"
+        )
+    rows = []
+    for values in reader:
+        line = reader.line_num
+        if not values:
+            continue
+        if len(values) != len(COLUMNS):
+            raise ResultsFileError(f"{path}, line {line}: {len(values)} fields, expected {len(COLUMNS)}")
+        row = dict(zip(COLUMNS, values, strict=True))
+        try:
+            int(row["seed"])
+            for key in ("test_acc", "val_acc"):
+                if row[key]:
+                    float(row[key])
+            shlex.split(row["extra"])
+        except ValueError as error:
+            raise ResultsFileError(f"{path}, line {line}: {error}") from None
+        rows.append(row)
+    return rows
+
+
+def check_appendable(path: Path) -> list[dict[str, str]]:
+    """Fail now, before hours of training, if rows could not be added to ``path``; return the rows it holds.
+
+    A missing file is fine when its nearest existing parent folder is writable (``append_result`` creates it).
+    """
+    path = Path(path)
+    if path.exists():
+        rows = read_results(path)
+        if not os.access(path, os.W_OK):
+            raise ResultsFileError(f"{path}: not writable; fix its permissions or pass another --results")
+        return rows
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ResultsFileError(f"{path}: cannot be created ({parent} is not a writable folder); pass another --results")
+    return []
+
+
+def _csv_line(values: Iterable[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _create_with_header(path: Path) -> None:
+    """Create ``path`` holding the header, unless it exists: a reader or appender never sees it without one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
+    aside.write_bytes(_csv_line(COLUMNS))
+    try:
+        os.link(aside, path)  # atomic: fails if another process created the file first
+    except FileExistsError:
+        pass
+    finally:
+        aside.unlink()
+
+
+def append_result(path: Path, row: dict[str, str]) -> None:
+    """Add one row to the results CSV at ``path`` (created with its header if missing), durably.
+
+    The row goes out in a single ``write`` on a file opened with ``O_APPEND``, so concurrent writers interleave
+    whole rows, and it is flushed to disk before this returns.
+    """
+    path = Path(path)
+    if not path.exists():
+        _create_with_header(path)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    try:
+        data = _csv_line(row[column] for column in COLUMNS)
+        size = os.fstat(fd).st_size
+        if size == 0:  # an empty file (e.g. truncated by hand): give it its header
+            data = _csv_line(COLUMNS) + data
+        elif os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # a hand-edited file whose last line has no newline: keep rows on their own lines
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation and count of ``values``.
+
+    The sample standard deviation (``statistics.stdev``, divisor n - 1) estimates the spread of the accuracy a new
+    seed would give; the population one (``pstdev``) would understate it for the 3 seeds a row usually has. It is
+    undefined for one value: NaN there (shown as no ± at all), and the mean is NaN for no values.
+    """
+    data = [float(v) for v in values]
+    mean = statistics.fmean(data) if data else math.nan
+    std = statistics.stdev(data) if len(data) > 1 else math.nan
+    return mean, std, len(data)
+
+
+def plus_minus(mean: float, std: float) -> str:
+    """``99.10 ± 0.20``, or ``99.10`` when the spread is unknown (one seed)."""
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def aggregate(rows: Iterable[dict[str, str]], key: str = "test_acc") -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (task, variant): mean, sample std and n of ``key`` over the rows that have it, the latest date, the seeds.
+
+    Only rows run with the preset as is (empty ``extra``) count: a run with overridden flags is a different
+    experiment and is not averaged with the preset's.
+    """
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        if row.get("extra") or not row.get(key):
+            continue
+        groups.setdefault((row["task"], row["variant"]), []).append(row)
+    summary = {}
+    for group, members in groups.items():
+        mean, std, n = mean_std(float(r[key]) for r in members)
+        summary[group] = {
+            "mean": mean,
+            "std": std,
+            "n": n,
+            "date": max(r["date"] for r in members),
+            "seeds": sorted(int(r["seed"]) for r in members),
+        }
+    return summary
