@@ -1,4 +1,4 @@
-"""The contract every datamodule follows: metadata without data, seeded splits, one set of loader settings.
+"""The contract every datamodule follows: metadata without data, every split checked at once, seeded splits.
 
 Layout of a batch: ``(x, y)`` with ``x`` of shape ``(B, C, *spatial)`` (float) for signals and images, ``(B, L)``
 (int64 token ids) for token tasks, ``(B, 2, L)`` (int64) for paired token tasks (LRA Retrieval), and ``y`` of shape
@@ -7,13 +7,19 @@ Layout of a batch: ``(x, y)`` with ``x`` of shape ``(B, C, *spatial)`` (float) f
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, random_split
+
+from datamodules.layouts import Layout, find_layout, not_found_message, partial_copies
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ class DataMeta:
 
 
 class DataError(RuntimeError):
-    """Missing, corrupt or misplaced data: the message names the path and what to do."""
+    """Missing, corrupt, misplaced or too little data: the message names the path (or flag) and what to do."""
 
 
 def resolve_num_workers(num_workers: int) -> int:
@@ -50,19 +56,31 @@ def resolve_num_workers(num_workers: int) -> int:
 
 
 def seeded_split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Subset]:
-    """Split ``dataset`` into (train, val) subsets with a permutation drawn from ``seed`` alone."""
+    """Split ``dataset`` into (train, val) subsets with a permutation drawn from ``seed`` alone.
+
+    The validation subset holds the first ``val_size`` indices of ``torch.randperm(n)`` under a generator seeded
+    with ``seed`` (what ``random_split`` draws), the training subset the rest, in that order.
+
+    Raises:
+        DataError: ``val_size`` leaves no training example (or is not positive); the message gives the count.
+    """
     n = len(dataset)  # type: ignore[arg-type]
     if not 0 < val_size < n:
-        raise ValueError(f"val_size must be in (0, {n}) for a dataset of {n} examples, got {val_size}.")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return Subset(dataset, order[val_size:]), Subset(dataset, order[:val_size])
+        raise DataError(
+            f"val_size={val_size} (flag dataset.params.val_size) must be between 1 and {n - 1}: the training data "
+            f"holds {n} examples. Set a smaller dataset.params.val_size."
+        )
+    val, train = random_split(dataset, [val_size, n - val_size], generator=torch.Generator().manual_seed(seed))
+    return train, val
 
 
 class CCNNDataModule(pl.LightningDataModule):
-    """Shared loader settings and split bookkeeping. Subclasses implement ``meta``, ``prepare_data`` and ``setup``.
+    """Shared loader settings, download and split bookkeeping.
 
     Constructing a datamodule never touches the disk: ``meta`` is computed from the arguments alone, so that
-    ``train.dry_run`` can build a model without data.
+    ``train.dry_run`` can build a model without data. A datamodule whose files come from elsewhere names the
+    places they may already be (``layouts``), how to fetch them (``fetch``) and how to read them (``load_splits``);
+    ``prepare_data`` and ``setup`` are the same for all of them.
 
     Args:
         data_dir: folder that holds (or will receive) the dataset files.
@@ -72,6 +90,8 @@ class CCNNDataModule(pl.LightningDataModule):
         seed: seed of the train/val split and of any random preprocessing (e.g. a pixel permutation).
         download: fetch missing files from their public URL in ``prepare_data``.
     """
+
+    name: ClassVar[str] = ""  # how messages call the dataset, e.g. "CIFAR10"
 
     def __init__(
         self,
@@ -98,6 +118,68 @@ class CCNNDataModule(pl.LightningDataModule):
     @property
     def meta(self) -> DataMeta:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------ to override
+    @property
+    def source(self) -> str:
+        """Where ``fetch`` downloads from and how much, for messages."""
+        return ""
+
+    def layouts(self) -> list[Layout]:
+        """Where this dataset's files may already be under ``data_dir``, in the order searched; the first is where
+        ``fetch`` puts them. Empty for data generated locally."""
+        return []
+
+    def fetch(self) -> None:
+        """Download, verify and extract the files into the first of ``layouts()``."""
+        raise NotImplementedError
+
+    def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
+        """Read and check the (train, val, test) datasets; raise DataError naming the file at fault."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------------------------- shared
+    def locate(self) -> Layout:
+        """The first complete layout of this dataset under ``data_dir``.
+
+        Raises:
+            DataError: none is complete; the message lists every layout searched with the paths it expects.
+        """
+        layouts = self.layouts()
+        found = find_layout(layouts)
+        if found is None:
+            fix = (
+                f"run `python -m datamodules.prepare {self.name} --data-dir {self.data_dir}` or set "
+                f"dataset.download=True to download {self.source}, or put the files at one of the paths above"
+            )
+            raise DataError(not_found_message(self.name, self.data_dir, layouts, fix))
+        return found
+
+    def prepare_data(self) -> None:
+        """Fetch the files when they are in none of the known layouts (and ``download`` allows it).
+
+        Raises:
+            DataError: the files are missing and ``download`` is off, or the download failed its checks.
+        """
+        layouts = self.layouts()
+        if not layouts or find_layout(layouts) is not None:
+            return
+        if not self.download:
+            self.locate()  # raises, naming every layout searched
+        for partial in partial_copies(layouts):
+            log.warning(
+                f"{self.name}: the copy at {partial.root} ({partial.name} layout) is incomplete (missing "
+                f"{', '.join(p.name for p in partial.missing())}); downloading {self.source} into "
+                f"{layouts[0].root} (files of the same name there are replaced)."
+            )
+        self.fetch()
+        self.locate()  # the download must have produced a complete layout
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load and check every split (train, val and test), whatever ``stage`` asks for, so that missing, corrupt
+        or too small data fails before training starts. Later calls (Lightning makes one per stage) do nothing."""
+        if self.test_set is None:
+            self.train_set, self.val_set, self.test_set = self.load_splits()
 
     def _loader(self, dataset: Dataset | None, batch_size: int, train: bool) -> DataLoader:
         if dataset is None:

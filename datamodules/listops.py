@@ -1,6 +1,6 @@
 """LRA ListOps: evaluate nested MIN/MAX/MEDIAN/SUM-MOD lists of digits, read as a token sequence (10 classes).
 
-On disk (from ``lra_release.gz``)::
+On disk (from ``lra_release.gz``; see ``lra_common`` for the other layouts searched)::
 
     lra_release/listops-1000/basic_{train,val,test}.tsv
         header ``Source\\tTarget``, then one example per line: ``( ( [MAX 2 9 ] 0 ) ... ]\\t7``
@@ -71,7 +71,9 @@ class ListOpsDataModule(LRASplitsDataModule):
         Other arguments: see :class:`~datamodules.lra_common.LRASplitsDataModule`.
     """
 
+    name = "ListOps"
     folder = "listops-1000"
+    s4_folder = "listops"
     split_files = SPLIT_FILES
     cache_name = "lra_listops"
     default_seq_length = 2048

@@ -2,6 +2,14 @@
 
 The LRA release (``lra_release.gz``, a gzipped tar of about 7.7 GB whose top folder is ``lra_release/``) holds
 ListOps, Retrieval (AAN) and Pathfinder; LRA Text reads the Stanford IMDB archive directly (see ``text.py``).
+A task's folder is found where the release puts it (``<data_dir>/lra_release/listops-1000``, the original CCNN
+code's layout), under a release extracted into a folder of its own name (``lra_release/lra_release/...``) and
+where the S4 repository's instructions move it (``<data_dir>/listops``, ``aan``, ``pathfinder/pathfinder32``).
+
+No checksum is published for the release, so a download is verified by what can be: the transfer's length
+against ``Content-Length``, then the presence and example counts (from the LRA paper) of every file the tasks
+read and the presence of every Pathfinder folder (:func:`check_release`).
+
 Token sequences are stored as int16 (ids < 32768) to keep the cache and memory small, and returned as int64.
 """
 
@@ -19,39 +27,87 @@ from torch.utils.data import Dataset
 from datamodules.base import CCNNDataModule, DataError
 from datamodules.cache import cached_tensors
 from datamodules.download import download_url, extract_archive
+from datamodules.layouts import Layout
 
 LRA_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
 LRA_FOLDER = "lra_release"
 LRA_SIZE = "about 7.7 GB"
+LRA_SOURCE = f"{LRA_URL} ({LRA_SIZE})"
+
+# Non-empty lines of each file the token tasks read (ListOps: a header + 96k / 2k / 2k examples; AAN: 147,086 /
+# 18,090 / 17,437 pairs, as the LRA paper gives them), relative to the release's top folder.
+RELEASE_LINES = {
+    "listops-1000/basic_train.tsv": 96001,
+    "listops-1000/basic_val.tsv": 2001,
+    "listops-1000/basic_test.tsv": 2001,
+    "tsv_data/new_aan_pairs.train.tsv": 147086,
+    "tsv_data/new_aan_pairs.eval.tsv": 18090,
+    "tsv_data/new_aan_pairs.test.tsv": 17437,
+}
+PATHFINDER_DIFFICULTIES = {
+    "easy": "curv_baseline",
+    "intermediate": "curv_contour_length_9",
+    "hard": "curv_contour_length_14",
+}
+# Every Pathfinder folder of the release (each holds metadata/*.npy and imgs/).
+RELEASE_PATHFINDER = tuple(
+    f"pathfinder{resolution}/{folder}"
+    for resolution in (32, 64, 128, 256)
+    for folder in PATHFINDER_DIFFICULTIES.values()
+)
 
 PAD_ID = 0
 BYTE_VOCAB_SIZE = 257  # pad (0) + the 256 byte values (byte b has id b + 1)
 
 
-def ensure_lra_files(data_dir: Path, needed: Iterable[Path], download: bool) -> None:
-    """Make sure the LRA files ``needed`` exist, downloading and extracting the release when allowed.
+def lra_layouts(data_dir: Path, release_path: str, s4_path: str, expected: tuple[str, ...]) -> list[Layout]:
+    """Where one task's folder may be: ``release_path`` inside the release, ``s4_path`` in the S4 layout."""
+    return [
+        Layout("LRA release (also the original CCNN code's)", data_dir / LRA_FOLDER / release_path, expected),
+        Layout(
+            "LRA release extracted into its own folder", data_dir / LRA_FOLDER / LRA_FOLDER / release_path, expected
+        ),
+        Layout("S4 (state-spaces)", data_dir / s4_path, expected),
+    ]
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def check_release(root: Path) -> None:
+    """Check the extracted release at ``root``: every file the token tasks read, with its published number of
+    lines, and every Pathfinder folder with its metadata and images.
 
     Raises:
-        DataError: a file is missing and ``download`` is ``False`` (or the release does not contain it).
+        DataError: naming each missing file or folder and each wrong count.
     """
-    missing = [path for path in needed if not path.exists()]
-    if not missing:
-        return
-    if not download:
+    problems = []
+    for relative, lines in RELEASE_LINES.items():
+        path = root / relative
+        if not path.is_file():
+            problems.append(f"{path} is missing")
+        elif (found := _count_lines(path)) != lines:
+            problems.append(f"{path} has {found} non-empty lines, the release {lines}")
+    for relative in RELEASE_PATHFINDER:
+        folder = root / relative
+        if not any((folder / "metadata").glob("*.npy")) or not (folder / "imgs").is_dir():
+            problems.append(f"{folder} lacks metadata/*.npy or imgs/")
+    if problems:
         raise DataError(
-            f"Long Range Arena data not found: expected {missing[0]}. Download {LRA_URL} ({LRA_SIZE}, a "
-            f"gzipped tar) and extract it into {data_dir} (`tar -xzf lra_release.gz -C {data_dir}`), so that "
-            f"{data_dir / LRA_FOLDER} exists, or pass download=True."
+            f"The LRA release at {root} is incomplete or not the published one: {'; '.join(problems)}. Delete it "
+            f"and download {LRA_URL} again."
         )
-    print(f"Downloading the Long Range Arena release ({LRA_SIZE}) from {LRA_URL}; this takes a while.")
+
+
+def fetch_release(data_dir: Path) -> Path:
+    """Download the release into ``data_dir`` (length-checked), extract it and check it; returns its folder."""
+    print(f"Downloading the Long Range Arena release from {LRA_URL} ({LRA_SIZE}); this takes a while.", flush=True)
     archive = download_url(LRA_URL, data_dir / "lra_release.gz")
     extract_archive(archive, data_dir)
-    still_missing = [path for path in missing if not path.exists()]
-    if still_missing:
-        raise DataError(
-            f"{archive} was extracted into {data_dir} but {still_missing[0]} is still missing: the archive "
-            f"is incomplete. Delete it and download {LRA_URL} again."
-        )
+    check_release(data_dir / LRA_FOLDER)
+    return data_dir / LRA_FOLDER
 
 
 def files_fingerprint(paths: Iterable[Path]) -> str:
@@ -105,19 +161,21 @@ class TokenDataset(Dataset):
 class LRASplitsDataModule(CCNNDataModule):
     """An LRA task stored as official train/val/test files in the release: tokenised once, cached, split as given.
 
-    Subclasses name the files (``folder`` under ``lra_release/`` and ``split_files``), the cache prefix, the default
-    ``seq_length`` and ``read_split``, which turns one file into ``(x, y)`` tensors.
+    Subclasses name the files (``folder`` in the release, ``s4_folder`` in the S4 layout, ``split_files``), the
+    cache prefix, the default ``seq_length`` and ``read_split``, which turns one file into ``(x, y)`` tensors.
 
     Args:
         data_dir, batch_size, test_batch_size, num_workers, seed: as in :class:`~datamodules.base.CCNNDataModule`.
-        download: fetch the LRA release (about 7.7 GB) in ``prepare_data`` when files are missing.
+        download: fetch the LRA release (about 7.7 GB) in ``prepare_data`` when no layout is complete.
         seq_length: every sequence is truncated or right-padded (id 0) to this length; ``None``: the task's own.
     """
 
     folder: ClassVar[str]
+    s4_folder: ClassVar[str]
     split_files: ClassVar[dict[str, str]]
     cache_name: ClassVar[str]
     default_seq_length: ClassVar[int]
+    source = LRA_SOURCE
 
     def __init__(
         self,
@@ -138,18 +196,15 @@ class LRASplitsDataModule(CCNNDataModule):
     def read_split(self, path: Path) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def _files(self) -> dict[str, Path]:
-        root = self.data_dir / LRA_FOLDER / self.folder
-        return {split: root / name for split, name in self.split_files.items()}
+    def layouts(self) -> list[Layout]:
+        return lra_layouts(self.data_dir, self.folder, self.s4_folder, tuple(self.split_files.values()))
 
-    def prepare_data(self) -> None:
-        ensure_lra_files(self.data_dir, self._files().values(), self.download)
+    def fetch(self) -> None:
+        fetch_release(self.data_dir)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        files = self._files()
-        ensure_lra_files(self.data_dir, files.values(), download=False)
+    def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
+        root = self.locate().root
+        files = {split: root / name for split, name in self.split_files.items()}
 
         def build() -> dict[str, Tensor]:
             data = {}
@@ -159,6 +214,4 @@ class LRASplitsDataModule(CCNNDataModule):
 
         settings = {"files": files_fingerprint(files.values()), "seq_length": self.seq_length}
         data = cached_tensors(self.data_dir / "cache", self.cache_name, settings, build)
-        self.train_set = TokenDataset(data["x_train"], data["y_train"])
-        self.val_set = TokenDataset(data["x_val"], data["y_val"])
-        self.test_set = TokenDataset(data["x_test"], data["y_test"])
+        return tuple(TokenDataset(data[f"x_{split}"], data[f"y_{split}"]) for split in ("train", "val", "test"))

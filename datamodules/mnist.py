@@ -1,59 +1,31 @@
-"""MNIST from its gzipped IDX files: 2D images, row-major sequences of 784 pixels, or permuted sequences."""
+"""MNIST through ``torchvision.datasets.MNIST``: 2D images, row-major sequences of 784 pixels, or permuted sequences."""
 
 from __future__ import annotations
 
-import gzip
-import math
 import os
-import zlib
 from pathlib import Path
-from typing import ClassVar
 
-import numpy as np
 import torch
+from torch import Tensor
+from torchvision.datasets import MNIST
 
 from datamodules.base import DataError
-from datamodules.vision import VisionDataModule, check_labels, download_from_mirrors
+from datamodules.download import download_url, extract_archive
+from datamodules.layouts import Layout
+from datamodules.vision import TORCHVISION_LAYOUT, VisionDataModule
 
-# IDX: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, then big-endian int32
-# sizes, then the values.
-
-
-def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Read a gzipped IDX file of unsigned bytes with ``ndim`` dimensions, validating its header and length.
-
-    Raises:
-        DataError: the file is unreadable, truncated, or its magic number or size is wrong.
-    """
-    try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as error:
-        raise DataError(
-            f"Corrupt MNIST file {path}: cannot decompress it ({error!r}). Delete it and download it again."
-        ) from error
-    header = 4 + 4 * ndim
-    magic = 0x0800 | ndim
-    found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
-    if found != magic:
-        shown = "none" if found is None else f"0x{found:08x}"
-        raise DataError(
-            f"Corrupt MNIST file {path}: IDX magic number {shown}, expected 0x{magic:08x} (unsigned bytes, "
-            f"{ndim} dimensions). Delete it and download it again."
-        )
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(raw) != header + math.prod(shape):
-        raise DataError(
-            f"Corrupt MNIST file {path}: header announces shape {shape} ({header + math.prod(shape)} "
-            f"bytes), but the file holds {len(raw)} bytes. Delete it and download it again."
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+SPLIT_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 class MNISTDataModule(VisionDataModule):
     """MNIST digits: 60k training images (``val_size`` of them held out for validation) and the 10k test set.
 
-    Files: ``data_dir/MNIST/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``. Normalize(0.1307, 0.3081).
+    Files: torchvision's ``data_dir/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (the decompressed IDX
+    files; torchvision before 0.9 kept ``MNIST/processed/{training,test}.pt``, which is read too).
+    Normalize(0.1307, 0.3081).
 
     Args:
         data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, val_size:
@@ -64,13 +36,7 @@ class MNISTDataModule(VisionDataModule):
     """
 
     name = "MNIST"
-    mirrors = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
-    resources: ClassVar[dict[str, str]] = {
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    }
+    torchvision_class = MNIST
     mean = (0.1307,)
     std = (0.3081,)
     channels = 1
@@ -99,6 +65,14 @@ class MNISTDataModule(VisionDataModule):
             raise ValueError(f"permuted=True needs data_type='sequence' for MNIST, got data_type={data_type!r}.")
         self.permuted = permuted
 
+    @property
+    def source(self) -> str:
+        return f"the four files of {MNIST.mirrors[0]} (about 11 MB)"
+
+    @property
+    def folder(self) -> Path:
+        return self.data_dir / "MNIST" / "raw"
+
     def permutation(self) -> torch.Tensor | None:
         """The pixel permutation (a function of ``seed`` alone), or ``None`` when ``permuted`` is off."""
         if not self.permuted:
@@ -108,28 +82,31 @@ class MNISTDataModule(VisionDataModule):
     def _transform_options(self) -> dict:
         return {"permutation": self.permutation()}
 
-    def _expected_files(self) -> list[Path]:
-        return [self.root / name for name in self.resources]
+    def layouts(self) -> list[Layout]:
+        return [
+            Layout(TORCHVISION_LAYOUT, self.folder, SPLIT_FILES[True] + SPLIT_FILES[False]),
+            Layout("torchvision before 0.9", self.data_dir / "MNIST" / "processed", ("training.pt", "test.pt")),
+        ]
 
-    def _fetch(self) -> None:
-        for path in self._missing_files():
-            download_from_mirrors(self.mirrors, path.name, path, self.resources[path.name])
+    def split_files(self, train: bool) -> list[Path]:
+        return [self.folder / name for name in SPLIT_FILES[train]]
 
-    def _load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        prefix = "train" if split == "train" else "t10k"
-        images_path = self.root / f"{prefix}-images-idx3-ubyte.gz"
-        labels_path = self.root / f"{prefix}-labels-idx1-ubyte.gz"
-        images, labels = read_idx(images_path, 3), read_idx(labels_path, 1)
-        if images.shape[1:] != (28, 28):
-            raise DataError(
-                f"Corrupt MNIST file {images_path}: images of size {images.shape[1:]}, expected (28, 28). "
-                "Delete it and download it again."
-            )
-        if len(images) != len(labels):
-            raise DataError(
-                f"MNIST files disagree: {images_path} holds {len(images)} images but {labels_path} holds "
-                f"{len(labels)} labels. Delete both and download them again."
-            )
-        labels_t = torch.from_numpy(labels.astype(np.int64))
-        check_labels(labels_t, self.num_classes, labels_path)
-        return torch.from_numpy(images.copy()).unsqueeze(1), labels_t  # (N, 1, 28, 28)
+    def fetch(self) -> None:
+        """Download (MD5-checked) and decompress each missing file, trying torchvision's mirrors in turn."""
+        for gz_name, md5 in MNIST.resources:
+            if (self.folder / gz_name.removesuffix(".gz")).is_file():
+                continue
+            failures = []
+            for mirror in MNIST.mirrors:
+                try:
+                    archive = download_url(mirror + gz_name, self.folder / gz_name, md5=md5)
+                    break
+                except DataError as error:
+                    failures.append(str(error))
+            else:
+                raise DataError(f"MNIST: every mirror failed for {gz_name}: " + " | ".join(failures))
+            extract_archive(archive, self.folder)
+
+    def read(self, train: bool) -> tuple[Tensor, Tensor]:
+        dataset = MNIST(self.data_dir, train=train, download=False)
+        return dataset.data.unsqueeze(1), dataset.targets  # (N, 1, 28, 28) uint8, (N,) int64

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from datamodules.base import CCNNDataModule, DataMeta, seeded_split
 from datamodules.cache import cached_tensors
@@ -46,6 +46,8 @@ class MNIST1DDataModule(CCNNDataModule):
         **kwargs: the arguments of :class:`~datamodules.base.CCNNDataModule`.
     """
 
+    name = "MNIST1D"
+
     def __init__(self, num_samples: int = 5000, data_seed: int = 42, val_size: int = 500, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if num_samples < 10:
@@ -70,12 +72,10 @@ class MNIST1DDataModule(CCNNDataModule):
     def prepare_data(self) -> None:
         self._tensors()
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
         data = self._tensors()
         mean, std = data["x"].mean(), data["x"].std()
         x = ((data["x"] - mean) / std).unsqueeze(1)  # (N, 1, 40)
         x_test = ((data["x_test"] - mean) / std).unsqueeze(1)
-        self.train_set, self.val_set = seeded_split(TensorDataset(x, data["y"]), self.val_size, self.seed)
-        self.test_set = TensorDataset(x_test, data["y_test"])
+        train, val = seeded_split(TensorDataset(x, data["y"]), self.val_size, self.seed)
+        return train, val, TensorDataset(x_test, data["y_test"])

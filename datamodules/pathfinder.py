@@ -1,6 +1,6 @@
 """LRA Pathfinder (and Path-X): are the two dots in a grayscale image joined by a dashed path? 2 classes.
 
-On disk (from ``lra_release.gz``)::
+On disk (from ``lra_release.gz``; see ``lra_common`` for the other layouts searched)::
 
     lra_release/pathfinder{R}/{curv_baseline | curv_contour_length_9 | curv_contour_length_14}/
         metadata/<batch>.npy       one image per line, space separated:
@@ -25,18 +25,22 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset, random_split
 
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 from datamodules.cache import cached_tensors
-from datamodules.lra_common import LRA_FOLDER, LRA_URL, ensure_lra_files, files_fingerprint
+from datamodules.layouts import Layout
+from datamodules.lra_common import (
+    LRA_SOURCE,
+    LRA_URL,
+    PATHFINDER_DIFFICULTIES,
+    fetch_release,
+    files_fingerprint,
+    lra_layouts,
+)
 
 RESOLUTIONS = (32, 64, 128, 256)
-DIFFICULTIES = {
-    "easy": "curv_baseline",
-    "intermediate": "curv_contour_length_9",
-    "hard": "curv_contour_length_14",
-}
+DIFFICULTIES = PATHFINDER_DIFFICULTIES
 DATA_TYPES = ("default", "sequence")
 KNOWN_CORRUPT = {"pathfinder32/curv_baseline/imgs/0/sample_172.png"}
 _NPY_MAGIC = b"\x93NUMPY"
@@ -126,6 +130,9 @@ class PathFinderDataModule(CCNNDataModule):
         data_type: ``default`` for 2D images, ``sequence`` for flattened 1D sequences of length R*R.
     """
 
+    name = "PathFinder"
+    source = LRA_SOURCE
+
     def __init__(
         self,
         data_dir: str | Path = "data",
@@ -150,59 +157,59 @@ class PathFinderDataModule(CCNNDataModule):
         self.data_type = data_type
 
     @property
-    def root(self) -> Path:
-        return self.data_dir / LRA_FOLDER / f"pathfinder{self.resolution}" / DIFFICULTIES[self.difficulty]
-
-    @property
     def meta(self) -> DataMeta:
         if self.data_type == "sequence":
             return DataMeta(data_dim=1, in_channels=1, num_classes=2, size=(self.resolution**2,))
         return DataMeta(data_dim=2, in_channels=1, num_classes=2, size=(self.resolution, self.resolution))
 
-    def prepare_data(self) -> None:
-        ensure_lra_files(self.data_dir, [self.root / "metadata"], self.download)
+    def layouts(self) -> list[Layout]:
+        folder = f"pathfinder{self.resolution}/{DIFFICULTIES[self.difficulty]}"
+        return lra_layouts(self.data_dir, folder, f"pathfinder/{folder}", ("metadata", "imgs"))
 
-    def _metadata_files(self) -> list[Path]:
-        ensure_lra_files(self.data_dir, [self.root / "metadata"], download=False)
+    def fetch(self) -> None:
+        fetch_release(self.data_dir)
+
+    def _metadata_files(self, root: Path) -> list[Path]:
         # Batch files are named <int>.npy: read them in numeric order (others after them, by name).
         files = sorted(
-            (self.root / "metadata").glob("*.npy"),
+            (root / "metadata").glob("*.npy"),
             key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.stem),
         )
         if not files:
             raise DataError(
-                f"No Pathfinder metadata files (*.npy) in {self.root / 'metadata'}. Delete {self.root} and "
-                f"extract {LRA_URL} again."
+                f"No Pathfinder metadata files (*.npy) in {root / 'metadata'}. Delete {root} and extract {LRA_URL} "
+                "again."
             )
         return files
 
-    def _build(self, metadata_files: list[Path]) -> dict[str, Tensor]:
+    def _build(self, root: Path, metadata_files: list[Path]) -> dict[str, Tensor]:
         images, labels = [], []
         prefix = f"pathfinder{self.resolution}/{DIFFICULTIES[self.difficulty]}"
         for path in metadata_files:
             for folder, name, label in read_metadata(path):
                 if f"{prefix}/{folder}/{name}" in KNOWN_CORRUPT:
                     continue
-                images.append(torch.from_numpy(read_png(self.root / folder / name, self.resolution)))
+                images.append(torch.from_numpy(read_png(root / folder / name, self.resolution)))
                 labels.append(label)
         if len(images) < 3:
-            raise DataError(f"Pathfinder under {self.root} lists {len(images)} images; at least 3 are needed.")
+            raise DataError(
+                f"Pathfinder under {root} lists {len(images)} images; the train/val/test split needs at least 3."
+            )
         return {"images": torch.stack(images), "labels": torch.tensor(labels)}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        metadata_files = self._metadata_files()
+    def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
+        root = self.locate().root
+        metadata_files = self._metadata_files(root)
         settings = {
             "resolution": self.resolution,
             "difficulty": self.difficulty,
             "metadata": files_fingerprint(metadata_files),
         }
-        data = cached_tensors(self.data_dir / "cache", "lra_pathfinder", settings, lambda: self._build(metadata_files))
+        data = cached_tensors(
+            self.data_dir / "cache", "lra_pathfinder", settings, lambda: self._build(root, metadata_files)
+        )
         full = PathfinderImages(data["images"], data["labels"], sequence=self.data_type == "sequence")
-        n = len(full)
-        n_eval = max(1, n // 10)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        self.val_set = Subset(full, order[:n_eval])
-        self.test_set = Subset(full, order[n_eval : 2 * n_eval])
-        self.train_set = Subset(full, order[2 * n_eval :])
+        n_eval = max(1, len(full) // 10)
+        generator = torch.Generator().manual_seed(self.seed)
+        val, test, train = random_split(full, [n_eval, n_eval, len(full) - 2 * n_eval], generator=generator)
+        return train, val, test

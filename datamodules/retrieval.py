@@ -1,6 +1,6 @@
 """LRA Retrieval (AAN): do two papers of the ACL Anthology Network cite each other? Byte level, 2 classes.
 
-On disk (from ``lra_release.gz``)::
+On disk (from ``lra_release.gz``; see ``lra_common`` for the other layouts searched)::
 
     lra_release/tsv_data/new_aan_pairs.{train,eval,test}.tsv
 
@@ -91,7 +91,9 @@ class AANDataModule(LRASplitsDataModule):
         Other arguments: see :class:`~datamodules.lra_common.LRASplitsDataModule`.
     """
 
+    name = "AAN"
     folder = "tsv_data"
+    s4_folder = "aan"
     split_files = SPLIT_FILES
     cache_name = "lra_aan"
     default_seq_length = 4000

@@ -1,16 +1,26 @@
 """Speech Commands v0.02 (Warden, 2018): one-second 16 kHz spoken words, as raw audio or MFCC features.
 
-On disk (``speech_commands_v0.02.tar.gz``, extracted into ``<data_dir>/speech_commands_v0.02``)::
+Found in any of these layouts under ``data_dir``, searched in this order:
 
-    speech_commands_v0.02/<word>/<speaker>_nohash_<n>.wav    16 kHz mono int16 PCM, at most 16000 samples
-    speech_commands_v0.02/validation_list.txt                 one ``<word>/<file>.wav`` per line
-    speech_commands_v0.02/testing_list.txt
-    speech_commands_v0.02/_background_noise_/                 (not used)
+* torchaudio's ``SpeechCommands/speech_commands_v0.02/`` (``torchaudio.datasets.SPEECHCOMMANDS``), where downloads go;
+* the original CCNN code's ``SpeechCommands/`` (the archive's words extracted straight into it);
+* this project's earlier ``speech_commands_v0.02/``.
+
+Each holds::
+
+    <word>/<speaker>_nohash_<n>.wav    16 kHz mono int16 PCM, at most 16000 samples
+    validation_list.txt                one ``<word>/<file>.wav`` per line
+    testing_list.txt
+    _background_noise_/                (not used)
+
+The download is the archive torchaudio downloads, verified against the SHA-256 that torchaudio records for it. WAV
+files are decoded with scipy: ``torchaudio.load`` needs TorchCodec and FFmpeg in this torchaudio version.
 
 Differences from the original code, on purpose:
 
-* The official ``validation_list.txt`` / ``testing_list.txt`` define the splits (train = every other clip), so
-  that no speaker appears in two splits; the original re-split all clips with a stratified 70/15/15 split.
+* The official ``validation_list.txt`` / ``testing_list.txt`` define the splits (train = every other clip, as in
+  torchaudio's ``subset="training"``), so that no speaker appears in two splits; the original re-split all clips
+  with a stratified 70/15/15 split.
 * Clips shorter than one second are zero-padded at the end to 16000 samples; the original dropped them.
 """
 
@@ -24,16 +34,19 @@ import numpy as np
 import torch
 from scipy.io import wavfile
 from torch import Tensor
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
+from torchaudio.datasets import speechcommands
 
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 from datamodules.cache import cached_tensors
 from datamodules.download import download_url, extract_archive
+from datamodules.layouts import Layout
 
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+SHA256 = speechcommands._CHECKSUMS[URL]  # torchaudio's record of the published archive
 FOLDER = "speech_commands_v0.02"
-SAMPLE_RATE = 16000
-NUM_SAMPLES = 16000  # one second; every clip is padded or cropped to this length
+SAMPLE_RATE = 16000  # of the files
+NUM_SAMPLES = SAMPLE_RATE  # one second; every clip is padded or cropped to this length
 MFCC_FRAMES = 161  # 16000 samples, hop 100 (n_fft 200 // 2), centred frames
 
 # SC10: the ten command words of the paper, in this label order.
@@ -80,15 +93,18 @@ class SpeechCommandsDataModule(CCNNDataModule):
     standard deviation of the training split. Preprocessed tensors are cached under ``<data_dir>/cache``.
 
     Args:
-        data_dir: folder that holds (or will receive) ``speech_commands_v0.02/``.
+        data_dir: folder that holds (or will receive) the dataset in one of the layouts of the module docstring.
         batch_size: training batch size.
         test_batch_size: evaluation batch size (defaults to ``batch_size``).
         num_workers: loader worker processes; ``-1`` picks a count from the machine.
         seed: seed of the training loader's shuffling.
-        download: download and extract the 2.3 GB tarball in ``prepare_data`` when the folder is missing.
+        download: download and extract the 2.3 GB archive in ``prepare_data`` when no layout is complete.
         mfcc: use 20 log-mel MFCCs (n_fft 200, 64 mel bands) instead of the raw waveform.
         all_classes: classify all 35 words instead of the 10 commands of SC10.
     """
+
+    name = "SpeechCommands"
+    source = f"{URL} (2.3 GB)"
 
     def __init__(
         self,
@@ -109,62 +125,48 @@ class SpeechCommandsDataModule(CCNNDataModule):
         self.std: Tensor | None = None
 
     @property
-    def root(self) -> Path:
-        return self.data_dir / FOLDER
-
-    @property
     def meta(self) -> DataMeta:
         if self.mfcc:
             return DataMeta(data_dim=1, in_channels=20, num_classes=len(self.words), size=(MFCC_FRAMES,))
         return DataMeta(data_dim=1, in_channels=1, num_classes=len(self.words), size=(NUM_SAMPLES,))
 
-    def _is_present(self) -> bool:
-        return (self.root / "validation_list.txt").is_file() and (self.root / "testing_list.txt").is_file()
+    def layouts(self) -> list[Layout]:
+        expected = ("validation_list.txt", "testing_list.txt", *self.words)
+        torchaudio_root = self.data_dir / speechcommands.FOLDER_IN_ARCHIVE
+        return [
+            Layout("torchaudio", torchaudio_root / FOLDER, expected),
+            Layout("original CCNN code's", torchaudio_root, expected),
+            Layout("this project's earlier", self.data_dir / FOLDER, expected),
+        ]
 
-    def prepare_data(self) -> None:
-        if self._is_present():
-            return
-        if not self.download:
-            raise DataError(
-                f"Speech Commands not found: expected {self.root}/validation_list.txt and the word folders. "
-                f"Download {URL} (2.3 GB) and extract it into {self.root}, or pass download=True."
-            )
-        archive = download_url(URL, self.data_dir / "speech_commands_v0.02.tar.gz")
-        extract_archive(archive, self.root)  # the tarball has no top folder: words sit at its root
-        if not self._is_present():
-            raise DataError(f"{archive} did not contain validation_list.txt; delete it and download {URL} again.")
+    def fetch(self) -> None:
+        archive = download_url(URL, self.data_dir / f"{FOLDER}.tar.gz", sha256=SHA256)
+        extract_archive(archive, self.layouts()[0].root)  # the archive has no top folder: words sit at its root
 
-    def _split_files(self) -> dict[str, list[str]]:
+    def _split_files(self, root: Path) -> dict[str, list[str]]:
         """Relative paths ``<word>/<file>.wav`` of each split, from the official lists."""
-        if not self._is_present():
-            raise DataError(
-                f"Speech Commands not found: expected {self.root}/validation_list.txt. Run prepare_data() "
-                f"with download=True, or download {URL} and extract it into {self.root}."
-            )
         listed = {}
         for split, list_name in (("val", "validation_list.txt"), ("test", "testing_list.txt")):
-            lines = (self.root / list_name).read_text().splitlines()
+            lines = (root / list_name).read_text().splitlines()
             listed[split] = {line.strip() for line in lines if line.strip()}
         splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
         for word in self.words:
-            folder = self.root / word
-            if not folder.is_dir():
-                raise DataError(
-                    f"Speech Commands word folder {folder} is missing. Delete {self.root} and download {URL} again."
-                )
-            for wav in sorted(folder.glob("*.wav")):
+            for wav in sorted((root / word).glob("*.wav")):
                 name = f"{word}/{wav.name}"
                 split = "val" if name in listed["val"] else "test" if name in listed["test"] else "train"
                 splits[split].append(name)
         for split, names in splits.items():
             if not names:
-                raise DataError(f"Speech Commands under {self.root} has no {split} clips for words {self.words}.")
+                raise DataError(
+                    f"Speech Commands under {root} has no {split} clips for the words {', '.join(self.words)}: the "
+                    f"copy is incomplete. Delete it and download {URL} again."
+                )
         return splits
 
-    def _build(self, splits: dict[str, list[str]]) -> dict[str, Tensor]:
+    def _build(self, root: Path, splits: dict[str, list[str]]) -> dict[str, Tensor]:
         data: dict[str, Tensor] = {}
         for split, names in splits.items():
-            x = torch.stack([read_wav(self.root / name) for name in names]).unsqueeze(1)  # (N, 1, 16000)
+            x = torch.stack([read_wav(root / name) for name in names]).unsqueeze(1)  # (N, 1, 16000)
             if self.mfcc:
                 x = self._mfcc(x.squeeze(1))  # (N, 20, 161)
             data[f"x_{split}"] = x
@@ -181,25 +183,23 @@ class SpeechCommandsDataModule(CCNNDataModule):
     def _mfcc(audio: Tensor) -> Tensor:
         from torchaudio.transforms import MFCC
 
-        transform = MFCC(sample_rate=SAMPLE_RATE, n_mfcc=20, log_mels=True, melkwargs={"n_fft": 200, "n_mels": 64})
         with torch.no_grad(), warnings.catch_warnings():
             # n_fft 200 gives 101 frequency bins, too few for 64 mel bands: some bands are empty (a constant
             # log-mel floor). This is the original (and the paper's) setting, kept on purpose.
             warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
+            melkwargs = {"n_fft": 200, "n_mels": 64}
+            transform = MFCC(sample_rate=SAMPLE_RATE, n_mfcc=20, log_mels=True, melkwargs=melkwargs)
             return torch.cat([transform(chunk) for chunk in audio.split(4096)])
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        splits = self._split_files()
+    def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
+        root = self.locate().root
+        splits = self._split_files(root)
         digest = hashlib.sha256()
         for split, names in splits.items():
             for name in names:
-                digest.update(f"{split}:{name}:{(self.root / name).stat().st_size}\n".encode())
+                digest.update(f"{split}:{name}:{(root / name).stat().st_size}\n".encode())
         settings = {"mfcc": self.mfcc, "all_classes": self.all_classes, "files": digest.hexdigest()}
-        data = cached_tensors(self.data_dir / "cache", "speech_commands", settings, lambda: self._build(splits))
+        data = cached_tensors(self.data_dir / "cache", "speech_commands", settings, lambda: self._build(root, splits))
         # Training-split statistics, kept so that a user (or a test) can undo the standardisation.
         self.mean, self.std = data["mean"], data["std"]
-        self.train_set = TensorDataset(data["x_train"], data["y_train"])
-        self.val_set = TensorDataset(data["x_val"], data["y_val"])
-        self.test_set = TensorDataset(data["x_test"], data["y_test"])
+        return tuple(TensorDataset(data[f"x_{split}"], data[f"y_{split}"]) for split in ("train", "val", "test"))

@@ -1,8 +1,12 @@
 """LRA Text: IMDB movie-review sentiment from the UTF-8 bytes of each review (2 classes).
 
-On disk (the Stanford release ``aclImdb_v1.tar.gz``, extracted into ``<data_dir>``)::
+On disk, the Stanford archive ``aclImdb_v1.tar.gz`` extracted into ``<data_dir>`` (or, where torchtext puts it,
+into ``<data_dir>/IMDB``)::
 
     aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt        one review per file, UTF-8; neg = 0, pos = 1
+
+The download is verified against the archive's MD5 as torchtext's ``IMDB`` dataset records it (Stanford publishes
+none itself).
 
 Each review becomes byte ids ``byte + 1`` (0 pads), truncated or right-padded to ``seq_length``. The
 validation set is carved from the training reviews with a seeded split; the test set is never used for model
@@ -15,13 +19,16 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from datamodules.base import CCNNDataModule, DataError, DataMeta, seeded_split
 from datamodules.cache import cached_tensors
 from datamodules.download import download_url, extract_archive
+from datamodules.layouts import Layout
 from datamodules.lra_common import BYTE_VOCAB_SIZE, TokenDataset, encode_bytes, files_fingerprint
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+IMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"  # torchtext.datasets.IMDB's record of the archive
 IMDB_FOLDER = "aclImdb"
 LABELS = ("neg", "pos")
 
@@ -30,16 +37,19 @@ class IMDBDataModule(CCNNDataModule):
     """LRA Text (IMDB, byte level): ``x`` is ``(B, seq_length)`` int64 byte ids, ``y`` is 0 (neg) or 1 (pos).
 
     Args:
-        data_dir: folder that holds (or will receive) ``aclImdb/``.
+        data_dir: folder that holds (or will receive) ``aclImdb/`` (or torchtext's ``IMDB/aclImdb/``).
         batch_size: training batch size.
         test_batch_size: evaluation batch size (defaults to ``batch_size``).
         num_workers: loader worker processes; ``-1`` picks a count from the machine.
         seed: seed of the train/val split and of the training loader's shuffling.
-        download: download and extract the 80 MB archive in ``prepare_data`` when ``aclImdb/`` is missing.
+        download: download and extract the 80 MB archive in ``prepare_data`` when no layout is complete.
         seq_length: every review is truncated or right-padded (id 0) to this many bytes.
         val_size: validation reviews taken from the training set: a fraction if below 1 (default 10%, i.e.
             2500 of 25000), else a count.
     """
+
+    name = "IMDB"
+    source = f"{IMDB_URL} (80 MB)"
 
     def __init__(
         self,
@@ -61,66 +71,52 @@ class IMDBDataModule(CCNNDataModule):
         self.val_size = val_size
 
     @property
-    def root(self) -> Path:
-        return self.data_dir / IMDB_FOLDER
-
-    @property
     def meta(self) -> DataMeta:
         return DataMeta(data_dim=1, in_channels=1, num_classes=2, size=(self.seq_length,), vocab_size=BYTE_VOCAB_SIZE)
 
-    def _folders(self) -> list[Path]:
-        return [self.root / split / label for split in ("train", "test") for label in LABELS]
+    def layouts(self) -> list[Layout]:
+        expected = tuple(f"{split}/{label}" for split in ("train", "test") for label in LABELS)
+        return [
+            Layout("Stanford archive", self.data_dir / IMDB_FOLDER, expected),
+            Layout("torchtext", self.data_dir / "IMDB" / IMDB_FOLDER, expected),
+        ]
 
-    def prepare_data(self) -> None:
-        if all(folder.is_dir() for folder in self._folders()):
-            return
-        if not self.download:
-            missing = next(folder for folder in self._folders() if not folder.is_dir())
-            raise DataError(
-                f"IMDB not found: expected the folder {missing}. Download {IMDB_URL} (80 MB) and extract it "
-                f"into {self.data_dir} (`tar -xzf aclImdb_v1.tar.gz -C {self.data_dir}`), or pass "
-                "download=True."
-            )
-        archive = download_url(IMDB_URL, self.data_dir / "aclImdb_v1.tar.gz")
+    def fetch(self) -> None:
+        archive = download_url(IMDB_URL, self.data_dir / "aclImdb_v1.tar.gz", md5=IMDB_MD5)
         extract_archive(archive, self.data_dir)
 
-    def _read_split(self, split: str) -> tuple[Tensor, Tensor]:
+    def _read_split(self, root: Path, split: str) -> tuple[Tensor, Tensor]:
         tokens, labels = [], []
         for label, name in enumerate(LABELS):
-            for path in sorted((self.root / split / name).glob("*.txt")):
+            for path in sorted((root / split / name).glob("*.txt")):
                 try:
                     text = path.read_bytes().decode("utf-8")
                 except (OSError, UnicodeDecodeError) as error:
                     raise DataError(
-                        f"Cannot read IMDB review {path} as UTF-8 ({error}). Delete {self.root} and extract "
+                        f"Cannot read IMDB review {path} as UTF-8 ({error}). Delete {root} and extract "
                         f"{IMDB_URL} again."
                     ) from error
                 tokens.append(encode_bytes(text.encode("utf-8"), self.seq_length))
                 labels.append(label)
         if not tokens:
-            raise DataError(f"IMDB folder {self.root / split} holds no reviews. Extract {IMDB_URL} again.")
+            raise DataError(f"IMDB folder {root / split} holds no reviews. Extract {IMDB_URL} again.")
         return torch.stack(tokens), torch.tensor(labels)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        for folder in self._folders():
-            if not folder.is_dir():
-                raise DataError(
-                    f"IMDB folder {folder} is missing. Run prepare_data() with download=True, or download "
-                    f"{IMDB_URL} and extract it into {self.data_dir}."
-                )
+    def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
+        root = self.locate().root
 
         def build() -> dict[str, Tensor]:
             data = {}
             for split in ("train", "test"):
-                data[f"x_{split}"], data[f"y_{split}"] = self._read_split(split)
+                data[f"x_{split}"], data[f"y_{split}"] = self._read_split(root, split)
             return data
 
-        files = sorted(path for folder in self._folders() for path in folder.glob("*.txt"))
+        files = sorted(
+            path for split in ("train", "test") for label in LABELS for path in (root / split / label).glob("*.txt")
+        )
         settings = {"files": files_fingerprint(files), "count": len(files), "seq_length": self.seq_length}
         data = cached_tensors(self.data_dir / "cache", "lra_imdb", settings, build)
         train = TokenDataset(data["x_train"], data["y_train"])
         n_val = round(self.val_size * len(train)) if self.val_size < 1 else int(self.val_size)
-        self.train_set, self.val_set = seeded_split(train, max(n_val, 1), self.seed)
-        self.test_set = TokenDataset(data["x_test"], data["y_test"])
+        train, val = seeded_split(train, max(n_val, 1), self.seed)
+        return train, val, TokenDataset(data["x_test"], data["y_test"])

@@ -1,95 +1,114 @@
-"""What the image datamodules (MNIST, CIFAR-10/100, STL-10) share: the per-example transform, an in-memory
-uint8 dataset, and a base class that downloads, splits and builds train/val/test sets.
+"""What the image datamodules (MNIST, CIFAR-10/100, STL-10) share: torchvision reads the files,
+``torchvision.transforms.v2`` builds the per-example transform, one base class fetches, checks and splits.
 
-Images are held as uint8 tensors ``(N, C, H, W)`` and converted per example, so a 50k-image set costs 150 MB
-rather than 600 MB of floats. The validation subset is carved from the training files with
-:func:`seeded_split` but reads through the *evaluation* transform: augmentation never reaches validation (the
-original applied it there).
+Files are found in torchvision's own layout under ``data_dir`` (``MNIST/raw/``, ``cifar-10-batches-py/``,
+``cifar-100-python/``, ``stl10_binary/``), the layout the original CCNN code used too, and read by
+``torchvision.datasets`` with its integrity checks (the MD5 of every CIFAR and STL-10 file, MNIST's IDX headers).
+This module adds what torchvision leaves unchecked: images of the expected size, as many labels as images, and
+every label a class index (torchvision's STL-10 reader turns a label byte 0 into class 255).
 
-The datamodules themselves live in ``datamodules.mnist``, ``datamodules.cifar`` and ``datamodules.stl10``.
+Images are held as uint8 tensors ``(N, C, H, W)`` and converted per example, so a 50k-image set costs 150 MB rather
+than 600 MB of floats. The validation subset is carved from the training files with :func:`seeded_split` but reads
+through the *evaluation* transform: augmentation never reaches validation (the original applied it there).
+
+Test hook: torchvision compares CIFAR and STL-10 files with their published MD5s, which small fixture files cannot
+match. When the environment variable ``CCNN_FIXTURE_CHECKSUMS`` names a JSON file ``{"<absolute file path>":
+"<md5>", ...}``, the files listed there are compared with those digests instead; every other file keeps its
+published digest. ``tests/fixtures/vision_files.py`` writes it for the files it creates; nothing else should.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
-import torch
-import torch.nn.functional as F
+from torch import Tensor
 from torch.utils.data import Dataset, Subset
+from torchvision.datasets.utils import check_integrity
+from torchvision.transforms import v2
 
 from datamodules.base import CCNNDataModule, DataError, DataMeta, seeded_split
 from datamodules.download import download_url, extract_archive
 
+log = logging.getLogger(__name__)
+
 DATA_TYPES = ("default", "sequence")
+FIXTURE_CHECKSUMS = "CCNN_FIXTURE_CHECKSUMS"
+TORCHVISION_LAYOUT = "torchvision (also the original CCNN code's)"
 
 
-def symmetric_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """Pad the last two dims of ``(C, H, W)`` by mirroring, edge pixel repeated (numpy's 'symmetric')."""
-    x = torch.cat([x[..., :pad, :].flip(-2), x, x[..., -pad:, :].flip(-2)], dim=-2)
-    return torch.cat([x[..., :pad].flip(-1), x, x[..., -pad:].flip(-1)], dim=-1)
+def scale_to_unit(image: Tensor) -> Tensor:
+    """uint8 ``(C, H, W)`` -> float32 in [0, 1], dividing by 255 as ``transforms.ToTensor`` (the original's) does.
 
-
-class ImageTransform:
-    """uint8 image ``(C, H, W)`` -> float tensor ``(C', H', W')`` or, for sequences, ``(C', H'·W')``.
-
-    Steps, in order: scale to [0, 1]; luma (optional, 1 channel); resize (bilinear, antialiased) when
-    ``resolution`` differs from the stored size; random crop from a symmetric padding (``crop_padding > 0``);
-    horizontal flip (``flip``); per-channel normalisation; flatten to a sequence and permute its positions
-    (optional).
-
-    Random choices use torch's global generator (seeded per DataLoader worker by Lightning).
+    ``v2.ToDtype(torch.float32, scale=True)`` multiplies by ``1 / 255`` instead, one ulp away in 126 of the 256
+    values: kept so that every tensor stays what it was.
     """
+    return image.float().div_(255.0)
 
-    def __init__(
-        self,
-        mean: Sequence[float],
-        std: Sequence[float],
-        grayscale: bool = False,
-        resolution: int | None = None,
-        crop_padding: int = 0,
-        flip: bool = False,
-        sequence: bool = False,
-        permutation: torch.Tensor | None = None,
-    ) -> None:
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-        self.grayscale = grayscale
-        self.resolution = resolution
-        self.crop_padding = crop_padding
-        self.flip = flip
-        self.sequence = sequence
+
+def luma(image: Tensor) -> Tensor:
+    """RGB ``(3, H, W)`` -> ``(1, H, W)``: 0.299 R + 0.587 G + 0.114 B (ITU-R 601-2, as PIL's ``convert("L")``).
+
+    ``v2.Grayscale`` weighs red by 0.2989: kept so that the LRA Image inputs stay what they were.
+    """
+    return (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).unsqueeze(0)
+
+
+class ToSequence:
+    """``(C, H, W)`` -> ``(C, H·W)`` row-major, then the positions reordered by ``permutation`` (if any)."""
+
+    def __init__(self, permutation: Tensor | None = None) -> None:
         self.permutation = permutation
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.float().div_(255.0)
-        if self.grayscale:
-            x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
-        if self.resolution is not None and tuple(x.shape[-2:]) != (self.resolution, self.resolution):
-            size = (self.resolution, self.resolution)
-            x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-        if self.crop_padding > 0:
-            height, width = x.shape[-2:]
-            padded = symmetric_pad(x, self.crop_padding)
-            top, left = (int(v) for v in torch.randint(0, 2 * self.crop_padding + 1, (2,)))
-            x = padded[..., top : top + height, left : left + width]
-        if self.flip and bool(torch.rand(()) < 0.5):
-            x = x.flip(-1)
-        x = (x - self.mean) / self.std
-        if self.sequence:
-            x = x.flatten(1)  # (C, H, W) -> (C, H·W), row-major
-            if self.permutation is not None:
-                x = x[:, self.permutation]
-        return x.contiguous()
+    def __call__(self, image: Tensor) -> Tensor:
+        x = image.flatten(1)
+        return (x if self.permutation is None else x[:, self.permutation]).contiguous()
+
+
+def image_transform(
+    mean: Sequence[float],
+    std: Sequence[float],
+    size: int,
+    resize: bool = False,
+    grayscale: bool = False,
+    crop_padding: int = 0,
+    flip: bool = False,
+    sequence: bool = False,
+    permutation: Tensor | None = None,
+) -> v2.Compose:
+    """uint8 image ``(C, H, W)`` -> float ``(C', S, S)`` or, for sequences, ``(C', S·S)``, with ``S = size``.
+
+    Steps, in order: scale to [0, 1]; luma (``grayscale``); resize to ``size``² (``resize``), bilinear and
+    antialiased (the one place the resolution changes); random crop from a symmetric padding of ``crop_padding``
+    pixels; random horizontal flip (``flip``); per-channel normalisation; flatten to a sequence and permute it
+    (``sequence``).
+    Random choices use torch's global generator (seeded per DataLoader worker by Lightning).
+    """
+    steps: list = [v2.Lambda(scale_to_unit)]
+    if grayscale:
+        steps.append(v2.Lambda(luma))
+    if resize:
+        steps.append(v2.Resize((size, size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True))
+    if crop_padding > 0:
+        steps.append(v2.RandomCrop(size, padding=crop_padding, padding_mode="symmetric"))
+    if flip:
+        steps.append(v2.RandomHorizontalFlip())
+    steps.append(v2.Normalize(list(mean), list(std)))
+    if sequence:
+        steps.append(ToSequence(permutation))
+    return v2.Compose(steps)
 
 
 class ImageDataset(Dataset):
     """uint8 images ``(N, C, H, W)`` with int64 labels ``(N,)``; items are ``(transform(image), label)``."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: ImageTransform) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
-            raise ValueError(f"expected uint8 (N, C, H, W) images and N labels, got {images.shape}, {labels.shape}")
+    def __init__(self, images: Tensor, labels: Tensor, transform: v2.Compose) -> None:
         self.images = images
         self.labels = labels.long()
         self.transform = transform
@@ -97,31 +116,56 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return self.transform(self.images[index]), self.labels[index]
 
 
-class VisionDataModule(CCNNDataModule):
-    """Base of the image datamodules: files in ``data_dir/<name>/``, seeded val split, train-only augment.
+@functools.cache
+def _announce_hook(hook: str) -> None:
+    log.warning(f"{FIXTURE_CHECKSUMS} is set: the files listed in {hook} are checked against its digests.")
 
-    Subclasses set the class attributes and implement ``_expected_files``, ``_fetch`` and ``_load``.
+
+def with_fixture_checksums(cls: type, folder: Path) -> type:
+    """torchvision's dataset class ``cls`` or, under the test hook (see the module docstring), a subclass of the same
+    name whose recorded MD5s of the files in ``folder`` are the fixture's."""
+    hook = os.environ.get(FIXTURE_CHECKSUMS)
+    if not hook:
+        return cls
+    try:
+        digests = json.loads(Path(hook).read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{FIXTURE_CHECKSUMS}={hook} is not a readable JSON file ({error}); unset it.") from error
+    _announce_hook(hook)
+
+    def swap(entries: list[list[str]]) -> list[list[str]]:
+        return [[name, digests.get(str(folder / name), md5)] for name, md5 in entries]
+
+    replaced: dict = {"train_list": swap(cls.train_list), "test_list": swap(cls.test_list)}
+    if isinstance(getattr(cls, "meta", None), dict):
+        replaced["meta"] = {**cls.meta, "md5": digests.get(str(folder / cls.meta["filename"]), cls.meta["md5"])}
+    return type(cls.__name__, (cls,), replaced)
+
+
+class VisionDataModule(CCNNDataModule):
+    """Base of the image datamodules: torchvision reads the files, a seeded val split, train-only augmentation.
+
+    Subclasses set the class attributes and implement ``read``; the default ``fetch`` downloads and extracts the
+    archive that ``torchvision_class`` records (URL, file name, MD5).
 
     Args:
-        data_dir: parent folder; this dataset's files live in ``data_dir/<name>/``.
+        data_dir: folder holding torchvision's layout of the dataset (see the subclass).
         batch_size, test_batch_size, num_workers, seed, download: see :class:`CCNNDataModule`.
         data_type: ``"default"`` (images ``(C, H, W)``) or ``"sequence"`` (``(C, H·W)``, row-major).
         augment: random crop from a padded image plus horizontal flip, on the training subset only.
         val_size: number of training images held out (seeded by ``seed``) for validation.
     """
 
-    name: str = ""
-    mirrors: tuple[str, ...] = ()  # base URLs tried in order; tests point them at a local server
-    archive: str = ""  # file name, at each mirror, of the archive holding the whole dataset (if any)
-    archive_md5: str | None = None
+    torchvision_class: ClassVar[type]
+    size_note: ClassVar[str] = ""  # download size, for messages
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     channels: int = 3
-    image_size: int = 32
+    image_size: int = 32  # side of the stored images
     num_classes: int = 10
 
     def __init__(
@@ -146,17 +190,12 @@ class VisionDataModule(CCNNDataModule):
         self.val_size = val_size
 
     # ------------------------------------------------------------------------------------------ to override
-    def _expected_files(self) -> list[Path]:
-        """Every file ``setup`` reads."""
+    def read(self, train: bool) -> tuple[Tensor, Tensor]:
+        """The training or test split as uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
         raise NotImplementedError
 
-    def _fetch(self) -> None:
-        """Download the files into ``self.root``: by default fetch ``archive`` from a mirror, extract it."""
-        path = download_from_mirrors(self.mirrors, self.archive, self.root / self.archive, self.archive_md5)
-        extract_archive(path, self.root)
-
-    def _load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Read ``split`` ("train" or "test") as uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
+    def split_files(self, train: bool) -> list[Path]:
+        """The files ``read(train)`` reads, for messages."""
         raise NotImplementedError
 
     def _normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -164,25 +203,18 @@ class VisionDataModule(CCNNDataModule):
         return self.mean, self.std
 
     def _transform_options(self) -> dict:
-        """Extra :class:`ImageTransform` arguments (grayscale, resolution, permutation)."""
+        """Extra :func:`image_transform` arguments (grayscale, permutation)."""
         return {}
 
-    def _transform(self, train: bool) -> ImageTransform:
-        augment = train and self.augment
-        mean, std = self._normalization()
-        return ImageTransform(
-            mean,
-            std,
-            crop_padding=self.size // 8 if augment else 0,  # 4 px at 32, 12 px at 96
-            flip=augment,
-            sequence=self.data_type == "sequence",
-            **self._transform_options(),
-        )
-
-    # ------------------------------------------------------------------------------------------------- shared
+    # ------------------------------------------------------------------------------------------------ shared
     @property
-    def root(self) -> Path:
-        return self.data_dir / self.name
+    def source(self) -> str:
+        return f"{self.torchvision_class.url} ({self.size_note})"
+
+    @property
+    def folder(self) -> Path:
+        """The dataset's folder in torchvision's layout."""
+        return self.data_dir / self.torchvision_class.base_folder
 
     @property
     def size(self) -> int:
@@ -199,72 +231,83 @@ class VisionDataModule(CCNNDataModule):
             return DataMeta(1, self.in_channels, self.num_classes, (self.size * self.size,))
         return DataMeta(2, self.in_channels, self.num_classes, (self.size, self.size))
 
-    def _missing_files(self) -> list[Path]:
-        return [path for path in self._expected_files() if not path.is_file()]
+    def checked_class(self) -> type:
+        """torchvision's class for reading the files (with the fixture digests under the test hook)."""
+        return with_fixture_checksums(self.torchvision_class, self.folder)
 
-    def _fix_hint(self) -> str:
-        if self.archive:
-            by_hand = f"download {self.mirrors[0]}{self.archive} and extract it into {self.root}"
-        else:
-            by_hand = f"download the files from {self.mirrors[0]} into {self.root}"
-        return f"construct the datamodule with download=True, or {by_hand}"
+    def fetch(self) -> None:
+        cls = self.torchvision_class
+        archive = download_url(cls.url, self.data_dir / cls.filename, md5=cls.tgz_md5)
+        extract_archive(archive, self.data_dir)  # the archive's top folder is torchvision's base_folder
 
-    def prepare_data(self) -> None:
-        if not self.download or not self._missing_files():
-            return
-        self._fetch()
-        if missing := self._missing_files():
-            raise DataError(
-                f"{self.name}: after downloading, still missing: {[str(p) for p in missing]}. "
-                f"Delete {self.root} and run again, or {self._fix_hint()}."
-            )
-
-    def _check_files(self) -> None:
-        if missing := self._missing_files():
-            raise DataError(
-                f"{self.name} files not found in {self.root}: missing {[p.name for p in missing]} "
-                f"(expected {[str(p.relative_to(self.data_dir)) for p in self._expected_files()]} "
-                f"under {self.data_dir}). To fix, {self._fix_hint()}."
-            )
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit", "validate") and self.train_set is None:
-            self._check_files()
-            images, labels = self._load("train")
-            if not 0 < self.val_size < len(images):
-                raise DataError(
-                    f"{self.name}: val_size={self.val_size} must be below the {len(images)} training images "
-                    f"found in {self.root}."
-                )
-            evaluation = ImageDataset(images, labels, self._transform(train=False))
-            train, self.val_set = seeded_split(evaluation, self.val_size, self.seed)
-            # Same indices, but the training subset reads through the (possibly augmenting) train transform.
-            self.train_set = Subset(ImageDataset(images, labels, self._transform(train=True)), train.indices)
-        if stage in (None, "test", "predict") and self.test_set is None:
-            self._check_files()
-            images, labels = self._load("test")
-            self.test_set = ImageDataset(images, labels, self._transform(train=False))
-
-
-def download_from_mirrors(mirrors: Sequence[str], filename: str, dest: Path, md5: str | None) -> Path:
-    """Try ``mirror + filename`` for each mirror in turn; raise one DataError listing every failure."""
-    failures = []
-    for mirror in mirrors:
-        url = mirror.rstrip("/") + "/" + filename
-        try:
-            return download_url(url, dest, md5=md5)
-        except DataError as error:
-            failures.append(str(error))
-    raise DataError(
-        f"Could not download {filename} to {dest} from any mirror:\n  " + "\n  ".join(failures) + "\n"
-        f"Download it by hand (md5 {md5}) and place it at {dest}."
-    )
-
-
-def check_labels(labels: torch.Tensor, num_classes: int, path: Path) -> None:
-    """Raise DataError when a label falls outside ``[0, num_classes)``."""
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise DataError(
-            f"Corrupt labels in {path}: values span [{int(labels.min())}, {int(labels.max())}], expected "
-            f"[0, {num_classes - 1}]. Delete the file and download it again."
+    def _transform(self, train: bool) -> v2.Compose:
+        augment = train and self.augment
+        mean, std = self._normalization()
+        return image_transform(
+            mean,
+            std,
+            self.size,
+            resize=self.size != self.image_size,
+            crop_padding=self.size // 8 if augment else 0,  # 4 px at 32, 12 px at 96
+            flip=augment,
+            sequence=self.data_type == "sequence",
+            **self._transform_options(),
         )
+
+    def _refetch_hint(self) -> str:
+        return (
+            f"Delete {self.folder} and run `python -m datamodules.prepare {self.name} --data-dir {self.data_dir}` "
+            f"(or set dataset.download=True) to download it again."
+        )
+
+    def _integrity_failures(self) -> list[Path]:
+        """The files whose MD5 differs from the one torchvision records (CIFAR and STL-10 check them all at once)."""
+        cls = self.checked_class()
+        entries = cls.train_list + cls.test_list
+        return [self.folder / name for name, md5 in entries if not check_integrity(str(self.folder / name), md5)]
+
+    def _checked_read(self, train: bool) -> tuple[Tensor, Tensor]:
+        split = "train" if train else "test"
+        try:
+            images, labels = self.read(train)
+        except DataError:
+            raise
+        except (
+            RuntimeError,
+            ValueError,
+            TypeError,
+            AssertionError,
+            OSError,
+            EOFError,
+            pickle.UnpicklingError,
+        ) as error:
+            bad = self._integrity_failures() if hasattr(self.torchvision_class, "train_list") else []
+            if bad:
+                problem = f"{', '.join(map(str, bad))} failed torchvision's MD5 check (corrupt, truncated or not the "
+                problem += "official file)"
+            else:
+                problem = f"cannot read {', '.join(map(str, self.split_files(train)))} ({error!r})"
+            raise DataError(f"{self.name} {split} data: {problem}. {self._refetch_hint()}") from error
+        expected = (self.channels, self.image_size, self.image_size)
+        files = ", ".join(map(str, self.split_files(train)))
+        if tuple(images.shape[1:]) != expected or len(images) != len(labels):
+            raise DataError(
+                f"{self.name} {split} data in {files}: {len(images)} images of shape {tuple(images.shape[1:])} and "
+                f"{len(labels)} labels, expected images of shape {expected}, one label each. {self._refetch_hint()}"
+            )
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise DataError(
+                f"{self.name} {split} labels in {files} span [{int(labels.min())}, {int(labels.max())}], expected "
+                f"[0, {self.num_classes - 1}]. {self._refetch_hint()}"
+            )
+        return images, labels
+
+    def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
+        self.locate()
+        images, labels = self._checked_read(train=True)
+        evaluation = ImageDataset(images, labels, self._transform(train=False))
+        train, val = seeded_split(evaluation, self.val_size, self.seed)
+        # Same indices, but the training subset reads through the (possibly augmenting) train transform.
+        train = Subset(ImageDataset(images, labels, self._transform(train=True)), train.indices)
+        test_images, test_labels = self._checked_read(train=False)
+        return train, val, ImageDataset(test_images, test_labels, self._transform(train=False))

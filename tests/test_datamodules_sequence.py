@@ -10,16 +10,21 @@ import pytest
 import torch
 
 from datamodules import lra_common, speech_commands
+from datamodules import text as imdb_module
 from datamodules.base import DataError
+from datamodules.download import file_digest
 from datamodules.listops import LISTOPS_VOCAB, ListOpsDataModule
 from datamodules.lra_common import LRA_URL, decode_bytes, encode_bytes
+from datamodules.mnist1d import MNIST1DDataModule
 from datamodules.pathfinder import PathFinderDataModule
 from datamodules.retrieval import AANDataModule
 from datamodules.speech_commands import URL as SC_URL
 from datamodules.speech_commands import SpeechCommandsDataModule, read_wav
 from datamodules.text import IMDB_URL, IMDBDataModule
 from tests.fixtures.sequence_files import (
+    LRA_LAYOUTS,
     SC10_WORDS,
+    SPEECH_COMMANDS_FOLDERS,
     write_aan,
     write_imdb,
     write_listops,
@@ -107,11 +112,33 @@ def test_speech_commands_all_classes_needs_every_word_folder(speech):
         _setup(dm)
 
 
-def test_speech_commands_missing_folder_names_path_and_url(tmp_path):
+def test_speech_commands_missing_folder_names_every_layout_and_the_url(tmp_path):
     dm = SpeechCommandsDataModule(tmp_path, batch_size=4, num_workers=0, download=False)
     with pytest.raises(DataError) as error:
         dm.prepare_data()
-    assert str(tmp_path / "speech_commands_v0.02") in str(error.value) and SC_URL in str(error.value)
+    message = str(error.value)
+    for layout, folder in (
+        ("torchaudio", "SpeechCommands/speech_commands_v0.02"),
+        ("original CCNN code's", "SpeechCommands"),
+        ("this project's earlier", "speech_commands_v0.02"),
+    ):
+        assert (
+            f"the {layout} layout at {tmp_path / folder}: expects validation_list.txt, testing_list.txt, yes" in message
+        )
+    assert SC_URL in message and "\n" not in message
+
+
+@pytest.mark.parametrize("layout", ["original", "project"])
+def test_speech_commands_is_found_in_every_layout_with_the_same_tensors(tmp_path, layout, speech):
+    root, _ = speech
+    reference = _setup(SpeechCommandsDataModule(root, batch_size=4, num_workers=0, download=False))
+    write_speech_commands(tmp_path, n_per_word=3, layout=layout)
+    assert not (tmp_path / SPEECH_COMMANDS_FOLDERS["torchaudio"]).exists()
+    dm = _setup(SpeechCommandsDataModule(tmp_path, batch_size=4, num_workers=0, download=False))
+    assert dm.locate().root == tmp_path / SPEECH_COMMANDS_FOLDERS[layout]
+    for split in ("train_set", "val_set", "test_set"):
+        for a, b in zip(_stack(getattr(reference, split)), _stack(getattr(dm, split))):
+            assert torch.equal(a, b)
 
 
 def test_speech_commands_truncated_wav_names_the_file(tmp_path):
@@ -167,6 +194,28 @@ def test_listops_malformed_row_names_the_file_and_line(tmp_path):
         _setup(dm)
 
 
+@pytest.mark.parametrize("layout", LRA_LAYOUTS)
+@pytest.mark.parametrize("task", ["listops", "aan", "pathfinder"])
+def test_lra_tasks_are_found_in_the_release_nested_and_s4_layouts(tmp_path, task, layout):
+    writer, cls, kwargs = {
+        "listops": (write_listops, ListOpsDataModule, {"seq_length": 32}),
+        "aan": (write_aan, AANDataModule, {"seq_length": 32}),
+        "pathfinder": (write_pathfinder, PathFinderDataModule, {}),
+    }[task]
+    writer(tmp_path / "release")
+    writer(tmp_path / layout, layout=layout)
+    reference, dm = (
+        _setup(cls(tmp_path / folder, batch_size=2, num_workers=0, download=False, **kwargs))
+        for folder in ("release", layout)
+    )
+    assert dm.locate().name.startswith(
+        {"release": "LRA release (", "nested": "LRA release extracted", "s4": "S4"}[layout]
+    )
+    for split in ("train_set", "val_set", "test_set"):
+        for a, b in zip(_stack(getattr(reference, split)), _stack(getattr(dm, split))):
+            assert torch.equal(a, b)
+
+
 # ------------------------------------------------------------------------------------------------ IMDB
 
 
@@ -210,6 +259,49 @@ def test_imdb_invalid_utf8_names_the_file(tmp_path):
     bad.write_bytes(b"good start \xff\xfe broken")
     with pytest.raises(DataError, match=str(bad)):
         _setup(IMDBDataModule(tmp_path, batch_size=4, download=False, val_size=1))
+
+
+def test_imdb_is_found_where_torchtext_extracts_it(tmp_path):
+    reviews = write_imdb(tmp_path, n=3, layout="torchtext")
+    dm = _setup(IMDBDataModule(tmp_path, batch_size=2, num_workers=0, download=False, seq_length=64, val_size=1))
+    assert dm.locate().root == tmp_path / "IMDB" / "aclImdb"
+    assert _stack(dm.test_set)[1].tolist() == [label for _, label in reviews["test"]]
+
+
+@pytest.mark.parametrize("val_size", [10, 11])
+def test_imdb_validation_split_as_large_as_the_training_set_names_the_flag(tmp_path, val_size):
+    write_imdb(tmp_path, n=5)
+    dm = IMDBDataModule(tmp_path, batch_size=2, download=False, val_size=val_size)
+    with pytest.raises(DataError, match=rf"val_size={val_size} \(flag dataset\.params\.val_size\).* 10 examples"):
+        _setup(dm)
+
+
+def test_mnist1d_validation_split_as_large_as_the_training_set_names_the_flag(data_dir):
+    dm = MNIST1DDataModule(data_dir=data_dir, batch_size=2, num_samples=500, val_size=400)
+    with pytest.raises(DataError, match=r"val_size=400 \(flag dataset\.params\.val_size\).* holds 400 examples"):
+        _setup(dm)
+
+
+def test_setup_loads_every_split_once_whatever_the_stage(tmp_path, monkeypatch):
+    write_listops(tmp_path, n=4)
+    dm = ListOpsDataModule(tmp_path, batch_size=2, download=False, seq_length=16)
+    dm.setup("fit")  # loads the test split as well, so a broken test file fails before training
+    assert len(dm.test_set) == 2
+
+    def fail() -> None:
+        raise AssertionError("the data was loaded twice")
+
+    monkeypatch.setattr(dm, "load_splits", fail)
+    for stage in ("fit", "validate", "test", None):
+        dm.setup(stage)
+
+
+def test_a_corrupt_test_file_fails_setup_for_fit(tmp_path):
+    write_listops(tmp_path, n=4)
+    path = tmp_path / "lra_release" / "listops-1000" / "basic_test.tsv"
+    path.write_text("Source\tTarget\n( [MAX 1 2 ] )\tnine\n")
+    with pytest.raises(DataError, match=rf"{path}, line 2"):
+        ListOpsDataModule(tmp_path, batch_size=2, download=False).setup("fit")
 
 
 def test_byte_encoding_shifts_by_one_and_pads_with_zero():
@@ -370,27 +462,92 @@ def _tar_gz(archive: Path, folder: Path, top_level: bool) -> Path:
     return archive
 
 
-def test_speech_commands_download_extracts_the_flat_tarball(tmp_path, monkeypatch):
+def test_speech_commands_download_goes_to_torchaudio_layout_verified_by_sha256(tmp_path, monkeypatch):
     written = write_speech_commands(tmp_path / "made", n_per_word=3)
     served = tmp_path / "served"
     served.mkdir()
-    _tar_gz(served / "speech_commands_v0.02.tar.gz", written["folder"], top_level=False)
+    archive = _tar_gz(served / "speech_commands_v0.02.tar.gz", written["folder"], top_level=False)
+    monkeypatch.setattr(speech_commands, "SHA256", file_digest(archive, "sha256"))
     with local_http_server(served) as server:
         monkeypatch.setattr(speech_commands, "URL", f"{server.url}/speech_commands_v0.02.tar.gz")
         dm = _setup(SpeechCommandsDataModule(tmp_path / "data", batch_size=4, num_workers=0, download=True))
         assert server.requests == ["/speech_commands_v0.02.tar.gz"]
-    assert (tmp_path / "data" / "speech_commands_v0.02" / "yes").is_dir()
+    assert dm.locate().root == tmp_path / "data" / "SpeechCommands" / "speech_commands_v0.02"
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (10, 10, 10)
 
 
-def test_lra_download_fetches_and_extracts_the_release(tmp_path, monkeypatch, capsys):
-    write_listops(tmp_path / "made", n=4)
+def test_speech_commands_download_with_another_sha256_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
+    written = write_speech_commands(tmp_path / "made", n_per_word=1)
     served = tmp_path / "served"
     served.mkdir()
-    _tar_gz(served / "lra_release.gz", tmp_path / "made" / "lra_release", top_level=True)
+    _tar_gz(served / "speech_commands_v0.02.tar.gz", written["folder"], top_level=False)
+    with local_http_server(served) as server:  # the published SHA-256 (torchaudio's record) stays in place
+        monkeypatch.setattr(speech_commands, "URL", f"{server.url}/speech_commands_v0.02.tar.gz")
+        dm = SpeechCommandsDataModule(tmp_path / "data", batch_size=4, num_workers=0, download=True)
+        with pytest.raises(DataError, match=f"sha256 .*, expected {speech_commands.SHA256}"):
+            dm.prepare_data()
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_imdb_download_is_verified_by_md5(tmp_path, monkeypatch):
+    write_imdb(tmp_path / "made", n=2)
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = _tar_gz(served / "aclImdb_v1.tar.gz", tmp_path / "made" / "aclImdb", top_level=True)
+    with local_http_server(served) as server:
+        monkeypatch.setattr(imdb_module, "IMDB_URL", f"{server.url}/aclImdb_v1.tar.gz")
+        dm = IMDBDataModule(tmp_path / "data", batch_size=2, num_workers=0, val_size=1, seq_length=16)
+        with pytest.raises(DataError, match=f"md5 .*, expected {imdb_module.IMDB_MD5}"):
+            dm.prepare_data()
+        assert list((tmp_path / "data").iterdir()) == []
+        monkeypatch.setattr(imdb_module, "IMDB_MD5", file_digest(archive, "md5"))
+        _setup(dm)
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (3, 1, 4)
+
+
+@pytest.fixture
+def lra_release_server(tmp_path, monkeypatch):
+    """A local server holding a small LRA release (ListOps, AAN, one Pathfinder folder), with the release checks
+    set to its contents."""
+    made = tmp_path / "made"
+    write_listops(made, n=4)
+    write_aan(made, n=4)
+    write_pathfinder(made, n=6)
+    served = tmp_path / "served"
+    served.mkdir()
+    _tar_gz(served / "lra_release.gz", made / "lra_release", top_level=True)
+    lines = {path: lra_common._count_lines(made / "lra_release" / path) for path in lra_common.RELEASE_LINES}
+    monkeypatch.setattr(lra_common, "RELEASE_LINES", lines)
+    monkeypatch.setattr(lra_common, "RELEASE_PATHFINDER", ("pathfinder32/curv_contour_length_14",))
     with local_http_server(served) as server:
         monkeypatch.setattr(lra_common, "LRA_URL", f"{server.url}/lra_release.gz")
-        dm = _setup(ListOpsDataModule(tmp_path / "data", batch_size=2, num_workers=0, seq_length=16))
-        assert server.requests == ["/lra_release.gz"]
+        yield server
+
+
+def test_lra_download_fetches_extracts_and_checks_the_release(tmp_path, lra_release_server, capsys):
+    dm = _setup(ListOpsDataModule(tmp_path / "data", batch_size=2, num_workers=0, seq_length=16))
+    assert lra_release_server.requests == ["/lra_release.gz"]
     assert "7.7 GB" in capsys.readouterr().out
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (4, 2, 2)
+    # The other tasks find the same release without another download.
+    _setup(PathFinderDataModule(tmp_path / "data", batch_size=2, num_workers=0))
+    assert lra_release_server.requests == ["/lra_release.gz"]
+
+
+def test_lra_release_with_a_wrong_row_count_is_refused_naming_the_file(tmp_path, lra_release_server, monkeypatch):
+    lines = dict(lra_common.RELEASE_LINES)
+    lines["tsv_data/new_aan_pairs.test.tsv"] += 1
+    monkeypatch.setattr(lra_common, "RELEASE_LINES", lines)
+    expected = tmp_path / "data" / "lra_release" / "tsv_data" / "new_aan_pairs.test.tsv"
+    with pytest.raises(DataError, match=rf"{expected} has 2 non-empty lines, the release 3"):
+        AANDataModule(tmp_path / "data", batch_size=2, num_workers=0).prepare_data()
+
+
+def test_lra_release_check_names_every_missing_task_folder(tmp_path):
+    write_listops(tmp_path, n=4)
+    with pytest.raises(DataError) as error:
+        lra_common.check_release(tmp_path / "lra_release")
+    message = str(error.value)
+    assert f"{tmp_path / 'lra_release' / 'tsv_data' / 'new_aan_pairs.train.tsv'} is missing" in message
+    assert "basic_train.tsv has 5 non-empty lines, the release 96001" in message
+    assert f"{tmp_path / 'lra_release' / 'pathfinder256' / 'curv_baseline'} lacks metadata" in message

@@ -1,4 +1,6 @@
-"""download_url and extract_archive against a local HTTP server and hand-built (hostile) archives."""
+"""download_url and extract_archive against a local HTTP server and hand-built (hostile) archives, next to the
+library helpers they replace (torchvision's ``download_url``/``extract_archive``, torch.hub's
+``download_url_to_file`` that torchaudio uses), to show what those lack."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch.hub
+from torchvision.datasets import utils as torchvision_utils
 
 from datamodules.base import DataError
-from datamodules.download import download_url, extract_archive, file_md5, file_sha256
+from datamodules.download import download_url, extract_archive, file_digest
 from tests.fixtures.vision_files import local_http_server, make_archive
 
 PAYLOAD = bytes(range(256)) * 64  # 16 KiB
@@ -36,8 +40,8 @@ def leftovers(folder: Path) -> list[str]:
 def test_file_checksums_match_hashlib(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(PAYLOAD)
-    assert file_md5(path) == hashlib.md5(PAYLOAD).hexdigest()
-    assert file_sha256(path) == hashlib.sha256(PAYLOAD).hexdigest()
+    assert file_digest(path, "md5") == hashlib.md5(PAYLOAD).hexdigest()
+    assert file_digest(path, "sha256") == hashlib.sha256(PAYLOAD).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------- download
@@ -77,6 +81,18 @@ def test_interrupted_download_leaves_no_file_that_passes_as_complete(server, tmp
     download_url(f"{server.url}/file.bin", dest, progress=False, timeout=5)
     assert dest.read_bytes() == PAYLOAD
     assert server.requests == ["/file.bin", "/file.bin"]
+
+
+def test_library_downloads_leave_a_cut_transfer_at_the_final_path(server, tmp_path):
+    """What download_url adds: torchvision's and torch.hub's helpers accept a transfer cut short as complete."""
+    server.truncate.add("/file.bin")
+    torchvision_utils.download_url(f"{server.url}/file.bin", tmp_path / "torchvision")
+    torch.hub.download_url_to_file(f"{server.url}/file.bin", str(tmp_path / "hub.bin"), progress=False)
+    for path in (tmp_path / "torchvision" / "file.bin", tmp_path / "hub.bin"):
+        assert path.read_bytes() == PAYLOAD[: len(PAYLOAD) // 2]  # no error, half a file at the final path
+    with pytest.raises(DataError, match="cut short"):
+        download_url(f"{server.url}/file.bin", tmp_path / "ours.bin", progress=False, timeout=5)
+    assert not (tmp_path / "ours.bin").exists()
 
 
 def test_existing_valid_file_is_not_downloaded_again(server, tmp_path):
@@ -164,6 +180,16 @@ def test_hostile_tar_members_are_refused_and_nothing_is_extracted(tmp_path, host
     assert not target.exists()
     assert leftovers(tmp_path / "sandbox") == []  # no temporary folder left either
     assert not (tmp_path / "evil").exists() and not (tmp_path / "sandbox" / "evil").exists()
+
+
+def test_library_extraction_writes_outside_the_target_where_ours_refuses(tmp_path):
+    """What extract_archive adds: torchvision's extract_archive (and torchaudio's _extract_tar) follow '..'."""
+    archive = make_tar(tmp_path / "a.tar.gz", [member("dataset/ok.txt"), member("../evil")])
+    torchvision_utils.extract_archive(str(archive), str(tmp_path / "library" / "target"))
+    assert (tmp_path / "library" / "evil").read_bytes() == b"data"
+    with pytest.raises(DataError, match="escapes the target folder"):
+        extract_archive(archive, tmp_path / "ours" / "target")
+    assert leftovers(tmp_path / "ours") == []
 
 
 @pytest.mark.parametrize("name", ["../evil", "/evil_absolute", "a/../../evil"])

@@ -1,0 +1,64 @@
+"""Where a dataset's files may already be: the on-disk layouts of the libraries and code bases that download them.
+
+A user's existing data folder is used as it is. Each datamodule lists its known layouts under ``data_dir`` (for
+example torchvision's ``cifar-10-batches-py/``, torchaudio's ``SpeechCommands/speech_commands_v0.02/``, the LRA
+release's ``lra_release/listops-1000/``); :func:`find_layout` takes the first complete one. When none is complete,
+:func:`not_found_message` lists every layout searched with the exact paths it expects and what is missing there, so
+that a misplaced or partial copy is named rather than silently downloaded over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One arrangement of a dataset's files.
+
+    Attributes:
+        name: who writes this arrangement, e.g. ``"torchvision"``.
+        root: the dataset's folder in this arrangement.
+        expected: files or folders that must exist under ``root`` (relative, ``/``-separated).
+    """
+
+    name: str
+    root: Path
+    expected: tuple[str, ...]
+
+    def missing(self) -> list[Path]:
+        """The expected paths that do not exist."""
+        return [self.root / entry for entry in self.expected if not (self.root / entry).exists()]
+
+    def is_partial(self) -> bool:
+        """Whether this layout's folder holds some, but not all, of the expected paths."""
+        missing = self.missing()
+        return self.root.is_dir() and 0 < len(missing) < len(self.expected)
+
+    def describe(self) -> str:
+        """``<name> layout at <root>: expects a, b, c; <what is missing>``."""
+        if not self.root.is_dir():
+            state = "the folder does not exist"
+        elif missing := self.missing():
+            state = "missing " + ", ".join(str(path.relative_to(self.root)) for path in missing)
+        else:
+            state = "complete"
+        return f"the {self.name} layout at {self.root}: expects {', '.join(self.expected)}; {state}"
+
+
+def find_layout(layouts: Sequence[Layout]) -> Layout | None:
+    """The first layout whose expected paths all exist, or ``None``."""
+    return next((layout for layout in layouts if not layout.missing()), None)
+
+
+def partial_copies(layouts: Sequence[Layout]) -> list[Layout]:
+    """The layouts that hold an incomplete copy (some expected paths, not all)."""
+    return [layout for layout in layouts if layout.is_partial()]
+
+
+def not_found_message(dataset: str, data_dir: Path, layouts: Sequence[Layout], fix: str) -> str:
+    """One line naming every layout searched, the exact paths each expects, what is missing, and the fix."""
+    searched = " | ".join(layout.describe() for layout in layouts)
+    return f"{dataset} data not found under {data_dir}. Searched {searched}. To fix: {fix}."
