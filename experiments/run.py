@@ -42,6 +42,12 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "experiments" / "results.csv"
 # ``train.output_dir=X`` (also with Hydra's + or ++ prefix): X is the folder that holds one folder per seed.
 OUTPUT_DIR_FLAG = re.compile(r"^\+{0,2}train\.output_dir=(?P<path>.*)$")
+# Flags the runner sets itself: from --extra they would make every row lie about its seed or preset.
+RUNNER_FLAGS = {
+    "seed": "the seeds come from --seeds",
+    "experiment": "the preset comes from the task and variant arguments",
+    "train.resume": "every seed trains from scratch; continue one run with python main.py ... train.resume=<ckpt>",
+}
 
 
 class RunRefusedError(Exception):
@@ -109,12 +115,17 @@ def plan(
         The folder holding the seed folders, the seeds to train, and the rows already recorded for the others.
 
     Raises:
-        RunRefusedError: no such preset, an unusable results file, a repeated seed, or a seed folder that is not empty.
+        RunRefusedError: no such preset, a repeated seed, a flag the runner sets itself, an unusable results file,
+            or a seed folder that is not empty.
     """
     if not (REPO / "cfg" / "experiment" / task / f"{variant}.yaml").is_file():
         raise RunRefusedError(f"no preset cfg/experiment/{task}/{variant}.yaml")
     if len(set(seeds)) != len(seeds):
         raise RunRefusedError(f"--seeds {' '.join(map(str, seeds))}: a seed is listed twice")
+    for flag in extra:
+        key = flag.lstrip("+~").split("=", 1)[0]
+        if key in RUNNER_FLAGS:
+            raise RunRefusedError(f"--extra {flag}: {RUNNER_FLAGS[key]}")
     try:
         rows = check_appendable(results)
     except ResultsFileError as error:

@@ -135,6 +135,9 @@ def test_plan_skips_recorded_seeds_of_the_same_experiment_only(tmp_path):
     [
         (None, ("smnist", "ccnn_9_999", [0]), "no preset cfg/experiment/smnist/ccnn_9_999.yaml"),
         (None, ("smnist", "ccnn_4_140", [0, 1, 0]), "--seeds 0 1 0: a seed is listed twice"),
+        (["seed=5"], ("smnist", "ccnn_4_140", [0, 1]), "--extra seed=5: the seeds come from --seeds"),
+        (["+experiment=pmnist/ccnn_4_140"], ("smnist", "ccnn_4_140", [0]), "the preset comes from the task and"),
+        (["train.resume=r/last.ckpt"], ("smnist", "ccnn_4_140", [0]), "every seed trains from scratch"),
         ("folder", ("smnist", "ccnn_4_140", [0, 1]), "seed1 is not empty"),
         ("bad_csv", ("smnist", "ccnn_4_140", [0]), "results.csv: not a results CSV of this version"),
     ],
@@ -147,9 +150,10 @@ def test_plan_refuses_before_anything_is_written(tmp_path, setup, args, message)
         (out / "seed1" / "notes.txt").write_text("mine")
     if setup == "bad_csv":
         results.write_text("name,score\nx,1\n")
+    flags = setup if isinstance(setup, list) else []
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(runner.RunRefusedError, match=re.escape(message)):
-        runner.plan(*args, [f"train.output_dir={out}"], results, "stamp")
+        runner.plan(*args, [*flags, f"train.output_dir={out}"], results, "stamp")
     assert sorted(tmp_path.rglob("*")) == before
 
 
