@@ -1,0 +1,116 @@
+"""``python -m datamodules.prepare``: fetch when needed, verify, extract, check, and say where and how big."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from torchvision.datasets import MNIST
+
+from datamodules import lra_common
+from datamodules.download import file_digest
+from datamodules.prepare import folder_size, human_size, main
+from tests.conftest import REPO
+from tests.fixtures.sequence_files import write_aan, write_listops, write_pathfinder, write_speech_commands
+from tests.fixtures.vision_files import local_http_server, write_cifar10, write_mnist
+
+
+def test_human_size_uses_powers_of_1024():
+    assert [human_size(n) for n in (512, 1536, 3 * 1024**2, 7.7 * 1024**3, 5 * 1024**4)] == [
+        "512 B",
+        "1.5 KB",
+        "3.0 MB",
+        "7.7 GB",
+        "5120.0 GB",
+    ]
+
+
+def test_present_dataset_is_checked_and_reported_without_a_download(tmp_path, capsys, monkeypatch):
+    written = write_cifar10(tmp_path)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # any download attempt would fail loudly
+    assert main(["CIFAR10", "--data-dir", str(tmp_path)]) == 0
+    size = human_size(folder_size(written.folder))
+    expected = f"CIFAR10: ready in {written.folder} (torchvision (also the original CCNN code's) layout, {size})"
+    assert capsys.readouterr().out.strip() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-batches-py"]
+
+
+def test_missing_dataset_is_downloaded_with_a_progress_bar(tmp_path, capsys, monkeypatch):
+    served = tmp_path / "served"
+    written = write_mnist(served, n_train=20, n_test=5)
+    monkeypatch.setattr(MNIST, "resources", [(f"{p.name}.gz", file_digest(f"{p}.gz", "md5")) for p in written.files])
+    with local_http_server(served) as server:
+        monkeypatch.setattr(MNIST, "mirrors", [f"{server.url}/MNIST/raw/"])
+        assert main(["MNIST", "--data-dir", str(tmp_path / "data")]) == 0
+        assert len(server.requests) == 4
+    out, err = capsys.readouterr()
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    assert out.strip().startswith(f"MNIST: ready in {raw} (torchvision (also the original CCNN code's) layout, ")
+    assert "train-images-idx3-ubyte.gz: 100%" in err  # tqdm's bar
+
+
+def test_a_dataset_that_cannot_be_fetched_exits_1_naming_the_url(tmp_path, capsys, monkeypatch):
+    with local_http_server(tmp_path) as server:
+        monkeypatch.setattr(MNIST, "mirrors", [f"{server.url}/nothing/"])
+        assert main(["MNIST", "--data-dir", str(tmp_path / "data")]) == 1
+    err = capsys.readouterr().err
+    assert f"{server.url}/nothing/train-images-idx3-ubyte.gz" in err and "HTTP 404" in err
+
+
+@pytest.fixture
+def lra_release(tmp_path, monkeypatch) -> Path:
+    """A small LRA release archive (ListOps, AAN, one Pathfinder folder), with the release checks set to it."""
+    made = tmp_path / "made"
+    write_listops(made, n=4)
+    write_aan(made, n=4)
+    write_pathfinder(made, n=6)
+    archive = tmp_path / "served" / "lra_release.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(made / "lra_release", arcname="lra_release")
+    lines = {path: lra_common._count_lines(made / "lra_release" / path) for path in lra_common.RELEASE_LINES}
+    monkeypatch.setattr(lra_common, "RELEASE_LINES", lines)
+    monkeypatch.setattr(lra_common, "RELEASE_PATHFINDER", ("pathfinder32/curv_contour_length_14",))
+    return archive
+
+
+def test_lra_downloads_the_release_once_and_reports_every_task_folder(tmp_path, lra_release, capsys, monkeypatch):
+    data = tmp_path / "data"
+    with local_http_server(lra_release.parent) as server:
+        monkeypatch.setattr(lra_common, "LRA_URL", f"{server.url}/lra_release.gz")
+        assert main(["LRA", "--data-dir", str(data)]) == 0
+        assert main(["LRA", "--data-dir", str(data)]) == 0  # present: checked again, not downloaded
+        assert server.requests == ["/lra_release.gz"]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "ready in" in line]
+    assert [line.split(":")[0] for line in lines] == ["ListOps", "AAN", "pathfinder32/curv_contour_length_14"] * 2
+    assert f"ListOps: ready in {data / 'lra_release' / 'listops-1000'} (LRA release (also the original" in lines[0]
+
+
+def test_lra_in_the_s4_layout_is_reported_where_it_is_without_a_download(tmp_path, capsys, monkeypatch):
+    write_listops(tmp_path, n=4, layout="s4")
+    write_aan(tmp_path, n=4, layout="s4")
+    write_pathfinder(tmp_path, n=6, layout="s4")
+    monkeypatch.setattr(lra_common, "RELEASE_PATHFINDER", ("pathfinder32/curv_contour_length_14",))
+    monkeypatch.setattr(lra_common, "LRA_URL", "http://127.0.0.1:9/never-contacted")
+    assert main(["LRA", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"ListOps: ready in {tmp_path / 'listops'} (S4 (state-spaces) layout" in out
+    assert f"ready in {tmp_path / 'pathfinder' / 'pathfinder32' / 'curv_contour_length_14'} (S4" in out
+
+
+def test_command_line_reports_speech_commands_in_torchaudio_layout(tmp_path):
+    written = write_speech_commands(tmp_path, n_per_word=1)
+    result = subprocess.run(
+        [sys.executable, "-m", "datamodules.prepare", "SpeechCommands", "--data-dir", str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"SpeechCommands: ready in {written['folder']} (torchaudio layout, ")
