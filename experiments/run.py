@@ -102,7 +102,7 @@ def _epochs_run(metrics: dict[str, Any]) -> int | None:
         import torch
 
         return int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
-    except (OSError, KeyError, RuntimeError):  # no readable last.ckpt: the column stays empty
+    except Exception:  # informative only: a finished seed's row is never lost over it; the column stays empty
         return None
 
 
