@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -11,12 +12,31 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
+from torchmetrics.aggregation import MaxMetric
 from torchmetrics.classification import Accuracy
 
+from ckconv.errors import InvalidArgument, renamed_arguments
 from ckconv.mask import refresh_mask_widths
-from models.optim import build_optimizer, ln_penalty, lr_multiplier
+from models.optim import OptimizerSettings, ln_penalty
+from models.schedule import ScheduleSettings
 
 WEIGHT_DECAY_TYPES = ("decoupled", "ln_loss")
+
+# The state_dict key of the best validation accuracy: the one checkpoints (the shipped one too) have always used.
+BEST_VAL_ACC_KEY = "best_val_acc"
+
+
+def _settings(cls: type, values: Mapping[str, Any], argument: str, extra: tuple[str, ...] = ()) -> Any:
+    """``cls(**values)`` with every error named ``<argument>.<key>``; keys that are no field of ``cls`` refused."""
+    known = tuple(field.name for field in dataclasses.fields(cls))
+    for key in values:
+        if key not in known + extra:
+            raise InvalidArgument(
+                f"{argument}.{key}",
+                f"{argument}.{key} is not a setting of the {argument}; the settings are {', '.join(known + extra)}.",
+            )
+    with renamed_arguments(prefix=f"{argument}."):
+        return cls(**{key: value for key, value in values.items() if key not in extra})
 
 
 class NonFiniteLossError(RuntimeError):
@@ -29,11 +49,16 @@ class ClassificationModule(pl.LightningModule):
     Args:
         net: maps a batch ``x`` to logits ``(B, K)`` (or ``(B,)`` for two classes).
         num_classes: number of classes.
-        optimizer: keyword arguments of :func:`models.optim.build_optimizer` plus ``weight_decay_type``
+        optimizer: the fields of :class:`models.optim.OptimizerSettings` plus ``weight_decay_type``
             (``"decoupled"``: the optimizer's own weight decay; ``"ln_loss"``: the original's penalty, see
             :func:`models.optim.ln_penalty`).
-        scheduler: ``name``, ``warmup_epochs``, ``decay_steps`` (epochs), ``factor``, ``patience``, ``mode``.
+        scheduler: the fields of :class:`models.schedule.ScheduleSettings` (``name``, ``warmup_epochs``,
+            ``decay_steps`` (epochs), ``factor``, ``patience``, ``mode``).
         skip_nonfinite: skip batches whose loss is not finite instead of stopping the run.
+
+    Raises:
+        InvalidArgument: for any setting the run could not use, before anything runs; the settings of ``optimizer``
+            and ``scheduler`` are named ``optimizer.<key>`` and ``scheduler.<key>``.
     """
 
     def __init__(
@@ -45,21 +70,35 @@ class ClassificationModule(pl.LightningModule):
         skip_nonfinite: bool = False,
     ) -> None:
         super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise InvalidArgument("num_classes", f"num_classes must be an integer >= 2, got {num_classes!r}.")
+        optimizer = dict(optimizer or {})
+        weight_decay_type = optimizer.get("weight_decay_type", "decoupled")
+        if weight_decay_type not in WEIGHT_DECAY_TYPES:
+            raise InvalidArgument(
+                "optimizer.weight_decay_type",
+                f"optimizer.weight_decay_type must be one of {WEIGHT_DECAY_TYPES}, got {weight_decay_type!r}.",
+            )
+        settings = _settings(OptimizerSettings, optimizer, "optimizer", extra=("weight_decay_type",))
+        # With ln_loss the decay enters the loss as the original's penalty, and the optimizer decays nothing.
+        self.penalty_weight = settings.weight_decay if weight_decay_type == "ln_loss" else 0.0
+        if weight_decay_type == "ln_loss":
+            settings = dataclasses.replace(settings, weight_decay=0.0)
+        self.optimizer_settings: OptimizerSettings = settings
+        self.schedule_settings: ScheduleSettings = _settings(ScheduleSettings, scheduler or {}, "scheduler")
         self.net = net
         self.num_classes = num_classes
-        self.optimizer_args = dict(optimizer or {})
-        self.weight_decay_type = self.optimizer_args.pop("weight_decay_type", "decoupled")
-        if self.weight_decay_type not in WEIGHT_DECAY_TYPES:
-            raise ValueError(
-                f"optimizer.weight_decay_type must be one of {WEIGHT_DECAY_TYPES}, got {self.weight_decay_type!r}."
-            )
-        self.scheduler_args = dict(scheduler or {})
         self.skip_nonfinite = skip_nonfinite
         task = "binary" if num_classes == 2 else "multiclass"
         self.train_acc = Accuracy(task=task, num_classes=num_classes)
         self.val_acc = Accuracy(task=task, num_classes=num_classes)
         self.test_acc = Accuracy(task=task, num_classes=num_classes)
-        self.register_buffer("best_val_acc", torch.tensor(0.0))
+        # The best validation accuracy so far, saved in checkpoints (a metric state made persistent) under the key
+        # that checkpoints have always used, so that older ones, the shipped one among them, load unchanged.
+        self.best_val_acc = MaxMetric()
+        self.best_val_acc.persistent(True)
+        self.register_state_dict_post_hook(_best_val_acc_to_its_key)
+        self.register_load_state_dict_pre_hook(_best_val_acc_from_its_key)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -78,8 +117,8 @@ class ClassificationModule(pl.LightningModule):
         x, y = batch
         loss, predictions = self._loss_and_predictions(self(x), y)
         total = loss
-        if self.weight_decay_type == "ln_loss" and self.optimizer_args.get("weight_decay", 0.0) > 0:
-            reg = self.optimizer_args["weight_decay"] * ln_penalty(self.net)
+        if self.penalty_weight > 0:
+            reg = self.penalty_weight * ln_penalty(self.net)
             self.log("train/reg_loss", reg, on_step=False, on_epoch=True, sync_dist=True)
             total = loss + reg
         if not torch.isfinite(total):
@@ -114,41 +153,25 @@ class ClassificationModule(pl.LightningModule):
             return
         acc = self.trainer.callback_metrics.get("val/acc")
         if acc is not None:
-            self.best_val_acc = torch.maximum(self.best_val_acc, acc.detach().to(self.best_val_acc))
-            self.log("val/acc_best", self.best_val_acc, sync_dist=True)
+            self.best_val_acc.update(acc.detach())
+            self.log("val/acc_best", self.best_val_acc.compute(), sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_acc)
 
     def configure_optimizers(self) -> Any:
-        optimizer_args = dict(self.optimizer_args)
-        if self.weight_decay_type == "ln_loss":
-            optimizer_args["weight_decay"] = 0.0  # the penalty replaces decay, as in the original
-        optimizer = build_optimizer(self.net, **optimizer_args)
-        name = self.scheduler_args.get("name", "") or ""
-        steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)))
-        warmup_steps = max(0, int(self.scheduler_args.get("warmup_epochs", 0))) * steps_per_epoch
-        if name == "plateau":
-            if warmup_steps:
-                raise ValueError("scheduler.name=plateau does not combine with scheduler.warmup_epochs > 0.")
-            mode = self.scheduler_args.get("mode", "max")
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer,
-                mode=mode,
-                factor=self.scheduler_args.get("factor", 0.1),
-                patience=self.scheduler_args.get("patience", 10),
-            )
-            monitor = "val/acc" if mode == "max" else "val/loss"
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": monitor}}
-        if name in ("", "none", "constant") and not warmup_steps:
-            return optimizer
-        multiplier = lr_multiplier(
-            name,
-            total_steps=int(self.trainer.estimated_stepping_batches),
-            warmup_steps=warmup_steps,
-            steps_per_epoch=steps_per_epoch,
-            decay_epochs=max(1, int(self.scheduler_args.get("decay_steps", 1))),
-            factor=self.scheduler_args.get("factor", 0.1),
-        )
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        optimizer = self.optimizer_settings.build(self.net)
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = max(1, math.ceil(total_steps / max(1, self.trainer.max_epochs)))
+        schedule = self.schedule_settings.build(optimizer, steps_per_epoch, total_steps)
+        return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+def _best_val_acc_to_its_key(module: nn.Module, state_dict: dict[str, Any], prefix: str, metadata: Any) -> None:
+    # MaxMetric saves its state as "<name>.max_value"; keep the one-tensor key "best_val_acc" of the checkpoints.
+    state_dict[prefix + BEST_VAL_ACC_KEY] = state_dict.pop(f"{prefix}{BEST_VAL_ACC_KEY}.max_value")
+
+
+def _best_val_acc_from_its_key(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    if prefix + BEST_VAL_ACC_KEY in state_dict:
+        state_dict[f"{prefix}{BEST_VAL_ACC_KEY}.max_value"] = state_dict.pop(prefix + BEST_VAL_ACC_KEY)

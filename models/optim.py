@@ -1,76 +1,107 @@
-"""Optimizers from parameter hints, per-iteration learning-rate schedules, and the original's LnLoss penalty."""
+"""Optimizers from parameter hints, and the original's LnLoss penalty."""
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ckconv import CKConv, param_groups
+from ckconv.errors import InvalidArgument
 
-SCHEDULERS = ("", "none", "constant", "cosine", "multistep", "exponential", "plateau")
+
+def _check_number(name: str, value: Any, low: float, low_inclusive: bool, high: float = math.inf) -> None:
+    """Raise :class:`InvalidArgument` unless ``value`` is a finite number in ``[low, high)`` or ``(low, high)``."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= low if low_inclusive else value > low) and value < high
+    if not ok:
+        lower = f"{'>=' if low_inclusive else '>'} {low:g}"
+        bounds = lower if high == math.inf else f"{lower} and < {high:g}"
+        raise InvalidArgument(name, f"{name} must be a finite number {bounds}, got {value!r}.")
 
 
-def build_optimizer(
-    model: nn.Module,
-    name: str = "AdamW",
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    mask_lr_ratio: float = 1.0,
-    momentum: float | None = None,
-    nesterov: bool = False,
-) -> torch.optim.Optimizer:
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """The ``torch.optim`` optimizer class called ``name``, or :class:`InvalidArgument` naming ``name``."""
+    cls = getattr(torch.optim, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)) or cls is torch.optim.Optimizer:
+        raise InvalidArgument("name", f"name must name a torch.optim optimizer such as 'AdamW' or 'SGD', got {name!r}.")
+    return cls
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """Checked optimizer settings; :meth:`build` makes the optimizer for a model.
+
+    Every rule is checked on construction, so a run can refuse bad settings before it starts.
+
+    Args:
+        name: a ``torch.optim`` optimizer class name.
+        lr: learning rate (finite, > 0).
+        weight_decay: decoupled weight decay of the weights (not of norms, biases, embeddings or mask parameters).
+        mask_lr_ratio: the mask parameters learn at ``lr * mask_lr_ratio``.
+        momentum: for optimizers that take one (SGD, RMSprop); ``None`` keeps the optimizer's default.
+        nesterov: Nesterov momentum, for optimizers that take it (SGD); needs ``momentum > 0``.
+    """
+
+    name: str = "AdamW"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    mask_lr_ratio: float = 1.0
+    momentum: float | None = None
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        cls = optimizer_class(self.name)
+        _check_number("lr", self.lr, 0.0, low_inclusive=False)
+        _check_number("weight_decay", self.weight_decay, 0.0, low_inclusive=True)
+        _check_number("mask_lr_ratio", self.mask_lr_ratio, 0.0, low_inclusive=True)
+        takes = inspect.signature(cls).parameters
+        if self.weight_decay > 0 and "weight_decay" not in takes:
+            raise InvalidArgument(
+                "weight_decay", f"weight_decay must be 0 for torch.optim.{self.name}, which has no weight decay."
+            )
+        if self.momentum is not None:
+            if "momentum" not in takes:
+                raise InvalidArgument(
+                    "momentum",
+                    f"momentum is not used by torch.optim.{self.name}; leave it unset (None) or choose an "
+                    "optimizer that takes one (SGD, RMSprop).",
+                )
+            _check_number("momentum", self.momentum, 0.0, low_inclusive=True, high=1.0)
+        if self.nesterov:
+            if "nesterov" not in takes:
+                raise InvalidArgument(
+                    "nesterov", f"nesterov=True is not used by torch.optim.{self.name} (SGD takes it)."
+                )
+            if not self.momentum:
+                raise InvalidArgument("nesterov", f"nesterov=True needs momentum > 0, got momentum={self.momentum}.")
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer over ``model``'s hint-built parameter groups (see :func:`ckconv.param_groups`)."""
+        groups = param_groups(model, self.lr, self.weight_decay, {"mask": self.mask_lr_ratio})
+        kwargs: dict[str, Any] = {"lr": self.lr}
+        if self.momentum is not None:
+            kwargs["momentum"] = self.momentum
+        if self.nesterov:
+            kwargs["nesterov"] = True
+        return optimizer_class(self.name)(groups, **kwargs)
+
+
+def build_optimizer(model: nn.Module, name: str = "AdamW", lr: float = 1e-3, **settings: Any) -> torch.optim.Optimizer:
     """Any ``torch.optim`` optimizer over hint-built groups: mask parameters learn at ``lr * mask_lr_ratio``.
 
-    Decoupled weight decay applies to weights only (not to norms, biases, embeddings or mask parameters).
+    Args:
+        model: the model to optimise.
+        name: a ``torch.optim`` optimizer class name.
+        lr: learning rate.
+        **settings: the other fields of :class:`OptimizerSettings` (``weight_decay``, ``mask_lr_ratio``,
+            ``momentum``, ``nesterov``).
     """
-    cls = getattr(torch.optim, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        raise ValueError(f"optimizer.name must name a torch.optim optimizer such as 'AdamW' or 'SGD', got {name!r}.")
-    if lr <= 0:
-        raise ValueError(f"optimizer.lr must be positive, got {lr}.")
-    groups = param_groups(model, lr, weight_decay, {"mask": mask_lr_ratio})
-    kwargs: dict[str, Any] = {"lr": lr}
-    if name == "SGD":
-        kwargs.update(momentum=momentum if momentum is not None and momentum >= 0 else 0.0, nesterov=nesterov)
-    return cls(groups, **kwargs)
-
-
-def lr_multiplier(
-    name: str,
-    total_steps: int,
-    warmup_steps: int = 0,
-    steps_per_epoch: int = 1,
-    decay_epochs: int = 1,
-    factor: float = 0.1,
-) -> Callable[[int], float]:
-    """The learning-rate multiplier at optimizer step ``s`` (0-based): linear warm-up, then the named decay.
-
-    - ``cosine``: from 1 to 0 over the steps after warm-up.
-    - ``multistep``: times ``factor`` every ``decay_epochs`` epochs.
-    - ``exponential``: times ``factor`` per epoch, applied smoothly per step.
-    - ``""``/``none``/``constant``: 1 after warm-up.
-    """
-    if name not in SCHEDULERS or name == "plateau":
-        raise ValueError(f"no per-step multiplier for scheduler.name={name!r}.")
-    decay_steps = max(1, total_steps - warmup_steps)
-
-    def multiplier(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        t = step - warmup_steps
-        if name == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(t, decay_steps) / decay_steps))
-        if name == "multistep":
-            return factor ** (t // (decay_epochs * steps_per_epoch))
-        if name == "exponential":
-            return factor ** (t / steps_per_epoch)
-        return 1.0
-
-    return multiplier
+    return OptimizerSettings(name, lr, **settings).build(model)
 
 
 def ln_penalty(model: nn.Module) -> Tensor:

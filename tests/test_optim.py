@@ -1,15 +1,15 @@
-"""Optimizer groups from parameter hints, learning-rate schedules and the original's LnLoss penalty."""
+"""Optimizer groups from parameter hints, checked optimizer settings and the original's LnLoss penalty (the
+learning-rate schedules are tested in test_schedule.py)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 
 from ckconv import SeparableFlexConv
+from ckconv.errors import InvalidArgument
 from models.ccnn import CCNN
-from models.optim import build_optimizer, ln_penalty, lr_multiplier
+from models.optim import OptimizerSettings, build_optimizer, ln_penalty
 
 
 def small_net() -> CCNN:
@@ -53,34 +53,60 @@ def test_any_torch_optimizer_by_name_and_unknown_names_are_refused():
     assert isinstance(build_optimizer(small_net(), "RMSprop", lr=0.01), torch.optim.RMSprop)
     sgd = build_optimizer(small_net(), "SGD", lr=0.01, momentum=0.9, nesterov=True)
     assert sgd.defaults["momentum"] == 0.9 and sgd.defaults["nesterov"] is True
-    with pytest.raises(ValueError, match=r"optimizer\.name"):
+    with pytest.raises(InvalidArgument, match=r"^name must name a torch\.optim optimizer .* got 'Adamm'"):
         build_optimizer(small_net(), "Adamm", lr=0.01)
 
 
-def test_warmup_then_cosine_decays_to_zero():
-    m = lr_multiplier("cosine", total_steps=110, warmup_steps=10)
-    assert [m(s) for s in range(3)] == pytest.approx([0.1, 0.2, 0.3])
-    assert m(9) == pytest.approx(1.0) and m(10) == pytest.approx(1.0)
-    assert m(60) == pytest.approx(0.5)
-    assert m(110) == pytest.approx(0.0, abs=1e-12)
+@pytest.mark.parametrize(
+    ("settings", "argument"),
+    [
+        ({"name": "Adamm"}, "name"),
+        ({"name": "Optimizer"}, "name"),
+        ({"name": "lr_scheduler"}, "name"),
+        ({"lr": float("nan")}, "lr"),
+        ({"lr": float("inf")}, "lr"),
+        ({"lr": 0.0}, "lr"),
+        ({"lr": -1.0}, "lr"),
+        ({"lr": "0.1"}, "lr"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"name": "Rprop", "weight_decay": 0.1}, "weight_decay"),
+        ({"mask_lr_ratio": float("nan")}, "mask_lr_ratio"),
+        ({"mask_lr_ratio": -1.0}, "mask_lr_ratio"),
+        ({"name": "AdamW", "momentum": 0.9}, "momentum"),  # AdamW takes no momentum: it would be ignored
+        ({"name": "SGD", "momentum": -1.0}, "momentum"),
+        ({"name": "SGD", "momentum": 1.0}, "momentum"),
+        ({"name": "RMSprop", "momentum": 0.9, "nesterov": True}, "nesterov"),
+        ({"name": "SGD", "nesterov": True}, "nesterov"),  # torch's SGD needs a momentum for Nesterov
+    ],
+)
+def test_bad_settings_are_refused_on_construction_naming_the_setting(settings, argument):
+    with pytest.raises(InvalidArgument) as info:
+        OptimizerSettings(**settings)
+    assert info.value.argument == argument and str(info.value).startswith(argument)
 
 
-def test_multistep_exponential_and_constant_schedules():
-    multistep = lr_multiplier("multistep", total_steps=100, steps_per_epoch=10, decay_epochs=3, factor=0.5)
-    assert [multistep(s) for s in (0, 29, 30, 60)] == pytest.approx([1.0, 1.0, 0.5, 0.25])
-    exponential = lr_multiplier("exponential", total_steps=100, steps_per_epoch=10, factor=0.9)
-    assert exponential(20) == pytest.approx(0.81) and exponential(5) == pytest.approx(0.9**0.5)
-    constant = lr_multiplier("", total_steps=100, warmup_steps=4)
-    assert [constant(s) for s in (0, 3, 50)] == pytest.approx([0.25, 1.0, 1.0])
-    with pytest.raises(ValueError):
-        lr_multiplier("plateau", total_steps=10)
+def test_momentum_reaches_every_optimizer_that_takes_one_and_unset_keeps_its_default():
+    rmsprop = OptimizerSettings("RMSprop", lr=0.01, momentum=0.5).build(small_net())
+    assert rmsprop.defaults["momentum"] == 0.5  # was silently dropped for every optimizer but SGD
+    assert OptimizerSettings("SGD", lr=0.01).build(small_net()).defaults["momentum"] == 0.0
+
+
+def test_settings_build_the_optimizer_they_describe():
+    settings = OptimizerSettings("RMSprop", lr=0.03, weight_decay=0.01, mask_lr_ratio=0.5)
+    optimizer = settings.build(small_net())
+    assert isinstance(optimizer, torch.optim.RMSprop) and optimizer.defaults["lr"] == 0.03
+    assert {g["name"]: (g["lr"], g["weight_decay"]) for g in optimizer.param_groups} == {
+        "default": (0.03, 0.01),
+        "default/no_decay": (0.03, 0.0),
+        "mask/no_decay": (0.015, 0.0),
+    }
 
 
 def test_ln_penalty_is_the_sum_of_unsquared_norms_plus_the_sampled_kernels():
     net = small_net()
-    expected = sum(p.norm() for n, p in net.named_parameters() if "kernel_net" not in n)
-    for layer in net.modules():
-        if isinstance(layer, SeparableFlexConv):
-            expected = expected + layer.sample_kernel(layer.input_size).norm()
-    assert ln_penalty(net).item() == pytest.approx(float(expected), rel=1e-6)
-    assert math.isfinite(ln_penalty(net).item())
+    with torch.no_grad():
+        expected = sum(p.norm() for n, p in net.named_parameters() if "kernel_net" not in n)
+        for layer in net.modules():
+            if isinstance(layer, SeparableFlexConv):
+                expected = expected + layer.sample_kernel(layer.input_size).norm()
+        assert ln_penalty(net).item() == pytest.approx(expected.item(), rel=1e-6)

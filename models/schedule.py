@@ -1,0 +1,128 @@
+"""Learning-rate schedules stepped at every optimizer step: a linear warm-up, then the named decay.
+
+Built from ``torch.optim.lr_scheduler``. With ``w`` warm-up steps, ``E`` steps per epoch and ``T`` steps in all, the
+learning rate at optimizer step ``s`` (0-based) is ``lr * m(s)`` with ``m(s) = (s + 1) / w`` for ``s < w`` and then,
+with ``t = s - w``:
+
+- ``cosine``: ``(1 + cos(pi * t / (T - w))) / 2``, from 1 to 0 (``CosineAnnealingLR``);
+- ``multistep``: ``factor ** (t // (decay_steps * E))``, a step every ``decay_steps`` epochs (``StepLR``);
+- ``exponential``: ``factor ** (t / E)``, the per-epoch factor spread over the epoch's steps (``ExponentialLR``);
+- constant (``None``, ``""``, ``"none"``, ``"constant"``): 1;
+- ``plateau``: ``ReduceLROnPlateau`` on the validation accuracy (``mode="max"``) or loss (``"min"``), once per
+  epoch; it does not combine with a warm-up.
+
+The schedulers are chainable (each step multiplies the current rate), so a resumed run needs both the optimizer's
+and the scheduler's state, which Lightning checkpoints hold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    ExponentialLR,
+    LinearLR,
+    LRScheduler,
+    ReduceLROnPlateau,
+    SequentialLR,
+    StepLR,
+)
+
+from ckconv.errors import InvalidArgument
+
+CONSTANT = (None, "", "none", "constant")
+SCHEDULES = (*CONSTANT, "cosine", "multistep", "exponential", "plateau")
+MODES = ("max", "min")
+
+
+def _check_count(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidArgument(name, f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """Checked schedule settings; :meth:`build` makes the scheduler once the run's step counts are known.
+
+    Every rule is checked on construction, so a run can refuse bad settings before it starts.
+
+    Args:
+        name: ``"cosine"``, ``"multistep"``, ``"exponential"``, ``"plateau"``, or a constant rate (``None``,
+            ``""``, ``"none"``, ``"constant"``).
+        warmup_epochs: epochs of linear warm-up (not with ``plateau``).
+        decay_steps: ``multistep``: epochs between two decays.
+        factor: ``multistep``: multiplier per decay, in (0, 1]; ``exponential``: multiplier per epoch, in (0, 1];
+            ``plateau``: multiplier on a plateau, in (0, 1).
+        patience: ``plateau``: epochs without improvement before the rate drops.
+        mode: ``plateau``: ``"max"`` follows ``val/acc``, ``"min"`` follows ``val/loss``.
+    """
+
+    name: str | None = None
+    warmup_epochs: int = 0
+    decay_steps: int = 1
+    factor: float = 0.1
+    patience: int = 10
+    mode: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.name not in SCHEDULES:
+            raise InvalidArgument("name", f"name must be one of {SCHEDULES}, got {self.name!r}.")
+        _check_count("warmup_epochs", self.warmup_epochs, 0)
+        _check_count("decay_steps", self.decay_steps, 1)
+        _check_count("patience", self.patience, 0)
+        if self.mode not in MODES:
+            raise InvalidArgument("mode", f"mode must be one of {MODES}, got {self.mode!r}.")
+        if self.name == "plateau" and self.warmup_epochs > 0:
+            raise InvalidArgument(
+                "warmup_epochs",
+                f"warmup_epochs must be 0 with name='plateau' (a plateau schedule has no warm-up), "
+                f"got {self.warmup_epochs}.",
+            )
+        if self.name in ("multistep", "exponential", "plateau"):
+            factor = self.factor
+            below_one = self.name == "plateau"  # ReduceLROnPlateau refuses 1: it could never lower the rate
+            ok = isinstance(factor, int | float) and not isinstance(factor, bool) and math.isfinite(factor)
+            ok = ok and factor > 0 and (factor < 1 if below_one else factor <= 1)
+            if not ok:
+                interval = "(0, 1)" if below_one else "(0, 1]"
+                raise InvalidArgument(
+                    "factor", f"factor must be in {interval} with name={self.name!r}, got {factor!r}."
+                )
+
+    def build(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, total_steps: int) -> dict[str, Any] | None:
+        """Lightning's scheduler entry for ``optimizer``, or ``None`` for a constant rate without warm-up.
+
+        Args:
+            optimizer: the optimizer whose parameter groups' rates are scheduled (each group keeps its ratio).
+            steps_per_epoch: optimizer steps per epoch.
+            total_steps: optimizer steps of the whole run.
+        """
+        if self.name == "plateau":
+            plateau = ReduceLROnPlateau(optimizer, mode=self.mode, factor=self.factor, patience=self.patience)
+            return {"scheduler": plateau, "monitor": "val/acc" if self.mode == "max" else "val/loss"}
+        warmup_steps = self.warmup_epochs * steps_per_epoch
+        phases: list[LRScheduler] = []
+        if warmup_steps:
+            # Factor 1/w at step 0, rising by 1/w per step to 1 at step w - 1.
+            phases.append(LinearLR(optimizer, start_factor=1 / warmup_steps, total_iters=warmup_steps - 1))
+        decay = self._decay(optimizer, steps_per_epoch, length=max(1, total_steps - warmup_steps))
+        if decay is not None:
+            phases.append(decay)
+        if not phases:
+            return None
+        schedule = phases[0] if len(phases) == 1 else SequentialLR(optimizer, phases, milestones=[warmup_steps])
+        return {"scheduler": schedule, "interval": "step"}
+
+    def _decay(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, length: int) -> LRScheduler | None:
+        """The schedule after the warm-up, which lasts ``length`` steps; ``None`` for a constant rate."""
+        if self.name == "cosine":
+            return CosineAnnealingLR(optimizer, T_max=length)
+        if self.name == "multistep":
+            return StepLR(optimizer, step_size=self.decay_steps * steps_per_epoch, gamma=self.factor)
+        if self.name == "exponential":
+            return ExponentialLR(optimizer, gamma=self.factor ** (1 / steps_per_epoch))
+        return None

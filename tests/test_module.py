@@ -1,0 +1,114 @@
+"""The LightningModule: settings refused on construction (before a run writes anything), the original's LnLoss
+penalty in place of decay, and the best validation accuracy (a MaxMetric) kept in checkpoints under its old key."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from ckconv.errors import InvalidArgument
+from models.ccnn import CCNN
+from models.module import ClassificationModule
+
+
+def small_net(num_classes: int = 3) -> CCNN:
+    torch.manual_seed(0)
+    return CCNN(1, num_classes, 1, (8,), hidden_channels=4, num_blocks=1, conv_options={"kernel_hidden_channels": 4})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"optimizer": {"name": "Adamm"}}, "optimizer.name"),
+        ({"optimizer": {"lr": float("nan")}}, "optimizer.lr"),
+        ({"optimizer": {"lr": float("inf")}}, "optimizer.lr"),
+        ({"optimizer": {"lr": 0}}, "optimizer.lr"),
+        ({"optimizer": {"lr": -1.0}}, "optimizer.lr"),
+        ({"optimizer": {"weight_decay_type": "l2"}}, "optimizer.weight_decay_type"),
+        ({"optimizer": {"betas": (0.9, 0.99)}}, "optimizer.betas"),
+        ({"scheduler": {"name": "cosin"}}, "scheduler.name"),
+        ({"scheduler": {"name": "plateau", "warmup_epochs": 3}}, "scheduler.warmup_epochs"),
+        ({"scheduler": {"warmup_epochs": -1}}, "scheduler.warmup_epochs"),
+        ({"scheduler": {"decay_steps": 0}}, "scheduler.decay_steps"),
+        ({"scheduler": {"name": "plateau", "patience": -1}}, "scheduler.patience"),
+        ({"scheduler": {"name": "exponential", "factor": 2.0}}, "scheduler.factor"),
+        ({"scheduler": {"mode": "up"}}, "scheduler.mode"),
+        ({"scheduler": {"gamma": 0.5}}, "scheduler.gamma"),
+    ],
+)
+def test_bad_settings_are_refused_on_construction_naming_their_key(kwargs, argument):
+    num_classes = kwargs.pop("num_classes", 3)
+    with pytest.raises(InvalidArgument) as info:
+        ClassificationModule(small_net(), num_classes, **kwargs)
+    assert info.value.argument == argument and str(info.value).startswith(argument), str(info.value)
+
+
+def test_ln_loss_moves_the_decay_from_the_optimizer_into_the_penalty():
+    optimizer = {"name": "AdamW", "lr": 0.01, "weight_decay": 0.05}
+    decoupled = ClassificationModule(small_net(), 3, optimizer=optimizer)
+    ln_loss = ClassificationModule(small_net(), 3, optimizer={**optimizer, "weight_decay_type": "ln_loss"})
+    assert (decoupled.penalty_weight, decoupled.optimizer_settings.weight_decay) == (0.0, 0.05)
+    assert (ln_loss.penalty_weight, ln_loss.optimizer_settings.weight_decay) == (0.05, 0.0)
+    assert all(g["weight_decay"] == 0.0 for g in ln_loss.optimizer_settings.build(ln_loss.net).param_groups)
+
+
+def test_best_val_acc_is_the_running_maximum_saved_under_the_key_best_val_acc():
+    module = ClassificationModule(small_net(), 3)
+    for acc in (0.5, 0.8, 0.6):
+        module.best_val_acc.update(torch.tensor(acc))
+    assert module.best_val_acc.compute().item() == pytest.approx(0.8)
+    state = module.state_dict()
+    assert "best_val_acc" in state and not any(key.startswith("best_val_acc.") for key in state)
+    assert state["best_val_acc"].item() == pytest.approx(0.8)
+
+    # A state_dict of the earlier buffer (the shipped checkpoint's format: one 0-dim tensor) loads strictly.
+    fresh = ClassificationModule(small_net(), 3)
+    fresh.load_state_dict({**state, "best_val_acc": torch.tensor(0.75)})
+    assert fresh.best_val_acc.max_value.item() == pytest.approx(0.75)
+    fresh.best_val_acc.update(torch.tensor(0.7))
+    assert fresh.best_val_acc.compute().item() == pytest.approx(0.75)
+
+
+class RecordValAcc(pl.Callback):
+    def __init__(self) -> None:
+        self.val_acc: list[float] = []
+        self.best: list[float] = []
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        if not trainer.sanity_checking:
+            self.val_acc.append(trainer.callback_metrics["val/acc"].item())
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self.best.append(trainer.callback_metrics["val/acc_best"].item())
+
+
+def test_best_val_acc_of_a_run_survives_its_checkpoint(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(24, 1, 8, generator=generator), torch.randint(0, 3, (24,), generator=generator))
+    module = ClassificationModule(small_net(), 3, optimizer={"name": "SGD", "lr": 0.5})
+    record = RecordValAcc()
+    trainer = pl.Trainer(
+        max_epochs=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[record],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, DataLoader(data, batch_size=4), DataLoader(data, batch_size=8))
+    running_max = [max(record.val_acc[: i + 1]) for i in range(len(record.val_acc))]
+    assert record.best == pytest.approx(running_max)
+    assert len(set(record.val_acc)) > 1  # the accuracy moved, so the maximum is not just the last value
+
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    checkpoint = torch.load(tmp_path / "run.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["state_dict"]["best_val_acc"].item() == pytest.approx(max(record.val_acc))
+    reloaded = ClassificationModule(small_net(), 3)
+    reloaded.load_state_dict(checkpoint["state_dict"])
+    assert reloaded.best_val_acc.max_value.item() == pytest.approx(max(record.val_acc))
