@@ -167,6 +167,15 @@ def test_a_bad_flag_writes_nothing(tmp_path):
 
 
 def test_a_resumed_run_keeps_its_wandb_run_id(tmp_path, monkeypatch):
+    import re
+
+    import wandb.util
+
     first = _wandb_run_id(tmp_path)
     assert _wandb_run_id(tmp_path) == first
     assert (tmp_path / "wandb_run_id.txt").read_text() == first
+    assert re.fullmatch(r"[a-z0-9]{8}", first)
+    (tmp_path / "other").mkdir()
+    assert _wandb_run_id(tmp_path / "other") != first
+    # Why the id is drawn here: the pinned wandb has no public generator (training.run._wandb_run_id).
+    assert not hasattr(wandb.util, "generate_id")

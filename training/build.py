@@ -1,14 +1,22 @@
-"""The one place that turns config flags into constructor calls: datamodule, network, LightningModule."""
+"""The one place that turns config flags into constructor calls: datamodule, network, LightningModule.
+
+The constructors check their own arguments and name them in their own terms (``hidden_channels must be positive``);
+this module reports such an error under the flag the value came from (``net.no_hidden must be positive``), so that
+each rule lives in one place and every message names what the user typed.
+"""
 
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_original_cwd
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from ckconv import CONV_TYPES
 from datamodules import CCNNDataModule, DataMeta, datamodule_class
 from models.ccnn import CCNN
 from models.module import ClassificationModule
@@ -17,25 +25,116 @@ from training.config import DEAD_FLAGS, ConfigError
 # dataset.params flags that config.py refuses unless left at their default (they did nothing in the original).
 DEAD_DATASET_PARAMS = {flag.rsplit(".", 1)[1] for flag in DEAD_FLAGS if flag.startswith("dataset.params.")}
 
+# Constructor arguments (the names library errors use) -> the flags their values come from.
+ARGUMENT_FLAGS: dict[str, str] = {
+    # CCNN
+    "hidden_channels": "net.no_hidden",
+    "num_blocks": "net.no_blocks",
+    "block_type": "net.block.type",
+    "prenorm": "net.block.prenorm",
+    "norm": "net.norm",
+    "nonlinearity": "net.nonlinearity",
+    "dropout": "net.dropout",
+    "dropout_in": "net.dropout_in",
+    "dropout_type": "net.dropout_type",
+    "conv_type": "conv.type",
+    "block_width_factors": "net.block_width_factors",
+    "downsampling": "net.downsampling",
+    "downsampling_size": "net.downsampling_size",
+    "embedding": "net.embedding",
+    "embedding_dim": "net.embedding_dim",
+    # the conv layers (CCNN's conv_options)
+    "causal": "conv.causal",
+    "bias": "conv.bias",
+    "use_fft": "conv.use_fft",
+    "kernel_size": "kernel.size",
+    "kernel_type": "kernel.type",
+    "kernel_hidden_channels": "kernel.no_hidden",
+    "kernel_num_layers": "kernel.no_layers",
+    "kernel_omega_0": "kernel.omega_0",
+    "kernel_bias": "kernel.bias",
+    "kernel_norm": "kernel.norm",
+    "kernel_nonlinearity": "kernel.nonlinearity",
+    "kernel_init_spatial_value": "kernel.init_spatial_value",
+    "chang_initialize": "kernel.chang_initialize",
+    "cache_eval_kernels": "conv.cache",
+    "mask_init_value": "mask.init_value",
+    "mask_threshold": "mask.threshold",
+    "mask_dynamic_cropping": "mask.dynamic_cropping",
+    "mask_learn_mean": "mask.learn_mean",
+    # datamodules
+    "batch_size": "train.batch_size",
+    "test_batch_size": "test.batch_size_multiplier",
+    "num_workers": "no_workers",
+    "data_dir": "dataset.data_dir",
+    "data_type": "dataset.data_type",
+    "augment": "dataset.augment",
+}
+
+
+def flag_of(argument: str) -> str:
+    """The flag a constructor argument comes from: ``optimizer.*``/``scheduler.*`` keep their names, dataset options
+    are ``dataset.params.<name>``."""
+    if argument in ARGUMENT_FLAGS:
+        return ARGUMENT_FLAGS[argument]
+    if argument.startswith(("optimizer.", "scheduler.")):
+        return argument
+    return f"dataset.params.{argument}"
+
+
+def as_flag_error(error: ValueError, context: str = "") -> ConfigError:
+    """A constructor's error about its argument, reworded with the flag in place of the argument's name."""
+    message = str(error)
+    argument = getattr(error, "argument", None)
+    if argument:
+        flag = flag_of(argument)
+        message = flag + message[len(argument) :] if message.startswith(argument) else f"{flag}: {message}"
+    return ConfigError(f"{context}{message}")
+
 
 def resolve_path(path: str) -> Path:
     """Relative paths are taken from the directory the run was started in (Hydra may have changed it)."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return p
+    return Path(to_absolute_path(str(Path(path).expanduser())))
+
+
+def _annotation_types(annotation: Any) -> tuple[type, ...]:
+    """The plain types an annotation admits, e.g. ``int | None`` -> ``(int, NoneType)``; empty when unknown."""
+    if isinstance(annotation, str):
+        annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation.split("|")[0].strip())
+    if isinstance(annotation, type):
+        return (annotation,)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(t for t in typing.get_args(annotation) if isinstance(t, type))
+    return ()
+
+
+def _check_option_type(flag: str, value: Any, parameter: inspect.Parameter) -> None:
+    kinds = _annotation_types(parameter.annotation)
+    if not kinds:
+        return
+    ok = any(
+        isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        for kind in kinds + ((float,) if int in kinds else ())
+    ) or (float in kinds and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        names = " or ".join(kind.__name__ for kind in kinds if kind is not type(None))
+        raise ConfigError(f"{flag} must be {names}, got {value!r} ({type(value).__name__}).")
+
+
+def _datamodule_class(cfg: DictConfig) -> type[CCNNDataModule]:
     try:
-        base = Path(get_original_cwd())
-    except ValueError:  # not running under @hydra.main (tests, notebooks)
-        base = Path.cwd()
-    return base / p
+        return datamodule_class(cfg.dataset.name)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
 
 
 def datamodule_options(cfg: DictConfig) -> dict[str, Any]:
     """Keyword arguments of the selected datamodule: every ``dataset.params.*`` flag that is set (not null), plus
     ``dataset.data_type`` and ``dataset.augment`` when they differ from their defaults. A flag the dataset does not
-    take is refused, so that no flag is silently ignored."""
-    cls = datamodule_class(cfg.dataset.name)
-    accepted = set(inspect.signature(cls.__init__).parameters)
+    take is refused, so that no flag is silently ignored; a value of the wrong type is refused by the type of the
+    dataset's own argument."""
+    cls = _datamodule_class(cfg)
+    parameters = inspect.signature(cls.__init__).parameters
     requested: dict[str, tuple[str, Any]] = {}
     if cfg.dataset.data_type != "default":
         requested["data_type"] = ("dataset.data_type", cfg.dataset.data_type)
@@ -46,17 +145,17 @@ def datamodule_options(cfg: DictConfig) -> dict[str, Any]:
             requested[str(key)] = (f"dataset.params.{key}", value)
     options: dict[str, Any] = {}
     for key, (flag, value) in requested.items():
-        if key not in accepted:
+        if key not in parameters:
             raise ConfigError(f"{flag}={value!r} is not used by dataset.name={cfg.dataset.name}; remove it.")
-        options[key] = value
+        _check_option_type(flag, value, parameters[key])
+        options[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     return options
 
 
 def build_datamodule(cfg: DictConfig) -> CCNNDataModule:
     """The datamodule of ``dataset.name``; constructing it reads nothing from disk."""
-    steps = cfg.train.accumulate_grad_steps
-    batch_size = cfg.train.batch_size // steps
-    cls, options = datamodule_class(cfg.dataset.name), datamodule_options(cfg)  # these name their flags already
+    cls, options = _datamodule_class(cfg), datamodule_options(cfg)  # these name their flags already
+    batch_size = cfg.train.batch_size // cfg.train.accumulate_grad_steps
     try:
         return cls(
             data_dir=resolve_path(cfg.dataset.data_dir),
@@ -68,23 +167,30 @@ def build_datamodule(cfg: DictConfig) -> CCNNDataModule:
             **options,
         )
     except ValueError as error:  # the datamodule's own argument checks
-        raise ConfigError(f"dataset.name={cfg.dataset.name}: {error}") from error
+        raise as_flag_error(error, f"dataset.name={cfg.dataset.name}: ") from error
 
 
 def conv_options(cfg: DictConfig) -> dict[str, Any]:
-    """Keyword arguments shared by every conv layer of the network."""
+    """Keyword arguments shared by every conv layer of the network, by what the selected layer class is."""
     options: dict[str, Any] = {
         "causal": cfg.conv.causal,
         "bias": cfg.conv.bias,
         "use_fft": cfg.conv.use_fft,
         "kernel_size": cfg.kernel.size,
     }
-    if cfg.conv.type in ("Conv", "SeparableConv"):
-        return options
+    layer = CONV_TYPES.get(cfg.conv.type)
+    if layer is None or not layer.continuous:
+        return options  # an unknown name is refused by CCNN, naming conv.type
     kernel_options: dict[str, Any] = {}
     if cfg.kernel.type == "MLP":
         kernel_options = {"norm": cfg.kernel.norm, "nonlinearity": cfg.kernel.nonlinearity}
-    if "FlexConv" not in cfg.conv.type:
+    if layer.masked:
+        if cfg.kernel.init_spatial_value != 1.0:
+            raise ConfigError(
+                f"kernel.init_spatial_value is derived from mask.init_value for conv.type={cfg.conv.type}; leave "
+                "it at 1.0, or use conv.type=CKConv/SeparableCKConv."
+            )
+    else:
         kernel_options["init_spatial_value"] = cfg.kernel.init_spatial_value
     options |= {
         "kernel_type": cfg.kernel.type,
@@ -96,7 +202,7 @@ def conv_options(cfg: DictConfig) -> dict[str, Any]:
         "chang_initialize": cfg.kernel.chang_initialize,
         "cache_eval_kernels": cfg.conv.cache,
     }
-    if "FlexConv" in cfg.conv.type:
+    if layer.masked:
         options |= {
             "mask_init_value": cfg.mask.init_value,
             "mask_threshold": cfg.mask.threshold,
@@ -108,8 +214,8 @@ def conv_options(cfg: DictConfig) -> dict[str, Any]:
 
 def build_network(cfg: DictConfig, meta: DataMeta) -> CCNN:
     """The CCNN for data described by ``meta``."""
-    factors = OmegaConf.to_container(cfg.net.block_width_factors)
-    factors = [] if factors in ([0.0], [0], []) else factors
+    factors = OmegaConf.to_container(cfg.net.block_width_factors) if cfg.net.block_width_factors is not None else []
+    factors = [] if factors in ([0.0], [0], []) else factors  # the original's [0.0]: every block at net.no_hidden
     try:
         return CCNN(
             in_channels=meta.in_channels,
@@ -132,15 +238,15 @@ def build_network(cfg: DictConfig, meta: DataMeta) -> CCNN:
             downsampling_size=cfg.net.downsampling_size,
             vocab_size=meta.vocab_size,
             embedding=cfg.net.embedding,
-            embedding_dim=cfg.net.embedding_dim or None,
+            embedding_dim=cfg.net.embedding_dim,
             paired=meta.paired,
         )
     except ValueError as error:
-        raise ConfigError(str(error)) from error
+        raise as_flag_error(error) from error
 
 
 def build_module(cfg: DictConfig, meta: DataMeta) -> ClassificationModule:
-    """Network + loss + optimizer settings."""
+    """Network + loss + optimizer and schedule settings (checked here, not when fitting starts)."""
     optimizer = {
         "name": cfg.optimizer.name,
         "lr": cfg.optimizer.lr,
@@ -152,7 +258,7 @@ def build_module(cfg: DictConfig, meta: DataMeta) -> ClassificationModule:
     }
     scheduler = {
         "name": cfg.scheduler.name,
-        "warmup_epochs": max(0, cfg.scheduler.warmup_epochs),
+        "warmup_epochs": cfg.scheduler.warmup_epochs,
         "decay_steps": cfg.scheduler.decay_steps,
         "factor": cfg.scheduler.factor,
         "patience": cfg.scheduler.patience,
@@ -168,4 +274,4 @@ def build_module(cfg: DictConfig, meta: DataMeta) -> ClassificationModule:
             skip_nonfinite=cfg.train.skip_nonfinite,
         )
     except ValueError as error:
-        raise ConfigError(str(error)) from error
+        raise as_flag_error(error) from error

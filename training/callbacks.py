@@ -1,16 +1,47 @@
-"""Callbacks: RNG state in checkpoints, one summary line per epoch, gradient-norm logging, the saved config."""
+"""Callbacks: checkpoints that follow their run folder, RNG state in checkpoints, one summary line per epoch,
+gradient-norm logging, the saved config."""
 
 from __future__ import annotations
 
 import random
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import grad_norm
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose restored state points into the folder it writes to now.
+
+    Lightning restores the best score only when the checkpoint folder is unchanged, yet restores the best path always.
+    A run folder copied elsewhere (``cp -r run run2``) and resumed there would then compare new scores against none,
+    overwriting ``best.ckpt`` with a worse model, and report ``run/checkpoints/best.ckpt`` (another run's file) as its
+    best. Here every path of the restored state that lay in the old folder is moved to the same name in the new one,
+    so the score and the paths are restored together.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old is not None and self.dirpath is not None and Path(old) != Path(self.dirpath):
+
+            def moved(path: str) -> str:
+                return str(Path(self.dirpath) / Path(path).name) if path and Path(path).parent == Path(old) else path
+
+            state_dict = {
+                **state_dict,
+                "dirpath": self.dirpath,
+                "best_model_path": moved(state_dict.get("best_model_path", "")),
+                "kth_best_model_path": moved(state_dict.get("kth_best_model_path", "")),
+                "last_model_path": moved(state_dict.get("last_model_path", "")),
+                "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+            }
+        super().load_state_dict(state_dict)
 
 
 class RNGStateCallback(pl.Callback):

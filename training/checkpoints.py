@@ -1,7 +1,16 @@
-"""Checkpoints that are never half-written, and loads that say what is wrong with a file."""
+"""Checkpoints that are never half-written, saves that fail in plain words, and loads that say what is wrong.
+
+Two kinds of checkpoint file exist:
+- a *training* checkpoint (``<run>/checkpoints/{best,last}.ckpt``): Lightning's full state (weights, optimizer,
+  schedule, loops, callbacks incl. the RNG states) plus the run config (``ccnn_config``); it can be resumed;
+- a *weights-only* file (the shipped ``pretrained/*/model.ckpt``): ``state_dict`` and ``ccnn_config`` only; it can be
+  evaluated or fine-tuned from (``pretrained.*``), not resumed.
+"""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import pickle
 import re
@@ -14,9 +23,17 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
+# torch.compile wraps a module as ``_orig_mod``; checkpoints written from a compiled network carry that in every key.
+_COMPILED_PREFIX = "_orig_mod."
+
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated, foreign, or for another architecture. The message names the file."""
+    """A checkpoint is missing, truncated, foreign, for another network, or cannot be saved. The message names
+    the file."""
+
+
+class CheckpointSaveError(CheckpointError):
+    """A checkpoint could not be written (disk full, no permission, ...); the previous file at the path is intact."""
 
 
 def _umask() -> int:
@@ -25,24 +42,51 @@ def _umask() -> int:
     return mask
 
 
+def _save_failure(path: Path, error: OSError) -> CheckpointSaveError:
+    causes = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EFBIG: "the file is larger than this process may write (ulimit -f)",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "the file system is read-only",
+    }
+    cause = causes.get(error.errno or 0, error.strerror or type(error).__name__)
+    return CheckpointSaveError(
+        f"could not save checkpoint {path}: {cause} ({error.strerror or error}). "
+        f"The previous {path.name}, if any, is unchanged; free space or choose another train.output_dir."
+    )
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
     A kill at any moment leaves either the old file or the new one, never a truncated one; a SIGKILL mid-write leaves
     the temporary behind, which :func:`remove_stale_temporaries` clears before the next run writes there.
+    The object is serialised in memory first and written with plain file writes: torch's own writer turns a full disk
+    into ``[enforce fail at inline_container.cc] unexpected pos``, losing the operating system's reason, which this
+    reports instead (:class:`CheckpointError` naming the path and the cause).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            handle.write(buffer.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
         os.replace(tmp, path)
+    except OSError as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise _save_failure(path, error) from error
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -66,7 +110,8 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O that writes through :func:`atomic_torch_save`."""
+    """Lightning checkpoint I/O that writes through :func:`atomic_torch_save` and reads through
+    :func:`read_checkpoint`."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         atomic_torch_save(checkpoint, path)
@@ -75,8 +120,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path, map_location=map_location)
 
 
+def _plain_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """State-dict keys without torch.compile's ``_orig_mod.`` wrapper, so compiled and eager checkpoints agree."""
+    return {key.replace(_COMPILED_PREFIX, ""): value for key, value in state.items()}
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a Lightning checkpoint written by this project, or raise :class:`CheckpointError` saying why not."""
+    """Read a checkpoint written by this project (training or weights-only), or raise :class:`CheckpointError`
+    saying why not. Keys of networks that were compiled with torch.compile are returned in their plain form."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (pass the path of a .ckpt file).")
@@ -88,7 +139,22 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} has no 'state_dict': it was not written by this project's trainer.")
+    checkpoint["state_dict"] = _plain_keys(checkpoint["state_dict"])
     return checkpoint
+
+
+def is_resumable(checkpoint: dict[str, Any]) -> bool:
+    """Whether ``checkpoint`` holds the trainer state that resuming needs (not only weights)."""
+    return all(key in checkpoint for key in ("pytorch-lightning_version", "optimizer_states", "loops"))
+
+
+def check_resumable(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` unless ``checkpoint`` (read from ``path``) can be resumed."""
+    if not is_resumable(checkpoint):
+        raise CheckpointError(
+            f"checkpoint {path} holds weights only (no optimizer, schedule or epoch state), so train.resume cannot "
+            f"continue it; start from its weights with pretrained.load=True pretrained.filename={path}."
+        )
 
 
 def load_weights(module: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
@@ -116,19 +182,3 @@ def load_weights(module: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
         )
     module.load_state_dict(state)
     return checkpoint
-
-
-def export_weights(source: str | os.PathLike, destination: str | os.PathLike, metrics: dict[str, float]) -> Path:
-    """Write a small checkpoint with only the weights, the run config and ``metrics`` (no optimizer state).
-
-    It loads with ``pretrained.filename`` like a full checkpoint; it cannot be resumed from.
-    """
-    checkpoint = read_checkpoint(source)
-    slim = {
-        "state_dict": checkpoint["state_dict"],
-        "ccnn_config": checkpoint.get("ccnn_config"),
-        "metrics": dict(metrics),
-        "source": Path(source).name,
-    }
-    atomic_torch_save(slim, destination)
-    return Path(destination)

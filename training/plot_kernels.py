@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from models.plot_kernels import save_kernel_plot
 from training.build import build_datamodule, build_module
 from training.checkpoints import CheckpointError, load_weights, read_checkpoint
+from training.compat import upgraded_config
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> Path:
         raise CheckpointError(
             f"checkpoint {args.checkpoint} carries no config (ccnn_config); it was not written by main.py."
         )
-    cfg = OmegaConf.create(checkpoint["ccnn_config"])
+    cfg = upgraded_config(checkpoint["ccnn_config"])
     module = build_module(cfg, build_datamodule(cfg).meta)
     load_weights(module, args.checkpoint)
     out = args.out or args.checkpoint.with_suffix(".kernels.png")

@@ -1,0 +1,370 @@
+"""Trust: no silent wrong result, no overwritten result, every mistake refused before anything is written.
+
+Each test reproduces a way the project once gave a wrong result or destroyed one (issue 11, cases 1-10), through
+``python main.py`` as a user runs it wherever the command line itself is part of the failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO, TINY, compose
+from training.checkpoints import CheckpointError, read_checkpoint
+from training.run import train
+from training.run_folder import RunFolderError
+
+SHIPPED = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
+ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+ENV.pop("HYDRA_FULL_ERROR", None)  # users do not set it; the one-line messages must not depend on it
+
+
+def main_py(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def tree(folder: Path) -> dict[str, float]:
+    """Every file and folder under ``folder`` with its modification time."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1. A misspelt preset trained the default model and exited 0.
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_preset_that_does_not_exist_is_refused_with_the_presets_of_its_task(tmp_path):
+    result = main_py("experiment=smnist/ccnn_9_999", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        "error: experiment=smnist/ccnn_9_999 is not a preset; the presets of smnist are: smnist/ccnn_4_140, "
+        "smnist/ccnn_6_380."
+    ]
+    assert not any(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 2. A run replaced a finished run's checkpoints; two runs on one folder mixed their checkpoints.
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_new_run_never_writes_into_a_folder_that_holds_another_run(tiny, tmp_path):
+    train(compose(tiny))
+    run = tmp_path / "run"
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(RunFolderError, match=rf"run folder {run} already holds a run.*train\.resume={run}"):
+        train(compose([*tiny, "seed=1"]))
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_second_process_on_a_folder_in_use_is_refused(data_dir, tmp_path):
+    run = tmp_path / "run"
+    flags = [*TINY, "train.epochs=30", f"dataset.data_dir={data_dir}", f"train.output_dir={run}"]
+    first = subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), *flags], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "config.yaml").is_file() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended before the second could start; make it longer"
+        second = main_py(*[f for f in flags if "epochs" not in f], "train.epochs=1", cwd=tmp_path)
+        assert second.returncode == 2
+        [line] = error_lines(second)
+        assert line.startswith(f"error: run folder {run} is in use by a running process (pid {first.pid} on ")
+    finally:
+        first.kill()
+        first.wait()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 3. A copied run, resumed, evaluated the best checkpoint of the run it was copied from.
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_resumed_copy_evaluates_its_own_best_checkpoint(tiny, tmp_path):
+    original = tmp_path / "run"
+    train(compose([*tiny, "train.epochs=2"]))
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    # Make the original's best checkpoint worthless: a resumed copy that read it would report its accuracy.
+    spoiled = torch.load(original / "checkpoints" / "best.ckpt", weights_only=False)
+    spoiled["state_dict"] = {k: torch.zeros_like(v) for k, v in spoiled["state_dict"].items()}
+    torch.save(spoiled, original / "checkpoints" / "best.ckpt")
+
+    last = copy / "checkpoints" / "last.ckpt"
+    resumed = train(compose([*tiny, "train.epochs=3", "train.output_dir=null", f"train.resume={last}"]))
+    assert Path(resumed["best_checkpoint"]) == copy / "checkpoints" / "best.ckpt"
+    state = torch.load(copy / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+    paths = [v["best_model_path"] for k, v in state.items() if k.startswith("RunCheckpoint")]
+    assert paths and all(Path(p).parent == copy / "checkpoints" for p in paths)
+    evaluated = train(
+        compose(
+            [
+                *tiny,
+                "train.do=False",
+                "pretrained.load=True",
+                f"pretrained.filename={copy / 'checkpoints' / 'best.ckpt'}",
+                f"train.output_dir={tmp_path / 'eval'}",
+            ]
+        )
+    )
+    assert resumed["test/acc"] == evaluated["test/acc"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 4. A checkpoint evaluated with flags that define another network gave 8.9% silently.
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_checkpoint_used_with_other_network_flags_is_refused_naming_each(tmp_path):
+    result = main_py(
+        "train.do=False",
+        "pretrained.load=True",
+        f"pretrained.filename={SHIPPED}",
+        "conv.causal=True",
+        "kernel.omega_0=60",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    [line] = error_lines(result)
+    assert line.startswith(f"error: checkpoint {SHIPPED} was written with other flags than these")
+    assert "kernel.omega_0=60 (checkpoint: 50.0)" in line and "conv.causal=True (checkpoint: False)" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_evaluating_a_checkpoint_reports_no_best_accuracy_of_another_run(data_dir, tmp_path):
+    metrics = train(
+        compose(
+            [
+                "train.do=False",
+                "pretrained.load=True",
+                f"pretrained.filename={SHIPPED}",
+                "no_workers=0",
+                f"dataset.data_dir={data_dir}",
+                f"train.output_dir={tmp_path / 'eval'}",
+            ]
+        )
+    )
+    assert "val/acc_best" not in metrics and "val/acc" in metrics
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 5. A flag added with Hydra's "+" was accepted and read by nothing.
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("+optimizer.lrr=0.1", "error: optimizer.lrr is not a flag (did you mean optimizer.lr?)"),
+        ("+optimizer.lr=0.1", "error: Could not append to config. An item is already at 'optimizer.lr'."),
+        ("++optimizer.lrr=0.1", "error: optimizer.lrr is not a flag (did you mean optimizer.lr?)"),
+    ],
+)
+def test_flags_added_with_plus_are_refused(flag, message, tmp_path):
+    result = main_py(flag, cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result)[0].startswith(message) and len(error_lines(result)) == 1
+    assert not any(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 6. A failed resume with other flags overwrote the run's config.yaml, then failed with torch's size-mismatch dump.
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_failed_resume_changes_nothing_in_the_run_folder(tiny, tmp_path):
+    train(compose(tiny))
+    run = tmp_path / "run"
+    before = tree(run)
+    config = (run / "config.yaml").read_bytes()
+    with pytest.raises(CheckpointError, match=r"net\.no_hidden=12 \(checkpoint: 8\)"):
+        train(compose([*tiny, "net.no_hidden=12", "train.epochs=2", f"train.resume={run / 'checkpoints/last.ckpt'}"]))
+    assert tree(run) == before and (run / "config.yaml").read_bytes() == config
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 10. Checkpoints of compiled networks did not load; a weights-only file given to train.resume raised a KeyError.
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_compiled_network_writes_checkpoints_with_the_eager_keys(tiny, tmp_path):
+    from training.build import build_datamodule, build_module
+
+    cfg = compose([*tiny, "train.compile=True"])
+    module = build_module(cfg, build_datamodule(cfg).meta)
+    module.net.compile()  # what train.compile=True does
+    assert not any("_orig_mod" in k for k in module.state_dict())
+
+
+def test_checkpoints_written_by_an_older_compiled_run_load_for_evaluation_and_fine_tuning(tiny, tmp_path):
+    trained = train(compose(tiny))
+    checkpoint = torch.load(trained["best_checkpoint"], weights_only=False)
+    checkpoint["state_dict"] = {k.replace("net.", "net._orig_mod.", 1): v for k, v in checkpoint["state_dict"].items()}
+    compiled = tmp_path / "compiled.ckpt"
+    torch.save(checkpoint, compiled)
+    load = ["pretrained.load=True", f"pretrained.filename={compiled}"]
+    evaluated = train(compose([*tiny, *load, "train.do=False", f"train.output_dir={tmp_path / 'eval'}"]))
+    assert evaluated["test/acc"] == trained["test/acc"]
+    tuned = train(compose([*tiny, *load, f"train.output_dir={tmp_path / 'tune'}"]))
+    assert "test/acc" in tuned
+
+
+def test_a_weights_only_checkpoint_given_to_resume_points_at_pretrained(tmp_path):
+    result = main_py(f"train.resume={SHIPPED}", f"train.output_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result) == [
+        f"error: checkpoint {SHIPPED} holds weights only (no optimizer, schedule or epoch state), so train.resume "
+        f"cannot continue it; start from its weights with pretrained.load=True pretrained.filename={SHIPPED}."
+    ]
+    assert not any(tmp_path.iterdir())
+
+
+def test_read_checkpoint_names_weights_only_files(tmp_path):
+    from training.checkpoints import is_resumable
+
+    assert not is_resumable(read_checkpoint(SHIPPED))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Bad command lines: each refused with one line naming the culprit, and nothing written anywhere under the folder
+# the command was started in (no Hydra folder, no run folder, no data).
+# ----------------------------------------------------------------------------------------------------------------
+def _fake_run(folder: Path) -> Path:
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.yaml").write_text("seed: 0\n")
+    return folder
+
+
+BAD_COMMAND_LINES: dict[str, tuple[list[str], str]] = {
+    "preset typo": (["experiment=smnist/ccnn_9_999"], "experiment=smnist/ccnn_9_999 is not a preset"),
+    "task typo": (["experiment=smnsit/ccnn_4_140"], "did you mean smnist?"),
+    "flag typo": (["optimzer.lr=0.1"], "optimzer.lr is not a flag (did you mean optimizer.lr?)"),
+    "added flag": (["+optimizer.lrr=0.1"], "optimizer.lrr is not a flag"),
+    "wrong type": (["train.epochs=abc"], "train.epochs must be an integer, got 'abc'"),
+    "wrong type of a dataset option": (
+        ["dataset.name=STL10", "dataset.params.resolution=big"],
+        "dataset.params.resolution must be int",
+    ),
+    "not a number lr": (["optimizer.lr=nan"], "optimizer.lr"),
+    "negative lr": (["optimizer.lr=-0.1"], "optimizer.lr"),
+    "unknown optimizer": (["optimizer.name=Adamm"], "optimizer.name"),
+    "unknown scheduler": (["scheduler.name=cosinee"], "scheduler.name"),
+    "plateau with warm-up": (["scheduler.name=plateau"], "scheduler.warmup_epochs"),
+    "no GPU": (["device=cuda"], "device=cuda but no CUDA device is visible"),
+    "causal 2D": (["dataset.name=MNIST", "conv.causal=True"], "conv.causal=True needs 1D data"),
+    "zero width": (["net.no_hidden=0"], "net.no_hidden"),
+    "mask threshold": (["mask.threshold=1.5"], "mask.threshold"),
+    "kernel net name": (["kernel.type=Fourier"], "kernel.type"),
+    "conv layer name": (["conv.type=Transformer"], "conv.type"),
+    "dataset name": (["dataset.name=ImageNet"], "dataset.name must be one of"),
+    "option of another dataset": (["dataset.params.mfcc=True"], "dataset.params.mfcc=True is not used by"),
+    "dead flag": (["hooks_enabled=True"], "hooks_enabled=True is not supported"),
+    "dead list flag": (["hooks=[grad_norm]"], "hooks=['grad_norm'] is not supported"),
+    "point clouds": (["dataset.params.num_nodes=512"], "dataset.params.num_nodes=512 is not supported"),
+    "accumulation": (["train.batch_size=10", "train.accumulate_grad_steps=3"], "train.batch_size=10"),
+    "grad norm": (["train.track_grad_norm=-2"], "train.track_grad_norm"),
+    "filename without load": (["pretrained.filename=model.ckpt"], "pretrained.filename=model.ckpt"),
+    "missing checkpoint": (["train.resume=nothing.ckpt", "train.output_dir=elsewhere"], "nothing.ckpt does not exist"),
+    "weights-only resume": ([f"train.resume={SHIPPED}", "train.output_dir=r"], "holds weights only"),
+    "other network": (
+        ["train.do=False", "pretrained.load=True", f"pretrained.filename={SHIPPED}", "conv.causal=True"],
+        "conv.causal=True (checkpoint: False)",
+    ),
+    "no download, no files": (
+        ["dataset.name=MNIST", "dataset.download=False", "dataset.data_type=sequence"],
+        "MNIST",
+    ),
+    "multirun with a bad value": (["-m", "optimizer.lr=0.1,abc"], "optimizer.lr must be a number, got 'abc'"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess, dict, tuple]]:
+    """Every bad command line of the table, run in its own empty folder, four at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = tmp_path_factory.mktemp("bad")
+    occupied = _fake_run(base / "occupied")
+    cases = dict(BAD_COMMAND_LINES)
+    cases["another run's folder"] = ([f"train.output_dir={occupied}"], f"run folder {occupied} already holds a run")
+
+    def run(name: str) -> tuple[str, tuple[subprocess.CompletedProcess, dict, tuple]]:
+        cwd = base / name.replace(" ", "_").replace("'", "")
+        cwd.mkdir()
+        return name, (main_py(*cases[name][0], cwd=cwd), tree(cwd), cases[name])
+
+    occupied_before = tree(occupied)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(pool.map(run, cases))
+    assert tree(occupied) == occupied_before
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*BAD_COMMAND_LINES, "another run's folder"])
+def test_a_bad_command_line_is_refused_in_one_line_and_writes_nothing(bad_runs, name):
+    result, left, (args, expected) = bad_runs[name]
+    assert result.returncode == 2, (args, result.stdout[-1500:], result.stderr[-1500:])
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, result.stderr)
+    assert left == {}, f"{args} left {sorted(left)} behind"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A save that fails for lack of space said "[enforce fail at inline_container.cc:672] unexpected pos".
+# ----------------------------------------------------------------------------------------------------------------
+SAVE_UNDER_LIMIT = """
+import resource, signal, sys, torch
+from training.checkpoints import CheckpointSaveError, atomic_torch_save
+path = sys.argv[1]
+atomic_torch_save({"state_dict": {"w": torch.ones(10)}}, path)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+try:
+    atomic_torch_save({"state_dict": {"w": torch.zeros(1_000_000)}}, path)
+except CheckpointSaveError as error:
+    print(error)
+"""
+
+
+def test_a_save_that_the_system_refuses_names_the_path_and_the_cause_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    result = subprocess.run(
+        [sys.executable, "-c", SAVE_UNDER_LIMIT, str(path)], env=ENV, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.startswith(
+        f"could not save checkpoint {path}: the file is larger than this process may write (ulimit -f) "
+        "(File too large). The previous last.ckpt, if any, is unchanged"
+    ), result.stdout + result.stderr
+    assert torch.equal(read_checkpoint(path)["state_dict"]["w"], torch.ones(10))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 160 KiB file system (tmpfs), where the machine lets this process mount one (root in a container)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_run_whose_disk_fills_up_ends_with_one_line_naming_the_checkpoint(small_disk, data_dir):
+    result = main_py(*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={small_disk / 'run'}", cwd=small_disk)
+    assert result.returncode == 1, result.stderr[-2000:]
+    [line] = [line for line in error_lines(result) if line.startswith("error: ")]
+    assert line.startswith(f"error: could not save checkpoint {small_disk / 'run' / 'checkpoints'}/")
+    assert "the disk is full (No space left on device)" in line
+    assert not list((small_disk / "run" / "checkpoints").glob(".*.tmp"))

@@ -1,0 +1,230 @@
+"""The command line of ``main.py``: refusals in one line, before anything is written, with exit codes to match.
+
+Hydra composes the config before any of our code runs, and reports its own errors (a misspelt flag, a preset that
+does not exist) as several lines or a traceback. :func:`preflight` therefore composes the config first, exactly as
+Hydra will (same search path, same overrides; for a multirun every value of every sweep), and checks it with
+:func:`training.config.validate_config`; :func:`run_task` then runs inside Hydra and turns the errors that
+``train(cfg)`` raises before writing anything into one line too.
+
+Exit codes: 0 done; 2 refused (bad flag, data, checkpoint or run folder; nothing was written); 1 failed while running
+(e.g. a non-finite loss or a checkpoint that could not be saved; the run folder holds what was done). ``-v`` (or
+``CCNN_TRACEBACK=1``) shows the traceback instead of the one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "cfg"
+PRESET_DIR = CONFIG_DIR / "experiment"
+TRACEBACK_ENV = "CCNN_TRACEBACK"
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+
+# Hydra's own options that make it print something and run no job: nothing to check.
+_INFO_OPTIONS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
+
+_failed_jobs: list[str] = []
+
+
+class RefusedError(Exception):
+    """A command line that cannot run, with the one line that says why."""
+
+
+def wants_traceback() -> bool:
+    return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+
+
+def one_line(error: BaseException) -> str:
+    """``error: <message>`` on one line (messages may hold line breaks)."""
+    return "error: " + " ".join(str(error).split())
+
+
+def pop_verbose(argv: list[str]) -> list[str]:
+    """``argv`` without ``-v``/``--verbose``, which set :data:`TRACEBACK_ENV` (Hydra has no such option)."""
+    if any(arg in ("-v", "--verbose") for arg in argv):
+        os.environ[TRACEBACK_ENV] = "1"
+    return [arg for arg in argv if arg not in ("-v", "--verbose")]
+
+
+def presets() -> list[str]:
+    """Every selectable ``experiment=<task>/<variant>`` (names starting with "_" are shared bases, not presets)."""
+    found = [p.relative_to(PRESET_DIR).with_suffix("").as_posix() for p in PRESET_DIR.rglob("*.yaml")]
+    return sorted(name for name in found if not any(part.startswith("_") for part in name.split("/")))
+
+
+def _unknown_preset(name: str) -> str:
+    names = presets()
+    task = name.split("/")[0]
+    same_task = [p for p in names if p.split("/")[0] == task]
+    if same_task:
+        return f"experiment={name} is not a preset; the presets of {task} are: {', '.join(same_task)}."
+    tasks = sorted({p.split("/")[0] for p in names})
+    guess = difflib.get_close_matches(task, tasks, n=1)
+    hint = f" (did you mean {guess[0]}?)" if guess else ""
+    return f"experiment={name} is not a preset{hint}; tasks with presets: {', '.join(tasks)}."
+
+
+def _composition_message(error: Exception, overrides: list[str]) -> str:
+    """One line for an error Hydra or OmegaConf raised while composing."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(error, MissingConfigException) and str(error.missing_cfg_file or "").startswith("experiment/"):
+        return _unknown_preset(str(error.missing_cfg_file).removeprefix("experiment/"))
+    text = str(error)
+    if text.startswith("Could not override '"):
+        flag = text.split("'")[1]
+        from training.config import _flag_names, defaults
+
+        guess = difflib.get_close_matches(flag, _flag_names(defaults()), n=1)
+        hint = f" (did you mean {guess[0]}?)" if guess else ""
+        return f"{flag} is not a flag{hint}; every flag is listed, with its default, in cfg/config.yaml."
+    cause = error.__cause__
+    lines = [text.strip().splitlines()[0] if text.strip() else type(error).__name__]
+    if cause is not None and str(cause).strip():
+        lines.append(str(cause).strip().splitlines()[0])
+    return " ".join(lines)
+
+
+def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists to check: the command line itself, or for a multirun each value of each sweep (the other
+    sweeps at their first value), which finds every bad value without composing the whole product."""
+    if not multirun:
+        return [overrides]
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices = []
+    for override in parsed:
+        key = override.get_key_element()
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [override.get_value_element_as_str()]
+        )
+        choices.append([f"{key}={value}" for value in values])
+    first = [options[0] for options in choices]
+    jobs = [first]
+    for i, options in enumerate(choices):
+        jobs += [[*first[:i], option, *first[i + 1 :]] for option in options[1:]]
+    return jobs
+
+
+def preflight(argv: list[str]) -> None:
+    """Compose and check the config of every job ``argv`` describes. Raises :class:`RefusedError`; writes nothing."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    args = get_args_parser().parse_args(argv)
+    if any(getattr(args, option, None) for option in _INFO_OPTIONS):
+        return
+    config_dir = CONFIG_DIR
+    if args.config_path:
+        config_dir = (REPO / args.config_path).resolve()
+    config_name = args.config_name or "config"
+    from hydra import compose, initialize_config_dir
+
+    from training.config import ConfigError, validate_config
+
+    for overrides in _job_overrides(list(args.overrides), bool(args.multirun)):
+        try:
+            with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+                cfg = compose(config_name, overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as error:
+            if wants_traceback():
+                raise
+            raise RefusedError(_composition_message(error, overrides)) from error
+        try:
+            validate_config(cfg)
+        except ConfigError as error:
+            if wants_traceback():
+                raise
+            raise RefusedError(str(error)) from error
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from datamodules import DataError
+    from models.module import NonFiniteLossError
+    from training.checkpoints import CheckpointError
+    from training.config import ConfigError
+    from training.run_folder import RunFolderError
+
+    return (ConfigError, DataError, CheckpointError, RunFolderError, NonFiniteLossError)
+
+
+def _exit_code(error: BaseException) -> int:
+    from models.module import NonFiniteLossError
+    from training.checkpoints import CheckpointSaveError
+
+    return EXIT_FAILED if isinstance(error, NonFiniteLossError | CheckpointSaveError) else EXIT_REFUSED
+
+
+def _multirun_job() -> tuple[str, Path] | None:
+    """(``overrides``, job folder) when this process runs a job of a Hydra multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:
+        return None
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return " ".join(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir)
+
+
+def run_task(cfg: Any) -> float:
+    """Hydra's task function: ``train(cfg)``; returns the validation accuracy for sweepers (NaN for a failed job).
+
+    A refused single run prints one line and exits; a refused job of a multirun prints one line naming the job,
+    removes the empty folder Hydra made for it, and lets the other jobs run (the exit code reports it).
+    """
+    from training.run import train
+
+    try:
+        metrics = train(cfg)
+    except _user_errors() as error:
+        if wants_traceback():
+            raise
+        job = _multirun_job()
+        if job is None:
+            print(one_line(error), file=sys.stderr, flush=True)
+            raise SystemExit(_exit_code(error)) from None
+        overrides, folder = job
+        print(f"job [{overrides}]: {one_line(error)}", file=sys.stderr, flush=True)
+        _failed_jobs.append(overrides)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        return math.nan
+    return float(metrics.get("val/acc", math.nan))
+
+
+def exit_status() -> int:
+    """After Hydra returns: non-zero when a job of the multirun failed (each was reported when it failed)."""
+    if _failed_jobs:
+        print(f"{len(_failed_jobs)} job(s) failed: " + "; ".join(_failed_jobs), file=sys.stderr)
+        return EXIT_REFUSED
+    return 0
+
+
+def main(hydra_main: Any, argv: list[str]) -> int:
+    """``main.py``: check the command line, then hand it to Hydra (``hydra_main`` is the ``@hydra.main`` function)."""
+    args = pop_verbose(argv[1:])
+    try:
+        preflight(args)
+    except RefusedError as error:
+        print(one_line(error), file=sys.stderr)
+        return EXIT_REFUSED
+    sys.argv = [argv[0], *args]
+    hydra_main()
+    return exit_status()
+
+
+__all__ = ["EXIT_FAILED", "EXIT_REFUSED", "main", "one_line", "preflight", "presets", "run_task"]

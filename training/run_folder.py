@@ -1,0 +1,148 @@
+"""Run folders belong to one run: chosen and checked before anything is written, locked while the run lives.
+
+A folder *holds a run* when it has a run's config.yaml, checkpoints or metrics. A new run never writes into such a
+folder; only resuming that run does (``train.resume=<folder>/checkpoints/last.ckpt``). Two processes never write into
+one folder at the same time: the first takes an exclusive lock (``<folder>/.lock``, an ``flock`` that the operating
+system releases when the process ends, however it ends), the second is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import IO
+
+LOCK_NAME = ".lock"
+# What a run writes: a folder with any of these is some run's.
+RUN_MARKERS = ("config.yaml", "checkpoints", "logs")
+
+
+class RunFolderError(RuntimeError):
+    """The run folder cannot be used: it holds another run, another process is writing to it, or it is not a
+    folder. The message names the folder and the way out."""
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds what a run writes."""
+    return folder.is_dir() and any((folder / marker).exists() for marker in RUN_MARKERS)
+
+
+def _holder(folder: Path) -> str | None:
+    """The lock holder's description when another process holds ``folder``'s lock, else ``None``."""
+    path = folder / LOCK_NAME
+    if not path.is_file():
+        return None
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def run_folder_of_checkpoint(checkpoint: Path) -> Path | None:
+    """``<run>`` for ``<run>/checkpoints/<name>.ckpt``; ``None`` for a file elsewhere."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+
+
+def default_run_folder(base: Path) -> Path:
+    """``<base>/<date>/<time>``, with ``_1``, ``_2``, ... when a run started in the same second took it."""
+    stamp = base / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
+    candidate, n = stamp, 0
+    while candidate.exists():
+        n += 1
+        candidate = stamp.with_name(f"{stamp.name}_{n}")
+    return candidate
+
+
+def check_run_folder(folder: Path, resuming: bool) -> None:
+    """Raise :class:`RunFolderError` unless a run may write into ``folder``. Writes nothing.
+
+    Args:
+        folder: the run folder.
+        resuming: the run continues the run that ``folder`` holds (its checkpoint is in ``folder/checkpoints``).
+    """
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"run folder {folder} exists and is not a folder; choose another train.output_dir.")
+    holder = _holder(folder)
+    if holder is not None:
+        raise RunFolderError(
+            f"run folder {folder} is in use by a running process ({holder}); wait for it to end or choose another "
+            "train.output_dir."
+        )
+    if not resuming and holds_run(folder):
+        raise RunFolderError(
+            f"run folder {folder} already holds a run (its config.yaml, checkpoints or logs); a new run never "
+            f"writes over another. Choose another train.output_dir, or continue that run with "
+            f"train.resume={folder / 'checkpoints' / 'last.ckpt'}."
+        )
+
+
+class RunLock:
+    """The exclusive lock of a run folder, held from :meth:`acquire` until :meth:`release` or process exit."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._handle: IO[str] | None = None
+
+    def acquire(self, resuming: bool) -> None:
+        """Create the folder, take its lock, and check again under the lock (another run may have started since the
+        first check). Raises :class:`RunFolderError`; on failure nothing new is left behind."""
+        created = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock_path = self.folder / LOCK_NAME
+        lock_existed = lock_path.exists()
+        handle = open(lock_path, "a+")  # noqa: SIM115 (held open for the run's lifetime)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RunFolderError(
+                f"run folder {self.folder} is in use by a running process; wait for it to end or choose another "
+                "train.output_dir."
+            ) from None
+        try:
+            if not resuming and holds_run(self.folder):
+                check_run_folder(self.folder, resuming)  # raises, naming the folder
+        except RunFolderError:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+            if not lock_existed:
+                lock_path.unlink(missing_ok=True)
+            if created:
+                _remove_empty(self.folder)
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {os.uname().nodename}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        """Release the lock (the lock file stays; it holds no state)."""
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` and its empty parents that this process created (best effort; never a non-empty one)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        return
+
+
+__all__ = [
+    "RunFolderError",
+    "RunLock",
+    "check_run_folder",
+    "default_run_folder",
+    "holds_run",
+    "run_folder_of_checkpoint",
+]
