@@ -3,13 +3,15 @@
 Errors: a bad constructor argument raises :class:`InvalidArgument` (a ``ValueError``) whose ``argument`` is the keyword
 of the signature that was called.
 
-State outside parameters: forward passes write no parameters or buffers. Two caches live outside them; neither is
-saved and both follow the parameters they were computed from:
-- ``GaussianMask.host_copy``: the mask's width and mean on the host, for the crop rule (reading them on a GPU is a
-  device synchronisation). Valid while the same width and mean tensors are in place with unchanged version counters;
-  ``ckconv.mask.refresh_mask_widths`` renews it for every mask of a network in one transfer.
-- ``CKConv._kernel_cache`` (with ``cache_eval_kernels=True``, outside autograd only): the last sampled kernel, keyed
-  on the input size and the parameters' identities and version counters.
+State outside parameters: forward passes write no parameters or buffers, and one attribute outside them, a cache that
+is never saved:
+- ``GaussianMask.host_copy``: the mask's width and mean as Python floats, for the crop rule (reading them from a GPU
+  is a device synchronisation, once per layer). Valid while the same width and mean tensors are in place with
+  unchanged version counters; a crop after a change reads them again. ``ckconv.mask.refresh_mask_widths`` renews
+  it for every mask of a network in one transfer (the training module calls it before each batch), so that a
+  training step reads no device value. In-place writes through ``param.data`` do not bump version counters: change
+  mask widths with ``torch.no_grad()`` and in-place ops, or call ``refresh_mask_widths`` after such writes.
+Sampled kernels are not cached: every forward pass samples them anew.
 """
 
 from ckconv.conv import (

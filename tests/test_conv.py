@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import subprocess
@@ -25,6 +26,7 @@ from ckconv import (
 )
 from ckconv.conv import resampled_size, resolve_kernel_size
 from ckconv.functional import anchor_index, cropped_size, kernel_positions
+from ckconv.mask import GaussianMask
 
 # `import ckconv.conv as m` would give the function ckconv.conv (re-exported from functional), not the module.
 conv_module = importlib.import_module("ckconv.conv")
@@ -83,7 +85,7 @@ def test_every_registered_conv_builds_and_runs_forward_and_backward(name, data_d
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
 
 
-@pytest.mark.parametrize("name", ["CKConv", "FlexConv", "SeparableFlexConv", "Conv", "SeparableConv"])
+@pytest.mark.parametrize("name", sorted(CONV_TYPES))
 def test_layer_matches_the_functional_convolution_of_its_kernel(name):
     spatial = (12,)
     layer = build(CONV_TYPES[name], 2, 3, 1, spatial)
@@ -260,14 +262,89 @@ def test_chang_init_scales_the_output_layer_once_by_sqrt_of_inverse_cropped_fan_
     assert torch.equal(fresh.kernel_net.output_layer.weight, w_chang)
 
 
-def test_forward_writes_no_state():
+# The only attributes a forward pass may write: the caches named under "State outside parameters" in the ckconv
+# package docstring.
+ALLOWED_CACHES = {(GaussianMask, "host_copy")}
+
+
+def snapshot(value):
+    """A comparable picture of an attribute's value: tensors by identity, version counter, dtype, shape and bytes;
+    containers and dataclasses element by element; other objects by identity."""
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        return ("tensor", id(value), value._version, value.dtype, tuple(value.shape), bytes(data.numpy()))
+    if isinstance(value, dict):
+        return ("dict", tuple((key, snapshot(item)) for key, item in value.items()))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(snapshot(item) for item in value))
+    if dataclasses.is_dataclass(value):
+        return (type(value).__name__, tuple(snapshot(getattr(value, f.name)) for f in dataclasses.fields(value)))
+    if value is None or isinstance(value, bool | int | float | str | torch.dtype):
+        return value
+    return ("object", type(value).__name__, id(value))
+
+
+def module_state(model: torch.nn.Module) -> dict[tuple[str, type, str], object]:
+    """Every attribute of every submodule, parameters and buffers included (children are visited themselves)."""
+    return {
+        (name, type(module), attribute): snapshot(value)
+        for name, module in model.named_modules()
+        for attribute, value in vars(module).items()
+        if attribute != "_modules"
+    }
+
+
+def written_attributes(before: dict, after: dict) -> set[tuple[type, str]]:
+    """(module class, attribute) of every attribute whose snapshot differs between ``before`` and ``after``."""
+    changed = {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+    return {(cls, attribute) for _, cls, attribute in changed}
+
+
+def test_snapshot_sees_attributes_outside_the_state_dict():
     layer = build(SeparableFlexConv, 2, 3, 1, (20,), causal=True)
-    before = {k: v.clone() for k, v in layer.state_dict().items()}
-    layer(randn(2, 2, 20))
-    layer(randn(2, 2, 40))
-    after = layer.state_dict()
-    assert before.keys() == after.keys()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    before = module_state(layer)
+    layer.note = "written"  # an attribute state_dict() does not see
+    with torch.no_grad():
+        layer.kernel_net.output_layer.bias.add_(0.0)  # an in-place write that leaves the values unchanged
+    assert written_attributes(before, module_state(layer)) == {
+        (SeparableFlexConv, "note"),
+        (torch.nn.Linear, "_parameters"),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(CONV_TYPES))
+@pytest.mark.parametrize(("data_dim", "causal"), [(1, True), (2, False)])
+def test_forward_writes_no_state(name, data_dim, causal):
+    size = (20,) if data_dim == 1 else (9, 10)
+    layer = build(CONV_TYPES[name], 2, 3, data_dim, size, causal=causal)
+    x, other = randn(2, 2, *size), randn(2, 2, *(2 * n for n in size))
+    layer(x)  # the first pass fills the mask's host copy; the passes below must write nothing else
+    before = module_state(layer)
+    layer(x).sum().backward()  # training mode, at the training size and at another one
+    layer(other)
+    layer.eval()
+    with torch.no_grad():  # evaluation, twice at each size
+        layer(x), layer(x), layer(other), layer(other)
+    layer.train()
+    layer.zero_grad(set_to_none=True)  # the backward's gradients are the optimizer's state, not the forward's
+    assert written_attributes(before, module_state(layer)) <= ALLOWED_CACHES
+
+
+def test_a_stack_of_layers_writes_no_state_but_the_named_caches():
+    torch.manual_seed(0)
+    stack = torch.nn.Sequential(
+        SeparableFlexConv(1, 4, 1, input_size=24, **SMALL_NET),
+        torch.nn.BatchNorm1d(4),
+        FlexConv(4, 2, 1, input_size=24, **SMALL_NET),
+    ).eval()
+    with torch.no_grad():
+        stack[0].mask.width.mul_(1.5)  # as an optimizer step would: the first forward renews this mask's host copy
+    before = module_state(stack)
+    with torch.no_grad():
+        stack(randn(2, 1, 24, dtype=torch.float32))
+    stack(randn(2, 1, 48, dtype=torch.float32))
+    written = written_attributes(before, module_state(stack))
+    assert written == ALLOWED_CACHES  # the snapshot sees the host copy being renewed, and nothing else changes
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -369,7 +446,7 @@ def test_kernel_at_the_training_size_is_the_masked_kernel_net_output_exactly():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Eval kernel cache
+# Kernels are sampled at every forward pass (no cache)
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture
 def captured_kernels(monkeypatch):
@@ -384,76 +461,19 @@ def captured_kernels(monkeypatch):
     return kernels
 
 
-def test_eval_forwards_without_grad_reuse_the_kernel_object(captured_kernels):
-    layer = build(SeparableFlexConv, 2, 3, 1, (20,)).eval()
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_every_forward_samples_its_kernel_anew(captured_kernels, mode):
+    layer = build(SeparableFlexConv, 2, 3, 1, (20,))
+    layer.train(mode == "train")
     x = randn(2, 2, 20)
-    with torch.no_grad():
+    with torch.set_grad_enabled(mode == "train"):
         y1, y2 = layer(x), layer(x)
-        layer(randn(2, 2, 30))  # another size samples another kernel
-    assert captured_kernels[0] is captured_kernels[1]
-    assert captured_kernels[2] is not captured_kernels[1]
-    assert captured_kernels[2].shape != captured_kernels[1].shape
-    assert torch.equal(y1, y2)
-
-
-def test_train_mode_forwards_resample_the_kernel(captured_kernels):
-    layer = build(SeparableFlexConv, 2, 3, 1, (20,)).train()
-    x = randn(2, 2, 20)
-    layer(x), layer(x)
     assert captured_kernels[0] is not captured_kernels[1]
-    assert captured_kernels[0].requires_grad
+    assert torch.equal(captured_kernels[0], captured_kernels[1]) and torch.equal(y1, y2)
 
 
-def test_eval_cache_is_invalidated_by_an_optimizer_step(captured_kernels):
-    layer = build(SeparableFlexConv, 2, 3, 1, (20,)).eval()
-    reference = build(SeparableFlexConv, 2, 3, 1, (20,), cache_eval_kernels=False).eval()
-    x = randn(2, 2, 20)
-    with torch.no_grad():
-        y_before = layer(x)
-    optimizer = torch.optim.SGD(layer.parameters(), lr=0.05)
-    for p in layer.parameters():
-        p.grad = torch.full_like(p, 0.1)
-    optimizer.step()
-    with torch.no_grad():
-        y_after = layer(x)
-        reference.load_state_dict(layer.state_dict())
-        y_fresh = reference(x)
-    assert captured_kernels[1] is not captured_kernels[0]
-    assert not torch.allclose(y_after, y_before)
-    assert torch.equal(y_after, y_fresh)
-
-
-def test_eval_cache_is_invalidated_by_load_state_dict():
-    a = build(SeparableFlexConv, 2, 3, 1, (20,), seed=0).eval()
-    b = build(SeparableFlexConv, 2, 3, 1, (20,), seed=1).eval()
-    x = randn(2, 2, 20)
-    with torch.no_grad():
-        y_a, y_b = a(x), b(x)
-        b.load_state_dict(a.state_dict())
-        y_loaded = b(x)
-    assert not torch.equal(y_a, y_b)
-    assert torch.equal(y_loaded, y_a)
-
-
-def test_eval_cache_is_not_fooled_by_functional_call_with_fresh_tensors():
-    # Fresh tensors passed one after another can reuse a freed tensor's id with the same version counter (0); the
-    # cache must not mistake them for the parameters it was built from.
-    layer = build(SeparableFlexConv, 1, 1, 1, (20,)).eval()
-    reference = build(SeparableFlexConv, 1, 1, 1, (20,), cache_eval_kernels=False).eval()
-    x = randn(1, 1, 20)
-    with torch.no_grad():
-        for width in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
-            got = functional_call(layer, {"mask.width": torch.tensor([width], dtype=torch.float64)}, (x,))
-            expected = functional_call(reference, {"mask.width": torch.tensor([width], dtype=torch.float64)}, (x,))
-            assert torch.equal(got, expected), width
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="eval kernel cache is keyed on version counters; writes through `param.data` do not bump them, so the "
-    "cached kernel goes stale (use `with torch.no_grad(): param.mul_(...)` instead)",
-)
-def test_eval_cache_is_invalidated_by_writes_through_param_data():
+def test_a_write_through_param_data_changes_the_next_output():
+    # Writes through `.data` bump no version counter; with kernels sampled at every call none can go stale.
     layer = build(SeparableFlexConv, 1, 1, 1, (20,)).eval()
     x = randn(1, 1, 20)
     with torch.no_grad():
@@ -462,12 +482,15 @@ def test_eval_cache_is_invalidated_by_writes_through_param_data():
         assert not torch.equal(layer(x), y_before)
 
 
-def test_eval_cache_is_not_saved_in_the_state_dict():
-    layer = build(FlexConv, 1, 1, 1, (10,)).eval()
-    keys = set(layer.state_dict())
+def test_functional_call_with_fresh_parameters_gives_their_outputs():
+    layer = build(SeparableFlexConv, 1, 1, 1, (20,)).eval()
+    reference = build(SeparableFlexConv, 1, 1, 1, (20,)).eval()
+    x = randn(1, 1, 20)
     with torch.no_grad():
-        layer(randn(1, 1, 10))
-    assert set(layer.state_dict()) == keys
+        for width in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+            got = functional_call(layer, {"mask.width": torch.tensor([width], dtype=torch.float64)}, (x,))
+            reference.mask.width.fill_(width)
+            assert torch.equal(got, reference(x)), width
 
 
 # ---------------------------------------------------------------------------------------------------------------

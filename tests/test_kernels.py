@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from ckconv.errors import InvalidArgument
 from ckconv.kernels import (
     KERNEL_NETS,
     MLP,
@@ -320,15 +321,17 @@ def test_bad_arguments_raise_value_error_naming_them(
     cls: type[KernelNet], kwargs: dict[str, int], argument: str
 ) -> None:
     args = {"data_dim": 2, "out_channels": 1, **kwargs}
-    with pytest.raises(ValueError, match=argument):
+    with pytest.raises(InvalidArgument, match=f"^{argument} must be") as info:
         cls(**args)
+    assert info.value.argument == argument
 
 
 @pytest.mark.parametrize("cls", [MAGNet, GaborNet])
 @pytest.mark.parametrize("argument", ["alpha", "beta"])
 def test_bad_gamma_arguments_raise(cls: type[KernelNet], argument: str) -> None:
-    with pytest.raises(ValueError, match=argument):
+    with pytest.raises(InvalidArgument, match=f"^{argument} must be a finite number > 0, got 0.0") as info:
         cls(data_dim=1, out_channels=1, **{argument: 0.0})
+    assert info.value.argument == argument
 
 
 @pytest.mark.parametrize(
@@ -341,8 +344,9 @@ def test_bad_gamma_arguments_raise(cls: type[KernelNet], argument: str) -> None:
     ],
 )
 def test_mlp_rejects_unknown_module_names(kwargs: dict[str, str], argument: str) -> None:
-    with pytest.raises(ValueError, match=argument):
+    with pytest.raises(InvalidArgument, match=f"^{argument}") as info:
         MLP(data_dim=1, out_channels=1, **kwargs)
+    assert info.value.argument == argument
 
 
 @pytest.mark.parametrize("name", sorted(KERNEL_NETS))
@@ -381,7 +385,7 @@ def test_build_kernel_net_builds_every_entry_with_common_arguments(name: str) ->
 
 
 def test_build_kernel_net_rejects_unknown_name_listing_allowed_ones() -> None:
-    with pytest.raises(ValueError, match="Gabbor") as info:
+    with pytest.raises(InvalidArgument, match=r"^name must be one of .*Gabbor") as info:
         build_kernel_net("Gabbor", data_dim=1, out_channels=1)
     for name in KERNEL_NETS:
         assert name in str(info.value)
