@@ -56,10 +56,7 @@ def resolve_num_workers(num_workers: int) -> int:
 
 
 def seeded_split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Subset]:
-    """Split ``dataset`` into (train, val) subsets with a permutation drawn from ``seed`` alone.
-
-    The validation subset holds the first ``val_size`` indices of ``torch.randperm(n)`` under a generator seeded
-    with ``seed`` (what ``random_split`` draws), the training subset the rest, in that order.
+    """Split ``dataset`` into (train, val) subsets: ``random_split`` with a generator seeded by ``seed`` alone.
 
     Raises:
         DataError: ``val_size`` leaves no training example (or is not positive); the message gives the count.
@@ -77,10 +74,9 @@ def seeded_split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Su
 class CCNNDataModule(pl.LightningDataModule):
     """Shared loader settings, download and split bookkeeping.
 
-    Constructing a datamodule never touches the disk: ``meta`` is computed from the arguments alone, so that
-    ``train.dry_run`` can build a model without data. A datamodule whose files come from elsewhere names the
-    places they may already be (``layouts``), how to fetch them (``fetch``) and how to read them (``load_splits``);
-    ``prepare_data`` and ``setup`` are the same for all of them.
+    Constructing a datamodule never touches the disk: ``meta`` comes from the arguments alone, so that
+    ``train.dry_run`` can build a model without data. Subclasses say where their files may already be
+    (``layouts``), how to fetch them (``fetch``) and how to read them (``load_splits``).
 
     Args:
         data_dir: folder that holds (or will receive) the dataset files.
@@ -92,6 +88,7 @@ class CCNNDataModule(pl.LightningDataModule):
     """
 
     name: ClassVar[str] = ""  # how messages call the dataset, e.g. "CIFAR10"
+    source: ClassVar[str] = ""  # what ``fetch`` downloads and how much, for messages
 
     def __init__(
         self,
@@ -119,12 +116,6 @@ class CCNNDataModule(pl.LightningDataModule):
     def meta(self) -> DataMeta:
         raise NotImplementedError
 
-    # ------------------------------------------------------------------------------------------ to override
-    @property
-    def source(self) -> str:
-        """Where ``fetch`` downloads from and how much, for messages."""
-        return ""
-
     def layouts(self) -> list[Layout]:
         """Where this dataset's files may already be under ``data_dir``, in the order searched; the first is where
         ``fetch`` puts them. Empty for data generated locally."""
@@ -138,7 +129,6 @@ class CCNNDataModule(pl.LightningDataModule):
         """Read and check the (train, val, test) datasets; raise DataError naming the file at fault."""
         raise NotImplementedError
 
-    # ----------------------------------------------------------------------------------------------- shared
     def locate(self) -> Layout:
         """The first complete layout of this dataset under ``data_dir``.
 

@@ -1,11 +1,9 @@
 """An on-disk cache for preprocessed tensors, keyed by the settings that produced them.
 
-Decoding 100k WAV or PNG files, or tokenising a few GB of text, takes minutes; the result is a handful of
-tensors. ``cached_tensors`` stores them once per distinct set of settings. The key is a hash of the settings
-(JSON with sorted keys plus a format version), written into the file name, so that changing any setting builds
-a new file instead of reading a stale one. Files are written atomically (temporary file + ``os.replace``), so
-an interrupted run never leaves a half-written cache behind; a cache file that cannot be read anyway is
-rebuilt with a warning.
+Decoding 100k WAV or PNG files, or tokenising a few GB of text, takes minutes; the result is a handful of tensors,
+stored once per set of settings. The key, a hash of the settings (sorted JSON plus a format version), is in the file
+name: changing any setting builds a new file instead of reading a stale one. Files are written atomically (temporary
+file + ``os.replace``); a cache file that cannot be read anyway is rebuilt with a warning.
 """
 
 from __future__ import annotations

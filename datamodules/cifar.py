@@ -9,14 +9,12 @@ CIFAR-10 with ``grayscale=True`` and ``data_type="sequence"`` is the LRA Image t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from datamodules.layouts import Layout
-from datamodules.vision import TORCHVISION_LAYOUT, VisionDataModule
+from datamodules.vision import VisionDataModule
 
 
 class _CIFARDataModule(VisionDataModule):
@@ -64,15 +62,6 @@ class _CIFARDataModule(VisionDataModule):
     def _transform_options(self) -> dict:
         return {"grayscale": self.grayscale}
 
-    def layouts(self) -> list[Layout]:
-        cls = self.torchvision_class
-        names = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-        return [Layout(TORCHVISION_LAYOUT, self.folder, tuple(names))]
-
-    def split_files(self, train: bool) -> list[Path]:
-        cls = self.torchvision_class
-        return [self.folder / name for name, _ in (cls.train_list if train else cls.test_list)]
-
     def read(self, train: bool) -> tuple[Tensor, Tensor]:
         dataset = self.checked_class()(self.data_dir, train=train, download=False)
         images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # stored (N, H, W, C)
@@ -84,7 +73,7 @@ class CIFAR10DataModule(_CIFARDataModule):
 
     name = "CIFAR10"
     torchvision_class = CIFAR10
-    size_note = "163 MB"
+    source = f"{CIFAR10.url} (163 MB)"
     supports_grayscale = True
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.247, 0.243, 0.261)
@@ -96,7 +85,7 @@ class CIFAR100DataModule(_CIFARDataModule):
 
     name = "CIFAR100"
     torchvision_class = CIFAR100
-    size_note = "161 MB"
+    source = f"{CIFAR100.url} (161 MB)"
     mean = (0.5071, 0.4867, 0.4408)
     std = (0.2675, 0.2565, 0.2761)
     num_classes = 100

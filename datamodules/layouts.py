@@ -1,10 +1,9 @@
 """Where a dataset's files may already be: the on-disk layouts of the libraries and code bases that download them.
 
-A user's existing data folder is used as it is. Each datamodule lists its known layouts under ``data_dir`` (for
-example torchvision's ``cifar-10-batches-py/``, torchaudio's ``SpeechCommands/speech_commands_v0.02/``, the LRA
-release's ``lra_release/listops-1000/``); :func:`find_layout` takes the first complete one. When none is complete,
-:func:`not_found_message` lists every layout searched with the exact paths it expects and what is missing there, so
-that a misplaced or partial copy is named rather than silently downloaded over.
+Each datamodule lists its known layouts under ``data_dir`` (torchvision's ``cifar-10-batches-py/``, torchaudio's
+``SpeechCommands/speech_commands_v0.02/``, the LRA release's ``lra_release/listops-1000/``, ...); the first complete
+one is used. When none is, one message lists every layout searched, the exact paths it expects and what is missing,
+so that a misplaced or partial copy is named rather than silently downloaded over.
 """
 
 from __future__ import annotations
@@ -32,11 +31,6 @@ class Layout:
         """The expected paths that do not exist."""
         return [self.root / entry for entry in self.expected if not (self.root / entry).exists()]
 
-    def is_partial(self) -> bool:
-        """Whether this layout's folder holds some, but not all, of the expected paths."""
-        missing = self.missing()
-        return self.root.is_dir() and 0 < len(missing) < len(self.expected)
-
     def describe(self) -> str:
         """``<name> layout at <root>: expects a, b, c; <what is missing>``."""
         if not self.root.is_dir():
@@ -54,8 +48,8 @@ def find_layout(layouts: Sequence[Layout]) -> Layout | None:
 
 
 def partial_copies(layouts: Sequence[Layout]) -> list[Layout]:
-    """The layouts that hold an incomplete copy (some expected paths, not all)."""
-    return [layout for layout in layouts if layout.is_partial()]
+    """The layouts whose folder holds an incomplete copy (some expected paths, not all)."""
+    return [layout for layout in layouts if layout.root.is_dir() and 0 < len(layout.missing()) < len(layout.expected)]
 
 
 def not_found_message(dataset: str, data_dir: Path, layouts: Sequence[Layout], fix: str) -> str:

@@ -1,14 +1,13 @@
 """Shared pieces of the Long Range Arena (LRA) datamodules: the release tarball, byte tokens, token datasets.
 
-The LRA release (``lra_release.gz``, a gzipped tar of about 7.7 GB whose top folder is ``lra_release/``) holds
-ListOps, Retrieval (AAN) and Pathfinder; LRA Text reads the Stanford IMDB archive directly (see ``text.py``).
-A task's folder is found where the release puts it (``<data_dir>/lra_release/listops-1000``, the original CCNN
-code's layout), under a release extracted into a folder of its own name (``lra_release/lra_release/...``) and
-where the S4 repository's instructions move it (``<data_dir>/listops``, ``aan``, ``pathfinder/pathfinder32``).
+The LRA release (``lra_release.gz``, a gzipped tar of about 7.7 GB, top folder ``lra_release/``) holds ListOps,
+Retrieval (AAN) and Pathfinder; LRA Text reads the Stanford IMDB archive (``text.py``). A task's folder is found
+where the release puts it (``<data_dir>/lra_release/listops-1000``, the original CCNN code's layout), in a release
+extracted into a folder of its own name (``lra_release/lra_release/...``), or where the S4 repository moves it
+(``<data_dir>/listops``, ``aan``, ``pathfinder/pathfinder32/...``).
 
-No checksum is published for the release, so a download is verified by what can be: the transfer's length
-against ``Content-Length``, then the presence and example counts (from the LRA paper) of every file the tasks
-read and the presence of every Pathfinder folder (:func:`check_release`).
+No checksum is published for the release: a download is verified by its length (``Content-Length``), then by
+:func:`check_release` (every file the tasks read, with the LRA paper's example counts, and every Pathfinder folder).
 
 Token sequences are stored as int16 (ids < 32768) to keep the cache and memory small, and returned as int64.
 """
@@ -34,8 +33,7 @@ LRA_FOLDER = "lra_release"
 LRA_SIZE = "about 7.7 GB"
 LRA_SOURCE = f"{LRA_URL} ({LRA_SIZE})"
 
-# Non-empty lines of each file the token tasks read (ListOps: a header + 96k / 2k / 2k examples; AAN: 147,086 /
-# 18,090 / 17,437 pairs, as the LRA paper gives them), relative to the release's top folder.
+# Non-empty lines of the files the token tasks read (the LRA paper's counts; ListOps files start with a header).
 RELEASE_LINES = {
     "listops-1000/basic_train.tsv": 96001,
     "listops-1000/basic_val.tsv": 2001,
@@ -49,15 +47,15 @@ PATHFINDER_DIFFICULTIES = {
     "intermediate": "curv_contour_length_9",
     "hard": "curv_contour_length_14",
 }
-# Every Pathfinder folder of the release (each holds metadata/*.npy and imgs/).
-RELEASE_PATHFINDER = tuple(
-    f"pathfinder{resolution}/{folder}"
-    for resolution in (32, 64, 128, 256)
-    for folder in PATHFINDER_DIFFICULTIES.values()
-)
+# Every (resolution, difficulty) of Pathfinder in the release: a folder of metadata/*.npy and imgs/ each.
+PATHFINDER_SETS = tuple((resolution, name) for resolution in (32, 64, 128, 256) for name in PATHFINDER_DIFFICULTIES)
 
-PAD_ID = 0
 BYTE_VOCAB_SIZE = 257  # pad (0) + the 256 byte values (byte b has id b + 1)
+
+
+def pathfinder_folder(resolution: int, difficulty: str) -> str:
+    """``pathfinder<R>/<difficulty folder>``, relative to the release's top folder."""
+    return f"pathfinder{resolution}/{PATHFINDER_DIFFICULTIES[difficulty]}"
 
 
 def lra_layouts(data_dir: Path, release_path: str, s4_path: str, expected: tuple[str, ...]) -> list[Layout]:
@@ -90,8 +88,8 @@ def check_release(root: Path) -> None:
             problems.append(f"{path} is missing")
         elif (found := _count_lines(path)) != lines:
             problems.append(f"{path} has {found} non-empty lines, the release {lines}")
-    for relative in RELEASE_PATHFINDER:
-        folder = root / relative
+    for resolution, difficulty in PATHFINDER_SETS:
+        folder = root / pathfinder_folder(resolution, difficulty)
         if not any((folder / "metadata").glob("*.npy")) or not (folder / "imgs").is_dir():
             problems.append(f"{folder} lacks metadata/*.npy or imgs/")
     if problems:
@@ -101,13 +99,12 @@ def check_release(root: Path) -> None:
         )
 
 
-def fetch_release(data_dir: Path) -> Path:
-    """Download the release into ``data_dir`` (length-checked), extract it and check it; returns its folder."""
+def fetch_release(data_dir: Path) -> None:
+    """Download the release into ``data_dir`` (length-checked), extract it and check it."""
     print(f"Downloading the Long Range Arena release from {LRA_URL} ({LRA_SIZE}); this takes a while.", flush=True)
     archive = download_url(LRA_URL, data_dir / "lra_release.gz")
     extract_archive(archive, data_dir)
     check_release(data_dir / LRA_FOLDER)
-    return data_dir / LRA_FOLDER
 
 
 def files_fingerprint(paths: Iterable[Path]) -> str:
@@ -131,19 +128,9 @@ def encode_bytes(data: bytes, seq_length: int) -> Tensor:
     return ids
 
 
-def decode_bytes(ids: Tensor) -> bytes:
-    """Invert ``encode_bytes``: drop the padding and subtract 1 (gives the bytes, possibly truncated)."""
-    ids = ids[ids != PAD_ID]
-    return bytes((ids - 1).tolist())
-
-
 class TokenDataset(Dataset):
-    """``(x, y)`` pairs of int64 token ids (stored compactly as int16) and int64 labels.
-
-    Args:
-        tokens: ``(N, L)`` or ``(N, 2, L)`` integer token ids.
-        labels: ``(N,)`` class indices.
-    """
+    """``(x, y)``: int64 token ids from ``tokens`` ``(N, L)`` or ``(N, 2, L)`` (stored compactly as int16), int64
+    labels from ``labels`` ``(N,)``."""
 
     def __init__(self, tokens: Tensor, labels: Tensor) -> None:
         if len(tokens) != len(labels):
@@ -165,8 +152,7 @@ class LRASplitsDataModule(CCNNDataModule):
     cache prefix, the default ``seq_length`` and ``read_split``, which turns one file into ``(x, y)`` tensors.
 
     Args:
-        data_dir, batch_size, test_batch_size, num_workers, seed: as in :class:`~datamodules.base.CCNNDataModule`.
-        download: fetch the LRA release (about 7.7 GB) in ``prepare_data`` when no layout is complete.
+        data_dir, batch_size, test_batch_size, num_workers, seed, download: see :class:`CCNNDataModule`.
         seq_length: every sequence is truncated or right-padded (id 0) to this length; ``None``: the task's own.
     """
 

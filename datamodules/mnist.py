@@ -14,10 +14,7 @@ from datamodules.download import download_url, extract_archive
 from datamodules.layouts import Layout
 from datamodules.vision import TORCHVISION_LAYOUT, VisionDataModule
 
-SPLIT_FILES = {
-    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+RAW_FILES = tuple(name.removesuffix(".gz") for name, _ in MNIST.resources)  # train images, labels; t10k images, labels
 
 
 class MNISTDataModule(VisionDataModule):
@@ -37,6 +34,7 @@ class MNISTDataModule(VisionDataModule):
 
     name = "MNIST"
     torchvision_class = MNIST
+    source = f"the four files of {MNIST.mirrors[0]} (11 MB)"
     mean = (0.1307,)
     std = (0.3081,)
     channels = 1
@@ -66,10 +64,6 @@ class MNISTDataModule(VisionDataModule):
         self.permuted = permuted
 
     @property
-    def source(self) -> str:
-        return f"the four files of {MNIST.mirrors[0]} (about 11 MB)"
-
-    @property
     def folder(self) -> Path:
         return self.data_dir / "MNIST" / "raw"
 
@@ -84,12 +78,12 @@ class MNISTDataModule(VisionDataModule):
 
     def layouts(self) -> list[Layout]:
         return [
-            Layout(TORCHVISION_LAYOUT, self.folder, SPLIT_FILES[True] + SPLIT_FILES[False]),
+            Layout(TORCHVISION_LAYOUT, self.folder, RAW_FILES),
             Layout("torchvision before 0.9", self.data_dir / "MNIST" / "processed", ("training.pt", "test.pt")),
         ]
 
     def split_files(self, train: bool) -> list[Path]:
-        return [self.folder / name for name in SPLIT_FILES[train]]
+        return [self.folder / name for name in (RAW_FILES[:2] if train else RAW_FILES[2:])]
 
     def fetch(self) -> None:
         """Download (MD5-checked) and decompress each missing file, trying torchvision's mirrors in turn."""

@@ -7,10 +7,9 @@ On disk (from ``lra_release.gz``; see ``lra_common`` for the other layouts searc
                                    ``imgs/<k> sample_<n>.png <n> <label> <continuity> <contour length> ...``
         imgs/<k>/sample_<n>.png    R x R grayscale PNG
 
-Despite their ``.npy`` name, the metadata files of the release are plain text (the LRA loaders read them that
-way); a real NumPy ``.npy`` array of strings with the same columns is accepted too. Only the image folder
-(column 0), file name (column 1) and label (column 3) are used. ``curv_baseline`` at R = 32 holds one known
-corrupt image (``imgs/0/sample_172.png``), which is skipped as in the common LRA loaders.
+Despite their name, the release's metadata files are plain text (as the LRA loaders read them); a real ``.npy``
+array of strings with the same columns is accepted too. Only columns 0 (folder), 1 (file) and 3 (label) are used.
+``curv_baseline`` at R = 32 holds one known corrupt image (``imgs/0/sample_172.png``), skipped as LRA loaders do.
 
 Pixels are scaled to [0, 1] and then normalised with mean 0.5 and std 0.5, i.e. to [-1, 1] (the original used
 [0, 1]). The release has no splits: a seeded random 80/10/10 train/val/test split is drawn from ``seed``.
@@ -30,17 +29,10 @@ from torch.utils.data import Dataset, random_split
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 from datamodules.cache import cached_tensors
 from datamodules.layouts import Layout
-from datamodules.lra_common import (
-    LRA_SOURCE,
-    LRA_URL,
-    PATHFINDER_DIFFICULTIES,
-    fetch_release,
-    files_fingerprint,
-    lra_layouts,
-)
+from datamodules.lra_common import LRA_SOURCE, LRA_URL, fetch_release, files_fingerprint, lra_layouts, pathfinder_folder
+from datamodules.lra_common import PATHFINDER_DIFFICULTIES as DIFFICULTIES
 
 RESOLUTIONS = (32, 64, 128, 256)
-DIFFICULTIES = PATHFINDER_DIFFICULTIES
 DATA_TYPES = ("default", "sequence")
 KNOWN_CORRUPT = {"pathfinder32/curv_baseline/imgs/0/sample_172.png"}
 _NPY_MAGIC = b"\x93NUMPY"
@@ -82,11 +74,7 @@ def read_png(path: Path, resolution: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             pixels = np.array(image.convert("L"), dtype=np.uint8)
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-    ) as error:  # PIL raises these for missing, truncated or bad files
+    except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for missing, truncated or bad files
         raise DataError(
             f"Cannot read Pathfinder image {path} ({error}). Delete {path.parent.parent.parent} and extract "
             f"{LRA_URL} again."
@@ -118,12 +106,8 @@ class PathFinderDataModule(CCNNDataModule):
     Path-X is ``resolution=128``. Splits are a seeded random 80/10/10 train/val/test split of all images.
 
     Args:
-        data_dir: folder that holds (or will receive) ``lra_release/``.
-        batch_size: training batch size.
-        test_batch_size: evaluation batch size (defaults to ``batch_size``).
-        num_workers: loader worker processes; ``-1`` picks a count from the machine.
-        seed: seed of the 80/10/10 split and of the training loader's shuffling.
-        download: download the LRA release (about 7.7 GB) in ``prepare_data`` when the files are missing.
+        data_dir, batch_size, test_batch_size, num_workers, seed, download: see :class:`CCNNDataModule`
+            (``seed`` also draws the 80/10/10 split).
         resolution: image side, one of 32, 64, 128, 256.
         difficulty: ``easy`` (curv_baseline), ``intermediate`` (curv_contour_length_9) or ``hard``
             (curv_contour_length_14).
@@ -163,7 +147,7 @@ class PathFinderDataModule(CCNNDataModule):
         return DataMeta(data_dim=2, in_channels=1, num_classes=2, size=(self.resolution, self.resolution))
 
     def layouts(self) -> list[Layout]:
-        folder = f"pathfinder{self.resolution}/{DIFFICULTIES[self.difficulty]}"
+        folder = pathfinder_folder(self.resolution, self.difficulty)
         return lra_layouts(self.data_dir, folder, f"pathfinder/{folder}", ("metadata", "imgs"))
 
     def fetch(self) -> None:
@@ -184,7 +168,7 @@ class PathFinderDataModule(CCNNDataModule):
 
     def _build(self, root: Path, metadata_files: list[Path]) -> dict[str, Tensor]:
         images, labels = [], []
-        prefix = f"pathfinder{self.resolution}/{DIFFICULTIES[self.difficulty]}"
+        prefix = pathfinder_folder(self.resolution, self.difficulty)
         for path in metadata_files:
             for folder, name, label in read_metadata(path):
                 if f"{prefix}/{folder}/{name}" in KNOWN_CORRUPT:
@@ -200,11 +184,8 @@ class PathFinderDataModule(CCNNDataModule):
     def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
         root = self.locate().root
         metadata_files = self._metadata_files(root)
-        settings = {
-            "resolution": self.resolution,
-            "difficulty": self.difficulty,
-            "metadata": files_fingerprint(metadata_files),
-        }
+        fingerprint = files_fingerprint(metadata_files)
+        settings = {"resolution": self.resolution, "difficulty": self.difficulty, "metadata": fingerprint}
         data = cached_tensors(
             self.data_dir / "cache", "lra_pathfinder", settings, lambda: self._build(root, metadata_files)
         )

@@ -1,27 +1,20 @@
 """Speech Commands v0.02 (Warden, 2018): one-second 16 kHz spoken words, as raw audio or MFCC features.
 
-Found in any of these layouts under ``data_dir``, searched in this order:
-
-* torchaudio's ``SpeechCommands/speech_commands_v0.02/`` (``torchaudio.datasets.SPEECHCOMMANDS``), where downloads go;
-* the original CCNN code's ``SpeechCommands/`` (the archive's words extracted straight into it);
-* this project's earlier ``speech_commands_v0.02/``.
-
-Each holds::
+Found under ``data_dir`` in torchaudio's ``SpeechCommands/speech_commands_v0.02/`` (where downloads go), the
+original CCNN code's ``SpeechCommands/`` (the archive's words extracted straight into it) or this project's earlier
+``speech_commands_v0.02/``, searched in this order. Each holds::
 
     <word>/<speaker>_nohash_<n>.wav    16 kHz mono int16 PCM, at most 16000 samples
     validation_list.txt                one ``<word>/<file>.wav`` per line
     testing_list.txt
     _background_noise_/                (not used)
 
-The download is the archive torchaudio downloads, verified against the SHA-256 that torchaudio records for it. WAV
-files are decoded with scipy: ``torchaudio.load`` needs TorchCodec and FFmpeg in this torchaudio version.
+The download is torchaudio's archive, verified against the SHA-256 torchaudio records for it. WAV files are decoded
+with scipy: ``torchaudio.load`` needs TorchCodec and FFmpeg in this torchaudio version.
 
-Differences from the original code, on purpose:
-
-* The official ``validation_list.txt`` / ``testing_list.txt`` define the splits (train = every other clip, as in
-  torchaudio's ``subset="training"``), so that no speaker appears in two splits; the original re-split all clips
-  with a stratified 70/15/15 split.
-* Clips shorter than one second are zero-padded at the end to 16000 samples; the original dropped them.
+Differences from the original code, on purpose: the official lists define the splits (train = every other clip, as
+torchaudio's ``subset="training"``), so that no speaker is in two splits (the original re-split all clips 70/15/15,
+stratified); clips shorter than one second are zero-padded to 16000 samples (the original dropped them).
 """
 
 from __future__ import annotations
@@ -93,12 +86,7 @@ class SpeechCommandsDataModule(CCNNDataModule):
     standard deviation of the training split. Preprocessed tensors are cached under ``<data_dir>/cache``.
 
     Args:
-        data_dir: folder that holds (or will receive) the dataset in one of the layouts of the module docstring.
-        batch_size: training batch size.
-        test_batch_size: evaluation batch size (defaults to ``batch_size``).
-        num_workers: loader worker processes; ``-1`` picks a count from the machine.
-        seed: seed of the training loader's shuffling.
-        download: download and extract the 2.3 GB archive in ``prepare_data`` when no layout is complete.
+        data_dir, batch_size, test_batch_size, num_workers, seed, download: see :class:`CCNNDataModule`.
         mfcc: use 20 log-mel MFCCs (n_fft 200, 64 mel bands) instead of the raw waveform.
         all_classes: classify all 35 words instead of the 10 commands of SC10.
     """

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from torchvision.datasets import STL10
 
-from datamodules.layouts import Layout
-from datamodules.vision import TORCHVISION_LAYOUT, VisionDataModule
+from datamodules.vision import VisionDataModule
 
 
 class STL10DataModule(VisionDataModule):
@@ -32,7 +30,7 @@ class STL10DataModule(VisionDataModule):
 
     name = "STL10"
     torchvision_class = STL10
-    size_note = "2.5 GB"
+    source = f"{STL10.url} (2.5 GB)"
     mean = (0.4467, 0.4398, 0.4066)  # STL-10 training-set statistics
     std = (0.2603, 0.2566, 0.2713)
     image_size = 96
@@ -61,14 +59,6 @@ class STL10DataModule(VisionDataModule):
     @property
     def size(self) -> int:
         return self.resolution
-
-    def layouts(self) -> list[Layout]:
-        names = [name for name, _ in STL10.train_list + STL10.test_list]
-        return [Layout(TORCHVISION_LAYOUT, self.folder, tuple(names))]
-
-    def split_files(self, train: bool) -> list[Path]:
-        split = "train" if train else "test"
-        return [self.folder / f"{split}_X.bin", self.folder / f"{split}_y.bin"]
 
     def read(self, train: bool) -> tuple[Tensor, Tensor]:
         dataset = self.checked_class()(self.data_dir, split="train" if train else "test", download=False)

@@ -37,12 +37,7 @@ class IMDBDataModule(CCNNDataModule):
     """LRA Text (IMDB, byte level): ``x`` is ``(B, seq_length)`` int64 byte ids, ``y`` is 0 (neg) or 1 (pos).
 
     Args:
-        data_dir: folder that holds (or will receive) ``aclImdb/`` (or torchtext's ``IMDB/aclImdb/``).
-        batch_size: training batch size.
-        test_batch_size: evaluation batch size (defaults to ``batch_size``).
-        num_workers: loader worker processes; ``-1`` picks a count from the machine.
-        seed: seed of the train/val split and of the training loader's shuffling.
-        download: download and extract the 80 MB archive in ``prepare_data`` when no layout is complete.
+        data_dir, batch_size, test_batch_size, num_workers, seed, download: see :class:`CCNNDataModule`.
         seq_length: every review is truncated or right-padded (id 0) to this many bytes.
         val_size: validation reviews taken from the training set: a fraction if below 1 (default 10%, i.e.
             2500 of 25000), else a count.
@@ -103,7 +98,8 @@ class IMDBDataModule(CCNNDataModule):
         return torch.stack(tokens), torch.tensor(labels)
 
     def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
-        root = self.locate().root
+        layout = self.locate()
+        root = layout.root
 
         def build() -> dict[str, Tensor]:
             data = {}
@@ -111,9 +107,7 @@ class IMDBDataModule(CCNNDataModule):
                 data[f"x_{split}"], data[f"y_{split}"] = self._read_split(root, split)
             return data
 
-        files = sorted(
-            path for split in ("train", "test") for label in LABELS for path in (root / split / label).glob("*.txt")
-        )
+        files = sorted(path for folder in layout.expected for path in (root / folder).glob("*.txt"))
         settings = {"files": files_fingerprint(files), "count": len(files), "seq_length": self.seq_length}
         data = cached_tensors(self.data_dir / "cache", "lra_imdb", settings, build)
         train = TokenDataset(data["x_train"], data["y_train"])

@@ -1,20 +1,18 @@
 """What the image datamodules (MNIST, CIFAR-10/100, STL-10) share: torchvision reads the files,
 ``torchvision.transforms.v2`` builds the per-example transform, one base class fetches, checks and splits.
 
-Files are found in torchvision's own layout under ``data_dir`` (``MNIST/raw/``, ``cifar-10-batches-py/``,
-``cifar-100-python/``, ``stl10_binary/``), the layout the original CCNN code used too, and read by
-``torchvision.datasets`` with its integrity checks (the MD5 of every CIFAR and STL-10 file, MNIST's IDX headers).
-This module adds what torchvision leaves unchecked: images of the expected size, as many labels as images, and
-every label a class index (torchvision's STL-10 reader turns a label byte 0 into class 255).
+Files are found in torchvision's layout under ``data_dir`` (``MNIST/raw/``, ``cifar-10-batches-py/``, ...), which
+the original CCNN code used too, and read by ``torchvision.datasets`` with its integrity checks (the MD5 of every
+CIFAR and STL-10 file, MNIST's IDX headers). Added here, as torchvision leaves them unchecked: images of the
+expected size, one label per image, every label a class index (its STL-10 reader turns a label byte 0 into 255).
 
-Images are held as uint8 tensors ``(N, C, H, W)`` and converted per example, so a 50k-image set costs 150 MB rather
-than 600 MB of floats. The validation subset is carved from the training files with :func:`seeded_split` but reads
-through the *evaluation* transform: augmentation never reaches validation (the original applied it there).
+Images stay uint8 ``(N, C, H, W)`` and are converted per example (150 MB rather than 600 MB for 50k images). The
+validation subset, carved from the training files, reads through the *evaluation* transform: augmentation never
+reaches validation (the original applied it there).
 
-Test hook: torchvision compares CIFAR and STL-10 files with their published MD5s, which small fixture files cannot
-match. When the environment variable ``CCNN_FIXTURE_CHECKSUMS`` names a JSON file ``{"<absolute file path>":
-"<md5>", ...}``, the files listed there are compared with those digests instead; every other file keeps its
-published digest. ``tests/fixtures/vision_files.py`` writes it for the files it creates; nothing else should.
+Test hook: when ``CCNN_FIXTURE_CHECKSUMS`` names a JSON file ``{"<absolute file path>": "<md5>", ...}``, the CIFAR
+and STL-10 files listed there are checked against those digests instead of the published ones, which small fixture
+files cannot match; every other file keeps its published digest. Only ``tests/fixtures/vision_files.py`` sets it.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import functools
 import json
 import logging
 import os
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -35,6 +32,7 @@ from torchvision.transforms import v2
 
 from datamodules.base import CCNNDataModule, DataError, DataMeta, seeded_split
 from datamodules.download import download_url, extract_archive
+from datamodules.layouts import Layout
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +58,10 @@ def luma(image: Tensor) -> Tensor:
     return (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).unsqueeze(0)
 
 
-class ToSequence:
+def to_sequence(image: Tensor, permutation: Tensor | None = None) -> Tensor:
     """``(C, H, W)`` -> ``(C, H·W)`` row-major, then the positions reordered by ``permutation`` (if any)."""
-
-    def __init__(self, permutation: Tensor | None = None) -> None:
-        self.permutation = permutation
-
-    def __call__(self, image: Tensor) -> Tensor:
-        x = image.flatten(1)
-        return (x if self.permutation is None else x[:, self.permutation]).contiguous()
+    x = image.flatten(1)
+    return (x if permutation is None else x[:, permutation]).contiguous()
 
 
 def image_transform(
@@ -86,8 +79,7 @@ def image_transform(
 
     Steps, in order: scale to [0, 1]; luma (``grayscale``); resize to ``size``² (``resize``), bilinear and
     antialiased (the one place the resolution changes); random crop from a symmetric padding of ``crop_padding``
-    pixels; random horizontal flip (``flip``); per-channel normalisation; flatten to a sequence and permute it
-    (``sequence``).
+    pixels; random horizontal flip (``flip``); per-channel normalisation; flatten to a sequence (``sequence``).
     Random choices use torch's global generator (seeded per DataLoader worker by Lightning).
     """
     steps: list = [v2.Lambda(scale_to_unit)]
@@ -101,7 +93,7 @@ def image_transform(
         steps.append(v2.RandomHorizontalFlip())
     steps.append(v2.Normalize(list(mean), list(std)))
     if sequence:
-        steps.append(ToSequence(permutation))
+        steps.append(v2.Lambda(functools.partial(to_sequence, permutation=permutation)))
     return v2.Compose(steps)
 
 
@@ -126,10 +118,10 @@ def _announce_hook(hook: str) -> None:
 
 
 def with_fixture_checksums(cls: type, folder: Path) -> type:
-    """torchvision's dataset class ``cls`` or, under the test hook (see the module docstring), a subclass of the same
-    name whose recorded MD5s of the files in ``folder`` are the fixture's."""
+    """torchvision's class ``cls`` or, under the test hook (module docstring), a same-named subclass expecting the
+    fixture's MD5s for the files of ``folder``."""
     hook = os.environ.get(FIXTURE_CHECKSUMS)
-    if not hook:
+    if not hook or not hasattr(cls, "train_list"):  # MNIST checks no MD5 when it reads
         return cls
     try:
         digests = json.loads(Path(hook).read_text())
@@ -149,19 +141,17 @@ def with_fixture_checksums(cls: type, folder: Path) -> type:
 class VisionDataModule(CCNNDataModule):
     """Base of the image datamodules: torchvision reads the files, a seeded val split, train-only augmentation.
 
-    Subclasses set the class attributes and implement ``read``; the default ``fetch`` downloads and extracts the
-    archive that ``torchvision_class`` records (URL, file name, MD5).
+    Subclasses set the class attributes and implement ``read``; ``fetch`` downloads and extracts the archive that
+    ``torchvision_class`` records (URL, file name, MD5).
 
     Args:
-        data_dir: folder holding torchvision's layout of the dataset (see the subclass).
-        batch_size, test_batch_size, num_workers, seed, download: see :class:`CCNNDataModule`.
+        data_dir, batch_size, test_batch_size, num_workers, seed, download: see :class:`CCNNDataModule`.
         data_type: ``"default"`` (images ``(C, H, W)``) or ``"sequence"`` (``(C, H·W)``, row-major).
         augment: random crop from a padded image plus horizontal flip, on the training subset only.
         val_size: number of training images held out (seeded by ``seed``) for validation.
     """
 
     torchvision_class: ClassVar[type]
-    size_note: ClassVar[str] = ""  # download size, for messages
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     channels: int = 3
@@ -189,14 +179,22 @@ class VisionDataModule(CCNNDataModule):
         self.augment = augment
         self.val_size = val_size
 
-    # ------------------------------------------------------------------------------------------ to override
     def read(self, train: bool) -> tuple[Tensor, Tensor]:
         """The training or test split as uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
         raise NotImplementedError
 
     def split_files(self, train: bool) -> list[Path]:
         """The files ``read(train)`` reads, for messages."""
-        raise NotImplementedError
+        return [
+            self.folder / name for name, _ in getattr(self.torchvision_class, "train_list" if train else "test_list")
+        ]
+
+    def layouts(self) -> list[Layout]:
+        cls = self.torchvision_class
+        names = [name for name, _ in cls.train_list + cls.test_list]
+        if isinstance(getattr(cls, "meta", None), dict):  # CIFAR's label names, MD5-checked as well
+            names.append(cls.meta["filename"])
+        return [Layout(TORCHVISION_LAYOUT, self.folder, tuple(names))]
 
     def _normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel (mean, std) applied after scaling to [0, 1]."""
@@ -205,11 +203,6 @@ class VisionDataModule(CCNNDataModule):
     def _transform_options(self) -> dict:
         """Extra :func:`image_transform` arguments (grayscale, permutation)."""
         return {}
-
-    # ------------------------------------------------------------------------------------------------ shared
-    @property
-    def source(self) -> str:
-        return f"{self.torchvision_class.url} ({self.size_note})"
 
     @property
     def folder(self) -> Path:
@@ -254,51 +247,37 @@ class VisionDataModule(CCNNDataModule):
             **self._transform_options(),
         )
 
-    def _refetch_hint(self) -> str:
-        return (
-            f"Delete {self.folder} and run `python -m datamodules.prepare {self.name} --data-dir {self.data_dir}` "
-            f"(or set dataset.download=True) to download it again."
-        )
-
-    def _integrity_failures(self) -> list[Path]:
-        """The files whose MD5 differs from the one torchvision records (CIFAR and STL-10 check them all at once)."""
-        cls = self.checked_class()
-        entries = cls.train_list + cls.test_list
-        return [self.folder / name for name, md5 in entries if not check_integrity(str(self.folder / name), md5)]
-
     def _checked_read(self, train: bool) -> tuple[Tensor, Tensor]:
         split = "train" if train else "test"
+        refetch = (
+            f"Delete {self.folder} and run `python -m datamodules.prepare {self.name} --data-dir {self.data_dir}` "
+            "(or set dataset.download=True) to download it again."
+        )
         try:
             images, labels = self.read(train)
         except DataError:
             raise
-        except (
-            RuntimeError,
-            ValueError,
-            TypeError,
-            AssertionError,
-            OSError,
-            EOFError,
-            pickle.UnpicklingError,
-        ) as error:
-            bad = self._integrity_failures() if hasattr(self.torchvision_class, "train_list") else []
+        except Exception as error:  # torchvision reports a bad file as RuntimeError, ValueError, KeyError, ...
+            cls = self.checked_class()  # CIFAR and STL-10 check the MD5 of all their files at each load
+            entries = getattr(cls, "train_list", []) + getattr(cls, "test_list", [])
+            bad = [self.folder / name for name, md5 in entries if not check_integrity(str(self.folder / name), md5)]
+            problem = f"cannot read {', '.join(map(str, self.split_files(train)))} ({error!r})"
             if bad:
-                problem = f"{', '.join(map(str, bad))} failed torchvision's MD5 check (corrupt, truncated or not the "
-                problem += "official file)"
-            else:
-                problem = f"cannot read {', '.join(map(str, self.split_files(train)))} ({error!r})"
-            raise DataError(f"{self.name} {split} data: {problem}. {self._refetch_hint()}") from error
-        expected = (self.channels, self.image_size, self.image_size)
-        files = ", ".join(map(str, self.split_files(train)))
+                problem = f"{', '.join(map(str, bad))} failed torchvision's MD5 check (corrupt, truncated or altered)"
+            raise DataError(f"{self.name} {split} data: {problem}. {refetch}") from error
+        files, expected = (
+            ", ".join(map(str, self.split_files(train))),
+            (self.channels, self.image_size, self.image_size),
+        )
         if tuple(images.shape[1:]) != expected or len(images) != len(labels):
             raise DataError(
                 f"{self.name} {split} data in {files}: {len(images)} images of shape {tuple(images.shape[1:])} and "
-                f"{len(labels)} labels, expected images of shape {expected}, one label each. {self._refetch_hint()}"
+                f"{len(labels)} labels, expected images of shape {expected}, one label each. {refetch}"
             )
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise DataError(
                 f"{self.name} {split} labels in {files} span [{int(labels.min())}, {int(labels.max())}], expected "
-                f"[0, {self.num_classes - 1}]. {self._refetch_hint()}"
+                f"[0, {self.num_classes - 1}]. {refetch}"
             )
         return images, labels
 

@@ -14,7 +14,7 @@ from datamodules import text as imdb_module
 from datamodules.base import DataError
 from datamodules.download import file_digest
 from datamodules.listops import LISTOPS_VOCAB, ListOpsDataModule
-from datamodules.lra_common import LRA_URL, decode_bytes, encode_bytes
+from datamodules.lra_common import LRA_URL, encode_bytes
 from datamodules.mnist1d import MNIST1DDataModule
 from datamodules.pathfinder import PathFinderDataModule
 from datamodules.retrieval import AANDataModule
@@ -32,6 +32,11 @@ from tests.fixtures.sequence_files import (
     write_speech_commands,
 )
 from tests.fixtures.vision_files import local_http_server
+
+
+def decode_bytes(ids: torch.Tensor) -> bytes:
+    """Invert ``encode_bytes``: drop the padding (id 0) and subtract 1 (the bytes, possibly truncated)."""
+    return bytes((ids[ids != 0] - 1).tolist())
 
 
 def _setup(dm):
@@ -518,7 +523,7 @@ def lra_release_server(tmp_path, monkeypatch):
     _tar_gz(served / "lra_release.gz", made / "lra_release", top_level=True)
     lines = {path: lra_common._count_lines(made / "lra_release" / path) for path in lra_common.RELEASE_LINES}
     monkeypatch.setattr(lra_common, "RELEASE_LINES", lines)
-    monkeypatch.setattr(lra_common, "RELEASE_PATHFINDER", ("pathfinder32/curv_contour_length_14",))
+    monkeypatch.setattr(lra_common, "PATHFINDER_SETS", ((32, "hard"),))
     with local_http_server(served) as server:
         monkeypatch.setattr(lra_common, "LRA_URL", f"{server.url}/lra_release.gz")
         yield server

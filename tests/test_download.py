@@ -9,7 +9,6 @@ import hashlib
 import io
 import socket
 import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -152,66 +151,31 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
     [
         member("../evil"),
         member("dataset/../../evil"),
-        member("/tmp/evil_absolute"),
         member("dataset/link", tarfile.SYMTYPE, "../../evil"),
         member("dataset/link", tarfile.SYMTYPE, "/etc/passwd"),
         member("dataset/hard", tarfile.LNKTYPE, "../evil"),
         member("dataset/device", tarfile.CHRTYPE),
         member("dataset/fifo", tarfile.FIFOTYPE),
     ],
-    ids=[
-        "dotdot",
-        "nested_dotdot",
-        "absolute",
-        "symlink_out",
-        "symlink_abs",
-        "hardlink_out",
-        "device",
-        "fifo",
-    ],
+    ids=["dotdot", "nested_dotdot", "symlink_out", "symlink_abs", "hardlink_out", "device", "fifo"],
 )
 def test_hostile_tar_members_are_refused_and_nothing_is_extracted(tmp_path, hostile):
-    # The hostile member comes last: a harmless member before it must not be extracted either.
+    # The hostile member comes last: the harmless member before it must not reach the target either.
     archive = make_tar(tmp_path / "a.tar.gz", [member("dataset/ok.txt"), hostile])
     target = tmp_path / "sandbox" / "target"
     with pytest.raises(DataError, match="Refusing to extract") as info:
         extract_archive(archive, target)
-    assert str(archive) in str(info.value)
+    assert str(archive) in str(info.value) and repr(hostile.name) in str(info.value)
     assert not target.exists()
     assert leftovers(tmp_path / "sandbox") == []  # no temporary folder left either
     assert not (tmp_path / "evil").exists() and not (tmp_path / "sandbox" / "evil").exists()
 
 
-def test_library_extraction_writes_outside_the_target_where_ours_refuses(tmp_path):
-    """What extract_archive adds: torchvision's extract_archive (and torchaudio's _extract_tar) follow '..'."""
-    archive = make_tar(tmp_path / "a.tar.gz", [member("dataset/ok.txt"), member("../evil")])
-    torchvision_utils.extract_archive(str(archive), str(tmp_path / "library" / "target"))
-    assert (tmp_path / "library" / "evil").read_bytes() == b"data"
-    with pytest.raises(DataError, match="escapes the target folder"):
-        extract_archive(archive, tmp_path / "ours" / "target")
-    assert leftovers(tmp_path / "ours") == []
-
-
-@pytest.mark.parametrize("name", ["../evil", "/evil_absolute", "a/../../evil"])
-def test_hostile_zip_members_are_refused(tmp_path, name):
-    archive = tmp_path / "a.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("dataset/ok.txt", "fine")
-        zf.writestr(zipfile.ZipInfo(name), "evil")
-    target = tmp_path / "sandbox" / "target"
-    with pytest.raises(DataError, match="Refusing to extract"):
-        extract_archive(archive, target)
-    assert leftovers(tmp_path / "sandbox") == []
-
-
-def test_zip_symlink_pointing_outside_is_refused(tmp_path):
-    archive = tmp_path / "a.zip"
-    info = zipfile.ZipInfo("dataset/link")
-    info.external_attr = (0o120777 << 16) | 0  # S_IFLNK: the content is the link target
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr(info, "../../outside")
-    with pytest.raises(DataError, match="outside the target"):
-        extract_archive(archive, tmp_path / "sandbox" / "target")
+def test_absolute_member_names_stay_inside_the_target(tmp_path):
+    archive = make_tar(tmp_path / "a.tar.gz", [member("/tmp_evil_absolute/x.txt")])
+    target = extract_archive(archive, tmp_path / "target")
+    assert (target / "tmp_evil_absolute" / "x.txt").read_bytes() == b"data"
+    assert not Path("/tmp_evil_absolute").exists()
 
 
 def test_symlink_inside_the_target_is_allowed(tmp_path):
@@ -222,7 +186,7 @@ def test_symlink_inside_the_target_is_allowed(tmp_path):
     assert (target / "dataset" / "alias").read_bytes() == b"data"
 
 
-@pytest.mark.parametrize("suffix", [".tar.gz", ".tgz", ".tar", ".zip"])
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tgz", ".tar"])
 def test_normal_archive_extracts_every_file(tmp_path, suffix):
     source = tmp_path / "src" / "dataset"
     (source / "sub").mkdir(parents=True)

@@ -20,13 +20,8 @@ from tests.fixtures.vision_files import local_http_server, write_cifar10, write_
 
 
 def test_human_size_uses_powers_of_1024():
-    assert [human_size(n) for n in (512, 1536, 3 * 1024**2, 7.7 * 1024**3, 5 * 1024**4)] == [
-        "512 B",
-        "1.5 KB",
-        "3.0 MB",
-        "7.7 GB",
-        "5120.0 GB",
-    ]
+    sizes = (512, 1536, 3 * 1024**2, 7.7 * 1024**3, 5 * 1024**4)
+    assert [human_size(n) for n in sizes] == ["512.0 B", "1.5 KB", "3.0 MB", "7.7 GB", "5120.0 GB"]
 
 
 def test_present_dataset_is_checked_and_reported_without_a_download(tmp_path, capsys, monkeypatch):
@@ -74,7 +69,7 @@ def lra_release(tmp_path, monkeypatch) -> Path:
         tar.add(made / "lra_release", arcname="lra_release")
     lines = {path: lra_common._count_lines(made / "lra_release" / path) for path in lra_common.RELEASE_LINES}
     monkeypatch.setattr(lra_common, "RELEASE_LINES", lines)
-    monkeypatch.setattr(lra_common, "RELEASE_PATHFINDER", ("pathfinder32/curv_contour_length_14",))
+    monkeypatch.setattr(lra_common, "PATHFINDER_SETS", ((32, "hard"),))
     return archive
 
 
@@ -83,10 +78,10 @@ def test_lra_downloads_the_release_once_and_reports_every_task_folder(tmp_path, 
     with local_http_server(lra_release.parent) as server:
         monkeypatch.setattr(lra_common, "LRA_URL", f"{server.url}/lra_release.gz")
         assert main(["LRA", "--data-dir", str(data)]) == 0
-        assert main(["LRA", "--data-dir", str(data)]) == 0  # present: checked again, not downloaded
+        assert main(["LRA", "--data-dir", str(data)]) == 0  # present: found, not downloaded again
         assert server.requests == ["/lra_release.gz"]
     lines = [line for line in capsys.readouterr().out.splitlines() if "ready in" in line]
-    assert [line.split(":")[0] for line in lines] == ["ListOps", "AAN", "pathfinder32/curv_contour_length_14"] * 2
+    assert [line.split(":")[0] for line in lines] == ["ListOps", "AAN", "PathFinder resolution=32 difficulty=hard"] * 2
     assert f"ListOps: ready in {data / 'lra_release' / 'listops-1000'} (LRA release (also the original" in lines[0]
 
 
@@ -94,7 +89,7 @@ def test_lra_in_the_s4_layout_is_reported_where_it_is_without_a_download(tmp_pat
     write_listops(tmp_path, n=4, layout="s4")
     write_aan(tmp_path, n=4, layout="s4")
     write_pathfinder(tmp_path, n=6, layout="s4")
-    monkeypatch.setattr(lra_common, "RELEASE_PATHFINDER", ("pathfinder32/curv_contour_length_14",))
+    monkeypatch.setattr(lra_common, "PATHFINDER_SETS", ((32, "hard"),))
     monkeypatch.setattr(lra_common, "LRA_URL", "http://127.0.0.1:9/never-contacted")
     assert main(["LRA", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -114,3 +109,10 @@ def test_command_line_reports_speech_commands_in_torchaudio_layout(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"SpeechCommands: ready in {written['folder']} (torchaudio layout, ")
+
+
+def test_lra_that_cannot_be_fetched_fails_once_not_once_per_task(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(lra_common, "LRA_URL", "http://127.0.0.1:9/lra_release.gz")
+    assert main(["LRA", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ListOps: Could not download http://127.0.0.1:9/lra_release.gz")
