@@ -1,5 +1,6 @@
 """The LightningModule: settings refused on construction (before a run writes anything), the original's LnLoss
-penalty in place of decay, and the best validation accuracy (a MaxMetric) kept in checkpoints under its old key."""
+penalty in place of decay, the schedule stepped once per optimizer step of a run, and the best validation accuracy
+(a MaxMetric) kept in checkpoints under its old key."""
 
 from __future__ import annotations
 
@@ -11,11 +12,33 @@ from torch.utils.data import DataLoader, TensorDataset
 from ckconv.errors import InvalidArgument
 from models.ccnn import CCNN
 from models.module import ClassificationModule
+from tests.test_schedule import reference_multiplier
 
 
 def small_net(num_classes: int = 3) -> CCNN:
     torch.manual_seed(0)
     return CCNN(1, num_classes, 1, (8,), hidden_channels=4, num_blocks=1, conv_options={"kernel_hidden_channels": 4})
+
+
+def quiet_trainer(tmp_path, epochs: int, callback: pl.Callback) -> pl.Trainer:
+    """A CPU trainer that writes nothing (no logger, no checkpoints) and prints nothing."""
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[callback],
+        default_root_dir=tmp_path,
+    )
+
+
+def random_data(samples: int) -> TensorDataset:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(samples, 1, 8, generator=generator)
+    return TensorDataset(x, torch.randint(0, 3, (samples,), generator=generator))
 
 
 @pytest.mark.parametrize(
@@ -86,21 +109,10 @@ class RecordValAcc(pl.Callback):
 
 
 def test_best_val_acc_of_a_run_survives_its_checkpoint(tmp_path):
-    generator = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(24, 1, 8, generator=generator), torch.randint(0, 3, (24,), generator=generator))
+    data = random_data(24)
     module = ClassificationModule(small_net(), 3, optimizer={"name": "SGD", "lr": 0.5})
     record = RecordValAcc()
-    trainer = pl.Trainer(
-        max_epochs=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[record],
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, 4, record)
     trainer.fit(module, DataLoader(data, batch_size=4), DataLoader(data, batch_size=8))
     running_max = [max(record.val_acc[: i + 1]) for i in range(len(record.val_acc))]
     assert record.best == pytest.approx(running_max)
@@ -112,3 +124,24 @@ def test_best_val_acc_of_a_run_survives_its_checkpoint(tmp_path):
     reloaded = ClassificationModule(small_net(), 3)
     reloaded.load_state_dict(checkpoint["state_dict"])
     assert reloaded.best_val_acc.max_value.item() == pytest.approx(max(record.val_acc))
+
+
+class RecordRates(pl.Callback):
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_the_module_steps_the_schedule_once_per_optimizer_step_of_the_run(tmp_path):
+    module = ClassificationModule(
+        small_net(), 3, optimizer={"name": "SGD", "lr": 0.1}, scheduler={"name": "cosine", "warmup_epochs": 1}
+    )
+    data = random_data(12)
+    record = RecordRates()
+    trainer = quiet_trainer(tmp_path, 3, record)
+    trainer.fit(module, DataLoader(data, batch_size=3), DataLoader(data, batch_size=6))
+    per_epoch, total = 4, 12
+    expected = [0.1 * reference_multiplier("cosine", s, per_epoch, per_epoch, total) for s in range(total)]
+    assert record.rates == pytest.approx(expected, rel=1e-12)

@@ -7,14 +7,10 @@ import io
 import math
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torch.utils.data import DataLoader, TensorDataset
 
 from ckconv.errors import InvalidArgument
-from models.ccnn import CCNN
-from models.module import ClassificationModule
 from models.schedule import ScheduleSettings
 
 BASE_LR = 0.02
@@ -161,35 +157,3 @@ def test_bad_settings_are_refused_on_construction_naming_the_setting(settings, a
 def test_factor_is_not_checked_where_no_schedule_uses_it():
     assert ScheduleSettings("cosine", factor=-1.0).factor == -1.0
     assert ScheduleSettings("multistep", factor=1.0).factor == 1.0  # a step of 1 is allowed (no decay)
-
-
-class RecordRates(pl.Callback):
-    def __init__(self) -> None:
-        self.rates: list[float] = []
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
-
-
-def test_the_module_steps_the_schedule_once_per_optimizer_step_of_the_run(tmp_path):
-    torch.manual_seed(0)
-    net = CCNN(1, 3, 1, (8,), hidden_channels=4, num_blocks=1, conv_options={"kernel_hidden_channels": 4})
-    module = ClassificationModule(
-        net, 3, optimizer={"name": "SGD", "lr": 0.1}, scheduler={"name": "cosine", "warmup_epochs": 1}
-    )
-    data = TensorDataset(torch.randn(12, 1, 8), torch.randint(0, 3, (12,)))
-    record = RecordRates()
-    trainer = pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[record],
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, DataLoader(data, batch_size=3), DataLoader(data, batch_size=6))
-    per_epoch, total = 4, 12
-    expected = [0.1 * reference_multiplier("cosine", s, per_epoch, per_epoch, total) for s in range(total)]
-    assert record.rates == pytest.approx(expected, rel=1e-12)
