@@ -32,13 +32,10 @@ class Layout:
         return [self.root / entry for entry in self.expected if not (self.root / entry).exists()]
 
     def describe(self) -> str:
-        """``<name> layout at <root>: expects a, b, c; <what is missing>``."""
-        if not self.root.is_dir():
-            state = "the folder does not exist"
-        elif missing := self.missing():
-            state = "missing " + ", ".join(str(path.relative_to(self.root)) for path in missing)
-        else:
-            state = "complete"
+        """``the <name> layout at <root>: expects a, b, c; <what is missing>`` (of a layout that is not complete)."""
+        state = "the folder does not exist"
+        if self.root.is_dir():
+            state = "missing " + ", ".join(str(path.relative_to(self.root)) for path in self.missing())
         return f"the {self.name} layout at {self.root}: expects {', '.join(self.expected)}; {state}"
 
 

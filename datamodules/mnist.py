@@ -96,6 +96,8 @@ class MNISTDataModule(VisionDataModule):
                     archive = download_url(mirror + gz_name, self.folder / gz_name, md5=md5)
                     break
                 except DataError as error:
+                    if not self.folder.is_dir():  # it could not be created: no other mirror will do better
+                        raise
                     failures.append(str(error))
             else:
                 raise DataError(f"MNIST: every mirror failed for {gz_name}: " + " | ".join(failures))
