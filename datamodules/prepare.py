@@ -51,7 +51,7 @@ def prepare(label: str, datamodule: CCNNDataModule) -> str:
     """Fetch the data when needed (``download=True``); returns the line saying where it is."""
     datamodule.prepare_data()
     if not datamodule.layouts():
-        return f"{label}: ready under {datamodule.data_dir} (generated and cached locally)"
+        return f"{label}: ready under {datamodule.data_dir}"  # generated locally, or a datamodule without layouts
     layout = datamodule.locate()
     return f"{label}: ready in {layout.root} ({layout.name} layout, {human_size(folder_size(layout.root))})"
 

@@ -116,3 +116,9 @@ def test_lra_that_cannot_be_fetched_fails_once_not_once_per_task(tmp_path, capsy
     assert main(["LRA", "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ListOps: Could not download http://127.0.0.1:9/lra_release.gz")
+
+
+def test_generated_dataset_is_generated_and_cached(data_dir, capsys):
+    assert main(["MNIST1D", "--data-dir", str(data_dir)]) == 0
+    assert capsys.readouterr().out.strip() == f"MNIST1D: ready under {data_dir}"
+    assert list((data_dir / "MNIST1D").glob("mnist1d-*.pt"))
