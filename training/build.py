@@ -57,7 +57,6 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "kernel_nonlinearity": "kernel.nonlinearity",
     "kernel_init_spatial_value": "kernel.init_spatial_value",
     "chang_initialize": "kernel.chang_initialize",
-    "cache_eval_kernels": "conv.cache",
     "mask_init_value": "mask.init_value",
     "mask_threshold": "mask.threshold",
     "mask_dynamic_cropping": "mask.dynamic_cropping",
@@ -200,7 +199,6 @@ def conv_options(cfg: DictConfig) -> dict[str, Any]:
         "kernel_bias": cfg.kernel.bias,
         "kernel_options": kernel_options,
         "chang_initialize": cfg.kernel.chang_initialize,
-        "cache_eval_kernels": cfg.conv.cache,
     }
     if layer.masked:
         options |= {

@@ -19,8 +19,8 @@ from training.checkpoints import CheckpointError
 
 # Flags that define the function a network computes from its weights. Left out on purpose: flags that only shape the
 # initialisation (kernel.chang_initialize, kernel.init_spatial_value, mask.init_value), regularisation that is off at
-# evaluation (net.dropout, net.dropout_in, net.dropout_type), and numerically equivalent paths (conv.use_fft,
-# conv.cache).
+# evaluation (net.dropout, net.dropout_in, net.dropout_type), and the numerically equivalent FFT and direct paths
+# (conv.use_fft).
 NETWORK_FLAGS = (
     "net.type",
     "net.no_hidden",

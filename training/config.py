@@ -31,6 +31,7 @@ DEAD_FLAGS: dict[str, tuple[Any, str]] = {
     "mask.temperature": (0.0, "only the Gaussian mask exists (the original's other masks never worked)"),
     "conv.padding": ("same", "every convolution keeps the input size"),
     "conv.stride": (1, "strided continuous convolutions are not implemented; use net.downsampling"),
+    "conv.cache": (False, "kernels are sampled at every forward pass; a kernel cache measured no gain"),
     "dataset.params.noise_padded": (False, "noise-padded CIFAR is not implemented"),
     "dataset.params.memory_size": (-1, "the original never used it"),
     "dataset.params.drop_rate": (0.0, "irregularly sampled Speech Commands is not implemented"),
