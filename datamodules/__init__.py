@@ -21,6 +21,13 @@ DATAMODULES: dict[str, str] = {
     "IMDB": "datamodules.text:IMDBDataModule",
     "AAN": "datamodules.retrieval:AANDataModule",
     "PathFinder": "datamodules.pathfinder:PathFinderDataModule",
+    "Blobs3D": "datamodules.blobs3d:Blobs3DDataModule",
+    "OrganMNIST3D": "datamodules.medmnist3d:OrganMNIST3DDataModule",
+    "NoduleMNIST3D": "datamodules.medmnist3d:NoduleMNIST3DDataModule",
+    "AdrenalMNIST3D": "datamodules.medmnist3d:AdrenalMNIST3DDataModule",
+    "FractureMNIST3D": "datamodules.medmnist3d:FractureMNIST3DDataModule",
+    "VesselMNIST3D": "datamodules.medmnist3d:VesselMNIST3DDataModule",
+    "SynapseMNIST3D": "datamodules.medmnist3d:SynapseMNIST3DDataModule",
 }
 
 
