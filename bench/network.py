@@ -5,18 +5,35 @@ Run ``python -m bench.network [--quick] [--device cpu|cuda] [--batch 16] [--mark
 (no data files), feeds random inputs of the task's shape, and reports the median milliseconds of forward + loss +
 backward, the peak memory of one step and the throughput. The original implementation's times on this project's
 2-core CPU machine (from the speed issue) are printed beside ours.
+
+``python -m bench.network --volumes [--quick]`` measures the 3D network instead (the OrganMNIST3D CCNN-4,140 preset
+on 28^3 and 64^3 volumes) with FFT and with direct convolutions, steps alternated, and checks the FFT/direct
+crossover rule (``ckconv.functional.FFT_CROSSOVER_TAPS``) on it: for each kernel size, whether ``use_fft="auto"``
+picks the path that was faster.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from bench.timing import Table, add_setup_flags, apply_setup_flags, machine_description, measure, render
+from bench.timing import (
+    Measurement,
+    Table,
+    add_setup_flags,
+    apply_setup_flags,
+    machine_description,
+    measure,
+    measure_pair,
+    render,
+)
+from ckconv import CONV_TYPES
+from ckconv.functional import FFT_CROSSOVER_TAPS, prefers_fft
 from datamodules import DataMeta
 
 # (task, variant) -> the original code's forward+backward ms at batch 16 on the 2-core CPU machine (speed issue).
@@ -112,6 +129,123 @@ def run(
     return table
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# 3D: FFT against direct convolution on volumes
+# ---------------------------------------------------------------------------------------------------------------
+VOLUME_PRESET = ("organmnist3d", "ccnn_4_140")
+
+
+@dataclass(frozen=True)
+class Volumes:
+    """What the 3D benchmark measures. ``full()`` is the table in bench/README.md, ``quick()`` a smoke subset.
+
+    Attributes:
+        sides: ``(side, batch)`` per volume shape.
+        mask_inits: initial mask widths, from the narrowest (fewest taps after the crop) to the widest; ``None`` is
+            the preset's own. On the preset's 29-tap grid, 0.04 crops the kernels to 3^3 (27 taps: the shipped 3D
+            crossover), 0.075 (the 6,380 presets' width) to 5^3, and the 4,140 preset's 0.75 keeps all 29^3.
+        overrides: further flags (the quick mode shrinks the network).
+        direct_limit_s: skip a direct case whose cost, predicted from the last measured direct case of the same
+            shape scaled by the taps, exceeds this.
+    """
+
+    sides: tuple[tuple[int, int], ...] = ((28, 2), (64, 1))
+    mask_inits: tuple[float | None, ...] = (0.04, 0.075, None)
+    overrides: tuple[str, ...] = ()
+    direct_limit_s: float = 30.0
+    repeats: Repeats = Repeats(target_s=6.0, min_repeats=2, max_repeats=10)
+
+    @staticmethod
+    def full() -> Volumes:
+        return Volumes()
+
+    @staticmethod
+    def quick() -> Volumes:
+        return Volumes(
+            sides=((28, 1),),
+            mask_inits=(0.04, None),  # 5-tap kernels: cropped to 1 tap (direct), or 5^3 (FFT)
+            overrides=("net.no_hidden=4", "net.no_blocks=1", "kernel.no_hidden=4", "kernel.size=5"),
+            direct_limit_s=1.0,
+            repeats=Repeats(target_s=0.05, min_repeats=1, max_repeats=2),
+        )
+
+
+def kernel_taps(module: torch.nn.Module, size: Sequence[int]) -> tuple[int, ...]:
+    """Taps per dimension of the first block's convolution for an input of ``size`` (after the mask's crop)."""
+    layers = [m for m in module.net.blocks.modules() if isinstance(m, tuple(CONV_TYPES.values()))]
+    probe = torch.empty(1, layers[0].in_channels, *size, device=next(module.parameters()).device)
+    with torch.no_grad():
+        return tuple(layers[0].kernel_for(probe).shape[2:])
+
+
+def run_volumes(device: torch.device, volumes: Volumes | None = None) -> Table:
+    """One training step of the 3D preset with ``conv.use_fft=True`` and ``False``, alternated, per shape and width."""
+    volumes = volumes or Volumes.full()
+    task, variant = VOLUME_PRESET
+    table = Table(
+        title=f"3D network ({task}/{variant}) training step, FFT against direct convolution",
+        columns=[
+            "shape",
+            "batch",
+            "mask init",
+            "taps after crop",
+            "auto picks",
+            "FFT ms",
+            "direct ms",
+            "direct/FFT",
+            "FFT peak MiB",
+            "direct peak MiB",
+            "auto picked the faster",
+        ],
+    )
+    for side, batch in volumes.sides:
+        last_direct: tuple[int, float] | None = None  # (taps, seconds) of the last measured direct case here
+        for mask_init in volumes.mask_inits:
+            flags = [f"dataset.params.resolution={side}", *volumes.overrides]
+            flags += [] if mask_init is None else [f"mask.init_value={mask_init}"]
+            steps, meta, taps = [], None, ()
+            for use_fft in (True, False):
+                torch.manual_seed(0)  # the same weights on both paths
+                module, meta = build_case(task, variant, [*flags, f"conv.use_fft={use_fft}"])
+                module.to(device).train()
+                x, y = random_batch(meta, batch, device)
+                taps = kernel_taps(module, meta.size)
+                steps.append(training_step(module, x, y, "32", compiled=False))
+            n_taps = math.prod(taps)
+            if last_direct is not None and last_direct[1] * n_taps / last_direct[0] > volumes.direct_limit_s:
+                fft, direct, ratio = measure(steps[0], device, volumes.repeats), Measurement(ms=None), None
+            else:
+                fft, direct, ratio = measure_pair(steps[0], steps[1], device, volumes.repeats)
+                last_direct = (n_taps, direct.ms / 1e3)  # type: ignore[operator]
+            auto = "fft" if prefers_fft(taps) else "direct"
+            faster = "fft" if ratio is None or ratio > 1.0 else "direct"
+            assert meta is not None
+            table.rows.append(
+                [
+                    "x".join(map(str, (meta.in_channels, *meta.size))),
+                    batch,
+                    "preset" if mask_init is None else mask_init,
+                    f"{'x'.join(map(str, taps))} = {n_taps}",
+                    auto,
+                    fft.ms,
+                    direct.ms,
+                    ratio,
+                    fft.mem_mib,
+                    direct.mem_mib,
+                    "yes" if auto == faster else "no",
+                ]
+            )
+    table.notes += [
+        f"Every layer of the network has the same kernel size at initialisation; auto picks FFT from "
+        f"{FFT_CROSSOVER_TAPS[3]} taps in 3D (ckconv.functional.FFT_CROSSOVER_TAPS). direct/FFT is the median of the "
+        "per-pair ratios of alternated steps.",
+        f"skipped: the direct step would take more than {volumes.direct_limit_s:g} s, predicted from the last measured "
+        "direct case of the same shape scaled by the taps; it counts as an FFT win.",
+        f"Machine: {machine_description(device)}.",
+    ]
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -119,10 +253,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="only sMNIST CCNN-4,140, few repeats")
+    parser.add_argument("--volumes", action="store_true", help="the 3D network, FFT against direct convolution")
     add_setup_flags(parser)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     apply_setup_flags(args)
+    if args.volumes:
+        volumes = Volumes.quick() if args.quick else Volumes.full()
+        print(render(run_volumes(torch.device(args.device), volumes), args.markdown))
+        return
     cases = CASES[:1] if args.quick else CASES
     repeats = Repeats(target_s=0.5, min_repeats=1, max_repeats=2) if args.quick else Repeats()
     table = run(torch.device(args.device), args.batch, cases, args.precision, args.compile, repeats)
