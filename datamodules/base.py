@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
 from datamodules.layouts import Layout, find_layout, not_found_message, partial_copies
+from datamodules.sampling import EpochShuffle
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +175,17 @@ class CCNNDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset | None, batch_size: int, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its loaders are requested.")
+        # Training batches come in an order drawn from (seed, epoch) alone, so a resumed run sees the same batches.
+        order = EpochShuffle(len(dataset), self.seed) if train else None  # type: ignore[arg-type]
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            sampler=order,
             drop_last=train and len(dataset) > batch_size,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if train else None,
+            generator=order.loader_generator if order is not None else None,
         )
 
     def train_dataloader(self) -> DataLoader:

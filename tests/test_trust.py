@@ -368,3 +368,103 @@ def test_a_run_whose_disk_fills_up_ends_with_one_line_naming_the_checkpoint(smal
     assert line.startswith(f"error: could not save checkpoint {small_disk / 'run' / 'checkpoints'}/")
     assert "the disk is full (No space left on device)" in line
     assert not list((small_disk / "run" / "checkpoints").glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 7. With deterministic=True, a run killed after epoch 0 and resumed gave another epoch-1 loss than an uninterrupted
+#    run: the shuffle order restarted from epoch 0's.
+# ----------------------------------------------------------------------------------------------------------------
+DETERMINISTIC = [
+    *[f for f in TINY if not f.startswith(("train.epochs", "dataset.params."))],
+    "deterministic=True",
+    "train.epochs=6",
+    "dataset.params.num_samples=1500",
+    "dataset.params.val_size=200",
+    "net.dropout=0.1",  # draws from the RNG in every step, so a wrongly restored RNG state shows
+]
+
+
+def _epoch_rows(run: Path) -> dict[int, dict[str, str]]:
+    """The last logged value of each metric per epoch (a killed epoch may be logged twice)."""
+    import csv
+
+    rows: dict[int, dict[str, str]] = {}
+    with open(run / "logs" / "metrics.csv", newline="") as file:
+        for row in csv.DictReader(file):
+            if row.get("epoch"):
+                rows.setdefault(int(row["epoch"]), {}).update({k: v for k, v in row.items() if v and k != "step"})
+    return rows
+
+
+def _kill_after_epoch(flags: list[str], run: Path, epoch: int) -> int:
+    """Start the run, freeze it (SIGSTOP) as soon as last.ckpt holds ``epoch`` or later, kill it; return the epoch
+    last.ckpt holds."""
+    import signal
+
+    last = run / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "main.py"), *flags, f"train.output_dir={run}"],
+        cwd=run.parent,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if last.is_file() and read_checkpoint(last)["epoch"] >= epoch:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGSTOP)
+    process.kill()
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed; make it longer"
+    return int(read_checkpoint(last)["epoch"])
+
+
+@pytest.mark.slow
+def test_kill_and_resume_at_two_epochs_reproduces_the_uninterrupted_run_bit_for_bit(data_dir, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    flags = [*DETERMINISTIC, f"dataset.data_dir={data_dir}"]
+    whole, early, late = tmp_path / "whole", tmp_path / "early", tmp_path / "late"
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        uninterrupted = pool.submit(main_py, *flags, f"train.output_dir={whole}", cwd=tmp_path)
+        killed = {run: pool.submit(_kill_after_epoch, flags, run, at) for run, at in ((early, 1), (late, 3))}
+        epochs = {run: future.result() for run, future in killed.items()}
+        assert uninterrupted.result().returncode == 0, uninterrupted.result().stderr[-2000:]
+        resumed = {
+            run: pool.submit(main_py, *flags, f"train.resume={run / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path)
+            for run in killed
+        }
+        results = {run: future.result() for run, future in resumed.items()}
+    assert epochs[early] < epochs[late] < 5, epochs  # two different epoch boundaries, both before the end
+
+    final = uninterrupted.result().stdout.splitlines()[-1]
+    reference = _epoch_rows(whole)
+    for run, result in results.items():
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.splitlines()[-1] == final.replace(str(whole), str(run))
+        assert _epoch_rows(run) == reference
+        for name in ("last.ckpt", "best.ckpt"):
+            a = read_checkpoint(whole / "checkpoints" / name)["state_dict"]
+            b = read_checkpoint(run / "checkpoints" / name)["state_dict"]
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (run, name)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 8. A corrupt test file was noticed only after training had finished, so the run ended with no result.
+# ----------------------------------------------------------------------------------------------------------------
+def test_a_corrupt_test_file_is_refused_before_training_starts(tmp_path):
+    from tests.fixtures.vision_files import write_mnist
+
+    written = write_mnist(tmp_path / "data", n_train=60, n_test=20)
+    test_images = written.folder / "t10k-images-idx3-ubyte"
+    test_images.write_bytes(test_images.read_bytes()[:-100])
+    run = tmp_path / "run"
+    flags = [*TINY, "dataset.name=MNIST", "dataset.data_type=sequence", "dataset.params.val_size=10"]
+    flags = [f for f in flags if not f.startswith(("dataset.params.num_samples", "dataset.params.val_size=100"))]
+    result = main_py(*flags, f"dataset.data_dir={tmp_path / 'data'}", f"train.output_dir={run}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result)
+    assert line.startswith("error: MNIST test data: cannot read") and str(test_images) in line
+    assert "epoch" not in result.stdout and not run.exists()
