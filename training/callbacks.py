@@ -45,8 +45,17 @@ class RunCheckpoint(ModelCheckpoint):
 
 
 class RNGStateCallback(pl.Callback):
-    """Stores the Python, NumPy and torch RNG states in every checkpoint and restores them on resume, so a resumed
-    run draws the same dropout masks and batches as an uninterrupted one would from that point."""
+    """Stores the Python, NumPy and torch (CPU and CUDA) RNG states in every checkpoint and restores them on resume,
+    so a resumed run draws the same dropout masks and augmentations as an uninterrupted one would from that point.
+
+    What a resume restores: the weights, the optimizer and learning-rate schedule states, the epoch and step counters,
+    the callbacks' states (best score and paths, early-stopping patience) and these RNG states; the order of the
+    training examples and the workers' seeds are functions of (seed, epoch) (datamodules.sampling). Checkpoints are
+    written at epoch ends, so a run resumes at the epoch boundary after its last completed epoch. With
+    ``deterministic=True`` the resumed run then equals the uninterrupted one bit for bit (tests/test_trust.py).
+    Not restored: the position inside a killed epoch (that epoch runs again from its start), and results of
+    nondeterministic kernels (cuDNN autotuning, atomics on GPU) when ``deterministic=False``.
+    """
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         checkpoint["rng_states"] = {
