@@ -106,6 +106,7 @@ def test_every_flag_with_a_null_default_has_a_declared_type():
 def test_every_constructor_argument_maps_to_a_flag_that_exists():
     flags = set(_flag_names(defaults()))
     assert {flag_of(argument) for argument in ARGUMENT_FLAGS} <= flags
+    assert flag_of("optimizer.lr") == "optimizer.lr" and flag_of("in_channels") is None
 
 
 def test_a_constructor_error_is_reworded_under_the_flag_it_came_from():
@@ -116,6 +117,10 @@ def test_a_constructor_error_is_reworded_under_the_flag_it_came_from():
     error = as_flag_error(InvalidArgument("optimizer.lr", "optimizer.lr must be positive, got 0."))
     assert str(error) == "optimizer.lr must be positive, got 0."
     assert str(as_flag_error(ValueError("something else"))) == "something else"
+    error = as_flag_error(InvalidArgument("val_size", "val_size must be positive."), "d: ", dataset_options=True)
+    assert str(error) == "d: dataset.params.val_size must be positive."
+    error = as_flag_error(InvalidArgument("num_classes", "num_classes must be at least 2, got 1."), "dataset.name=X: ")
+    assert str(error) == "dataset.name=X: num_classes must be at least 2, got 1."
 
 
 def test_a_checkpoint_without_a_stored_config_is_still_refused_by_its_shapes(tiny, tmp_path):

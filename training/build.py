@@ -53,9 +53,9 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "kernel_num_layers": "kernel.no_layers",
     "kernel_omega_0": "kernel.omega_0",
     "kernel_bias": "kernel.bias",
-    "kernel_norm": "kernel.norm",
-    "kernel_nonlinearity": "kernel.nonlinearity",
-    "kernel_init_spatial_value": "kernel.init_spatial_value",
+    "kernel_options.norm": "kernel.norm",
+    "kernel_options.nonlinearity": "kernel.nonlinearity",
+    "kernel_options.init_spatial_value": "kernel.init_spatial_value",
     "chang_initialize": "kernel.chang_initialize",
     "mask_init_value": "mask.init_value",
     "mask_threshold": "mask.threshold",
@@ -71,22 +71,33 @@ ARGUMENT_FLAGS: dict[str, str] = {
 }
 
 
-def flag_of(argument: str) -> str:
-    """The flag a constructor argument comes from: ``optimizer.*``/``scheduler.*`` keep their names, dataset options
-    are ``dataset.params.<name>``."""
+# Network arguments that come from the dataset's metadata, not from a flag: their errors are the dataset's.
+METADATA_ARGUMENTS = ("in_channels", "num_classes", "data_dim", "input_size", "vocab_size")
+
+
+def flag_of(argument: str) -> str | None:
+    """The flag a constructor argument comes from (``optimizer.*``/``scheduler.*`` keep their names), or ``None``."""
     if argument in ARGUMENT_FLAGS:
         return ARGUMENT_FLAGS[argument]
     if argument.startswith(("optimizer.", "scheduler.")):
         return argument
-    return f"dataset.params.{argument}"
+    return None
 
 
-def as_flag_error(error: ValueError, context: str = "") -> ConfigError:
-    """A constructor's error about its argument, reworded with the flag in place of the argument's name."""
+def as_flag_error(error: ValueError, context: str = "", dataset_options: bool = False) -> ConfigError:
+    """A constructor's error about its argument, reworded with the flag in place of the argument's name.
+
+    Args:
+        error: the constructor's error; :class:`ckconv.errors.InvalidArgument` carries the argument's name.
+        context: put before the message (e.g. ``dataset.name=MNIST: `` for what the dataset's metadata gave).
+        dataset_options: the constructor is a datamodule's, whose own options are ``dataset.params.<name>``.
+    """
     message = str(error)
     argument = getattr(error, "argument", None)
-    if argument:
-        flag = flag_of(argument)
+    flag = flag_of(argument) if argument else None
+    if flag is None and argument and dataset_options:
+        flag = f"dataset.params.{argument}"
+    if flag is not None and argument not in METADATA_ARGUMENTS:
         message = flag + message[len(argument) :] if message.startswith(argument) else f"{flag}: {message}"
     return ConfigError(f"{context}{message}")
 
@@ -166,7 +177,7 @@ def build_datamodule(cfg: DictConfig) -> CCNNDataModule:
             **options,
         )
     except ValueError as error:  # the datamodule's own argument checks
-        raise as_flag_error(error, f"dataset.name={cfg.dataset.name}: ") from error
+        raise as_flag_error(error, f"dataset.name={cfg.dataset.name}: ", dataset_options=True) from error
 
 
 def conv_options(cfg: DictConfig) -> dict[str, Any]:
@@ -240,7 +251,8 @@ def build_network(cfg: DictConfig, meta: DataMeta) -> CCNN:
             paired=meta.paired,
         )
     except ValueError as error:
-        raise as_flag_error(error) from error
+        metadata = getattr(error, "argument", None) in METADATA_ARGUMENTS
+        raise as_flag_error(error, f"dataset.name={cfg.dataset.name}: " if metadata else "") from error
 
 
 def build_module(cfg: DictConfig, meta: DataMeta) -> ClassificationModule:
