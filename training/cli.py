@@ -30,7 +30,16 @@ EXIT_REFUSED = 2
 # Hydra's own options that make it print something and run no job: nothing to check.
 _INFO_OPTIONS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
-_failed_jobs: list[str] = []
+# The jobs of a multirun run in this process (Hydra's basic launcher): (folder, overrides, outcome), one summary line
+# each at the end.
+_jobs: list[tuple[Path, list[str], str]] = []
+
+# Hydra plugins that are optional extras of the package (pyproject.toml): config file -> (package, extra).
+_PLUGIN_EXTRAS = {
+    "hydra/sweeper/optuna": ("hydra-optuna-sweeper", "sweep"),
+    "hydra/launcher/submitit_local": ("hydra-submitit-launcher", "slurm"),
+    "hydra/launcher/submitit_slurm": ("hydra-submitit-launcher", "slurm"),
+}
 
 
 class RefusedError(Exception):
@@ -77,6 +86,10 @@ def _composition_message(error: Exception, overrides: list[str]) -> str:
 
     if isinstance(error, MissingConfigException) and str(error.missing_cfg_file or "").startswith("experiment/"):
         return _unknown_preset(str(error.missing_cfg_file).removeprefix("experiment/"))
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file in _PLUGIN_EXTRAS:
+        group, _, name = str(error.missing_cfg_file).rpartition("/")
+        package, extra = _PLUGIN_EXTRAS[error.missing_cfg_file]
+        return f"{group}={name} needs the Hydra plugin {package}, which is not installed: pip install -e '.[{extra}]'."
     text = str(error)
     if text.startswith("Could not override '"):
         flag = text.split("'")[1]
@@ -92,6 +105,17 @@ def _composition_message(error: Exception, overrides: list[str]) -> str:
     return " ".join(lines)
 
 
+def _values_to_check(override: Any) -> list[str]:
+    """The values of one override that a job may get: each value of a choice or range sweep, and both ends of an
+    interval (which a sweeper such as Optuna samples between)."""
+    if not override.is_sweep_override():
+        return [override.get_value_element_as_str()]
+    if override.is_interval_sweep():
+        sweep = override.value()
+        return [str(sweep.start), str(sweep.end)]
+    return list(override.sweep_string_iterator())
+
+
 def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override lists to check: the command line itself, or for a multirun each value of each sweep (the other
     sweeps at their first value), which finds every bad value without composing the whole product."""
@@ -103,17 +127,33 @@ def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     choices = []
     for override in parsed:
         key = override.get_key_element()
-        values = (
-            list(override.sweep_string_iterator())
-            if override.is_sweep_override()
-            else [override.get_value_element_as_str()]
-        )
-        choices.append([f"{key}={value}" for value in values])
+        choices.append([f"{key}={value}" for value in _values_to_check(override)])
     first = [options[0] for options in choices]
     jobs = [first]
     for i, options in enumerate(choices):
         jobs += [[*first[:i], option, *first[i + 1 :]] for option in options[1:]]
     return jobs
+
+
+def _with_sweeper_params(config_dir: str, config_name: str, overrides: list[str]) -> list[str]:
+    """``overrides`` preceded by the sweep that the config itself holds in ``hydra.sweeper.params`` (e.g.
+    ``+hparams_search=omega_mask_optuna``), as the sweeper will see them: the command line wins for a flag in both."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    first = _job_overrides(overrides, multirun=True)[0]
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            params = compose(config_name, overrides=first, return_hydra_config=True).hydra.sweeper.get("params")
+    except (HydraException, OmegaConfBaseException):
+        return overrides  # the checks below compose the same overrides and report the error
+    if not params:
+        return overrides
+    on_command_line = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)}
+    from_config = [f"{key}={value}" for key, value in params.items() if key not in on_command_line]
+    return [*from_config, *overrides]
 
 
 def preflight(argv: list[str]) -> None:
@@ -133,14 +173,23 @@ def preflight(argv: list[str]) -> None:
 
     from training.config import ConfigError, validate_config
 
-    for overrides in _job_overrides(list(args.overrides), bool(args.multirun)):
+    overrides = list(args.overrides)
+    try:
+        if args.multirun:
+            overrides = _with_sweeper_params(str(config_dir), config_name, overrides)
+        jobs = _job_overrides(overrides, bool(args.multirun))
+    except HydraException as error:  # a sweep that does not parse, e.g. seed=[0,
+        if wants_traceback():
+            raise
+        raise RefusedError(_composition_message(error, overrides)) from error
+    for job in jobs:
         try:
             with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-                cfg = compose(config_name, overrides=overrides)
+                cfg = compose(config_name, overrides=job)
         except (HydraException, OmegaConfBaseException) as error:
             if wants_traceback():
                 raise
-            raise RefusedError(_composition_message(error, overrides)) from error
+            raise RefusedError(_composition_message(error, job)) from error
         try:
             validate_config(cfg)
         except ConfigError as error:
@@ -166,8 +215,8 @@ def _exit_code(error: BaseException) -> int:
     return EXIT_FAILED if isinstance(error, NonFiniteLossError | CheckpointSaveError) else EXIT_REFUSED
 
 
-def _multirun_job() -> tuple[str, Path] | None:
-    """(``overrides``, job folder) when this process runs a job of a Hydra multirun."""
+def _multirun_job() -> tuple[list[str], Path] | None:
+    """(overrides, job folder) when this process runs a job of a Hydra multirun."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -177,41 +226,56 @@ def _multirun_job() -> tuple[str, Path] | None:
         return None
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
-    return " ".join(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir)
+    return list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir)
 
 
-def run_task(cfg: Any) -> float:
-    """Hydra's task function: ``train(cfg)``; returns the validation accuracy for sweepers (NaN for a failed job).
+def run_task(cfg: Any) -> float | None:
+    """Hydra's task function: ``train(cfg)``; returns the validation accuracy for sweepers (None for a failed job:
+    the Optuna sweeper records it as a failed trial and goes on, where NaN makes hydra-optuna-sweeper 1.3 crash).
 
     A refused single run prints one line and exits; a refused job of a multirun prints one line naming the job,
     removes the empty folder Hydra made for it, and lets the other jobs run (the exit code reports it).
     """
     from training.run import train
 
+    job = _multirun_job()
     try:
         metrics = train(cfg)
     except _user_errors() as error:
         if wants_traceback():
             raise
-        job = _multirun_job()
         if job is None:
             print(one_line(error), file=sys.stderr, flush=True)
             raise SystemExit(_exit_code(error)) from None
         overrides, folder = job
-        print(f"job [{overrides}]: {one_line(error)}", file=sys.stderr, flush=True)
-        _failed_jobs.append(overrides)
+        print(f"job {folder.name} [{' '.join(overrides)}]: {one_line(error)}", file=sys.stderr, flush=True)
+        _jobs.append((folder, overrides, one_line(error)))
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-        return math.nan
+        return None
+    if job is not None:
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k in ("val/acc", "test/acc"))
+        _jobs.append((job[1], job[0], shown))
     return float(metrics.get("val/acc", math.nan))
 
 
 def exit_status() -> int:
-    """After Hydra returns: non-zero when a job of the multirun failed (each was reported when it failed)."""
-    if _failed_jobs:
-        print(f"{len(_failed_jobs)} job(s) failed: " + "; ".join(_failed_jobs), file=sys.stderr)
-        return EXIT_REFUSED
-    return 0
+    """After Hydra returns: a multirun's summary, one line per job with the flags that differ between jobs, and a
+    non-zero exit code when a job failed (each failure was also reported when it happened)."""
+    if not _jobs:
+        return 0
+    varying = [
+        o
+        for o in dict.fromkeys(o for _, overrides, _ in _jobs for o in overrides)
+        if not all(o in overrides for _, overrides, _ in _jobs)
+    ]
+    failed = sum(outcome.startswith("error: ") for _, _, outcome in _jobs)
+    print(f"multirun: {len(_jobs) - failed} of {len(_jobs)} jobs done", flush=True)
+    for folder, overrides, outcome in _jobs:
+        flags = " ".join(o for o in overrides if o in varying) or "(no swept flag)"
+        where = "" if outcome.startswith("error: ") else f"  {folder}"
+        print(f"  {folder.name:>4}  {flags}  {outcome}{where}", flush=True)
+    return EXIT_REFUSED if failed else 0
 
 
 def main(hydra_main: Any, argv: list[str]) -> int:

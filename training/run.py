@@ -40,8 +40,11 @@ from training.checkpoints import (
 )
 from training.compat import check_checkpoint_matches
 from training.config import ConfigError, check_against_data, validate_config
+from training.console import ConsoleLog, InterruptNotice, quiet_lightning
 from training.devices import select_accelerator, select_precision
-from training.loggers import AppendingCSVLogger
+from training.ema import build_ema, check_resume_ema
+from training.loggers import AppendingCSVLogger, check_logger_packages, tensorboard_logger
+from training.predictions import PredictionWriter
 from training.run_folder import (
     RunFolderError,
     RunLock,
@@ -49,6 +52,7 @@ from training.run_folder import (
     default_run_folder,
     run_folder_of_checkpoint,
 )
+from training.timing import RunTimer
 
 # Set by the first process of a multi-process run (DDP) for the processes Lightning starts: they write into its folder.
 RUN_DIR_ENV = "CCNN_RUN_DIR"
@@ -126,6 +130,7 @@ def _load_for_start(cfg: DictConfig, module: ClassificationModule) -> None:
 def _check_resume(cfg: DictConfig, path: Path, module: ClassificationModule) -> None:
     checkpoint = read_checkpoint(path)
     check_resumable(checkpoint, path)
+    check_resume_ema(cfg.train.ema, checkpoint, path)
     check_checkpoint_matches(cfg, checkpoint, path, resuming=True)
     load_weights(module, path)  # the tensors fit (Lightning loads them again when it restores the trainer state)
 
@@ -150,6 +155,8 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     check_against_data(cfg, meta.data_dim)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg, meta)
+    build_ema(cfg)  # its constructor refuses a train.ema it cannot use, now rather than when training starts
+    check_logger_packages(cfg)
     parameters = count_parameters(module.parameters())
     accelerator = select_accelerator(cfg.device)
     precision = select_precision(cfg.train.mixed_precision, accelerator)
@@ -184,6 +191,8 @@ def _worker_folder(cfg: DictConfig) -> Path:
 
 def _loggers(cfg: DictConfig, out: Path) -> list[Logger]:
     loggers: list[Logger] = [AppendingCSVLogger(save_dir=str(out), name="", version="logs")]
+    if cfg.train.tensorboard:
+        loggers.append(tensorboard_logger(out))
     if not cfg.debug and os.environ.get("WANDB_MODE") != "disabled":
         loggers.append(
             WandbLogger(
@@ -233,15 +242,20 @@ def build_trainer(plan: RunPlan, config: dict[str, Any]) -> pl.Trainer:
         EarlyStopping(monitor="val/acc", mode="max", patience=cfg.train.max_epochs_no_improvement),
         RNGStateCallback(),
         ConfigInCheckpoint(config),
-        EpochSummary(),
+        timer := RunTimer(),
+        EpochSummary(timer),  # after its timer, whose numbers it prints
         RichModelSummary(max_depth=2),
         LearningRateMonitor(logging_interval="step"),
         KernelPlotCallback(out / "kernels", every_n_epochs=max(1, cfg.train.epochs // 5)),
+        InterruptNotice(out),
     ]
     if sys.stdout.isatty():  # a live bar in a terminal; logs and CI get EpochSummary's one line per epoch
         callbacks.append(RichProgressBar())
     if cfg.train.track_grad_norm is not None:
         callbacks.append(GradNormLogger(float(cfg.train.track_grad_norm)))
+    ema = build_ema(cfg)
+    if ema is not None:
+        callbacks.append(ema)
     gpu = plan.accelerator == "gpu"
     devices: Any = cfg.train.avail_gpus if cfg.train.avail_gpus > 0 else ("auto" if gpu else 1)
     strategy: Any = "auto"
@@ -266,13 +280,18 @@ def build_trainer(plan: RunPlan, config: dict[str, Any]) -> pl.Trainer:
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(out),
         enable_progress_bar=sys.stdout.isatty(),
-        enable_model_summary=True,
+        enable_model_summary=False,  # RichModelSummary above prints it (True would add a second, announced)
         log_every_n_steps=10,
-        limit_train_batches=cfg.train.limit_train_batches,
-        limit_val_batches=cfg.train.limit_val_batches,
-        limit_test_batches=cfg.train.limit_test_batches,
+        limit_train_batches=_limit(cfg.train.limit_train_batches),
+        limit_val_batches=_limit(cfg.train.limit_val_batches),
+        limit_test_batches=_limit(cfg.train.limit_test_batches),
         num_sanity_val_steps=0,
     )
+
+
+def _limit(value: float) -> float | None:
+    """Lightning announces an explicit 1.0 ("100% of the batches will be used"); None means the same, silently."""
+    return None if value == 1.0 else value
 
 
 def _metrics(results: list[dict[str, float]]) -> dict[str, float]:
@@ -297,49 +316,66 @@ def _claim(plan: RunPlan) -> RunLock:
 
 
 def execute(plan: RunPlan) -> dict[str, float]:
-    """Write into the run folder, fit and/or evaluate as the plan's config says, and return the final metrics."""
-    cfg, module, datamodule = plan.cfg, plan.module, plan.datamodule
-    first = _is_first_process()
-    lock = _claim(plan) if first else None
+    """Write into the run folder, fit and/or evaluate as the plan's config says, and return the final metrics.
+
+    The first process creates and locks the folder and copies what it prints into ``<run>/main.log``.
+    """
+    if not _is_first_process():
+        return _fit_and_evaluate(plan)
+    lock = _claim(plan)
     try:
-        out = plan.folder
-        os.environ[RUN_DIR_ENV] = str(out)  # processes that Lightning starts for DDP write into the same folder
-        config = OmegaConf.to_container(cfg, resolve=True)
-        if first:
-            remove_stale_temporaries(out / "checkpoints")  # left by a run killed while writing a checkpoint
-            OmegaConf.save(cfg, out / "config.yaml", resolve=True)
-            note = f", note: {cfg.comment}" if cfg.comment else ""
-            print(f"run folder: {out}{note}", flush=True)
-        if cfg.train.compile:
-            module.net.compile()  # in place: the state_dict keys stay those of the eager network
-        trainer = build_trainer(plan, config)  # type: ignore[arg-type]
-        metrics: dict[str, float] = {"parameters": float(plan.parameters)}
-        if cfg.test.before_train:
-            before = _metrics(trainer.test(module, datamodule=datamodule))
-            metrics |= {f"before_train/{k}": v for k, v in before.items()}
-        if cfg.train.do:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(plan.resume) if plan.resume else None)
-            last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-            metrics |= {f"{k}_last": v for k, v in last.items() if not k.endswith("_best")}
-            best = out / "checkpoints" / "best.ckpt"  # this folder's own, whatever path a resumed state remembers
-            if best.is_file():
-                load_weights(module, best)
-                metrics["best_checkpoint"] = str(best)  # type: ignore[assignment]
-        metrics |= _metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
-        metrics |= _metrics(trainer.test(module, datamodule=datamodule, verbose=False))
-        if not cfg.train.do:
-            # The best validation accuracy of the run that wrote the checkpoint is not this evaluation's result.
-            metrics.pop("val/acc_best", None)
-        for logger in trainer.loggers:
-            logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
-            logger.save()
-        if trainer.is_global_zero:
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float) and "acc" in k)
-            print(f"Final: {shown}  (outputs: {out})")
-        return metrics
+        with ConsoleLog(plan.folder / "main.log"):
+            remove_stale_temporaries(plan.folder / "checkpoints")  # left by a run killed while writing a checkpoint
+            OmegaConf.save(plan.cfg, plan.folder / "config.yaml", resolve=True)
+            note = f", note: {plan.cfg.comment}" if plan.cfg.comment else ""
+            print(f"run folder: {plan.folder}{note}", flush=True)
+            return _fit_and_evaluate(plan)
     finally:
-        if lock is not None:
-            lock.release()
+        lock.release()
+
+
+def _fit_and_evaluate(plan: RunPlan) -> dict[str, float]:
+    cfg, module, datamodule, out = plan.cfg, plan.module, plan.datamodule, plan.folder
+    os.environ[RUN_DIR_ENV] = str(out)  # processes that Lightning starts for DDP write into the same folder
+    if cfg.train.compile:
+        module.net.compile()  # in place: the state_dict keys stay those of the eager network
+    trainer = build_trainer(plan, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    metrics: dict[str, float] = {"parameters": float(plan.parameters)}
+    if cfg.test.before_train:
+        before = _metrics(trainer.test(module, datamodule=datamodule))
+        metrics |= {f"before_train/{k}": v for k, v in before.items()}
+    if cfg.train.do:
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(plan.resume) if plan.resume else None)
+        except SystemExit:
+            if trainer.interrupted:  # Ctrl-C: Lightning shut down cleanly and exits with 1; 130 is the shell's code
+                raise SystemExit(130) from None
+            raise
+        last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        metrics |= {f"{k}_last": v for k, v in last.items() if not k.endswith("_best")}
+        best = out / "checkpoints" / "best.ckpt"  # this folder's own, whatever path a resumed state remembers
+        if best.is_file():
+            load_weights(module, best)
+            metrics["best_checkpoint"] = str(best)  # type: ignore[assignment]
+    if cfg.test.predictions:  # this evaluation's only: validation inside fit and before_train write none
+        trainer.callbacks.append(PredictionWriter(out / "predictions"))  # type: ignore[attr-defined]
+    metrics |= _metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
+    metrics |= _metrics(trainer.test(module, datamodule=datamodule, verbose=False))
+    timer = RunTimer.of(trainer)
+    if timer is not None:
+        metrics |= timer.totals()
+    if not cfg.train.do:
+        # The best validation accuracy of the run that wrote the checkpoint is not this evaluation's result.
+        metrics.pop("val/acc_best", None)
+    for logger in trainer.loggers:
+        logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
+        logger.save()
+    if trainer.is_global_zero:
+        if timer is not None:
+            print(timer.summary())
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float) and "acc" in k)
+        print(f"Final: {shown}  (outputs: {out})")
+    return metrics
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -353,6 +389,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ConfigError, DataError, CheckpointError, RunFolderError: before anything is written (see :func:`plan_run`).
     """
     keep_freed_memory()  # CPU steps re-fault every large activation otherwise (training/allocator.py)
+    quiet_lightning()
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     plan = plan_run(cfg)
