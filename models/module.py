@@ -103,10 +103,21 @@ class ClassificationModule(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def _predicted_classes(self, logits: Tensor) -> Tensor:
+        return (logits > 0).long() if self.num_classes == 2 else logits.argmax(dim=-1)
+
     def _loss_and_predictions(self, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.num_classes == 2:
-            return F.binary_cross_entropy_with_logits(logits.float(), y.float()), (logits > 0).long()
-        return F.cross_entropy(logits.float(), y), logits.argmax(dim=-1)
+            return F.binary_cross_entropy_with_logits(logits.float(), y.float()), self._predicted_classes(logits)
+        return F.cross_entropy(logits.float(), y), self._predicted_classes(logits)
+
+    def classify(self, logits: Tensor) -> tuple[Tensor, Tensor]:
+        """The predicted classes ``(B,)``, by the rule the accuracy uses, and the class probabilities ``(B, K)``:
+        softmax, or for two classes ``(1 - p, p)`` with ``p = sigmoid(logit)``."""
+        if self.num_classes == 2:
+            p = torch.sigmoid(logits.float())
+            return self._predicted_classes(logits), torch.stack([1 - p, p], dim=-1)
+        return self._predicted_classes(logits), torch.softmax(logits.float(), dim=-1)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # All mask widths changed in the last optimizer step: read them to the host in one transfer, so that the
@@ -138,15 +149,18 @@ class ClassificationModule(pl.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return total
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metric: Accuracy) -> None:
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metric: Accuracy) -> dict[str, Tensor]:
         x, y = batch
-        loss, predictions = self._loss_and_predictions(self(x), y)
+        logits = self(x)
+        loss, predictions = self._loss_and_predictions(logits, y)
         metric(predictions, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        # Passed to callbacks' on_*_batch_end (training.predictions writes them); Lightning keeps no copy.
+        return {"logits": logits.detach(), "predictions": predictions}
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_acc)
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, "val", self.val_acc)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -156,8 +170,8 @@ class ClassificationModule(pl.LightningModule):
             self.best_val_acc.update(acc.detach())
             self.log("val/acc_best", self.best_val_acc.compute(), sync_dist=True)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_acc)
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, "test", self.test_acc)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_settings.build(self.net)

@@ -52,6 +52,7 @@ NULL_DEFAULT_TYPES: dict[str, type] = {
     "net.block_width_factors": list,
     "optimizer.momentum": float,
     "train.track_grad_norm": float,
+    "train.ema": float,
     "train.resume": str,
     "train.output_dir": str,
     "pretrained.filename": str,
@@ -172,6 +173,12 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(
             "train.resume and pretrained.load exclude each other: resume continues a run, "
             "pretrained.load starts from (or evaluates) a checkpoint's weights."
+        )
+    if cfg.test.predictions and cfg.train.distributed:
+        raise ConfigError(
+            "test.predictions=True writes the predictions of one process; with train.distributed=True each process "
+            "sees part of the data. Evaluate the checkpoint on one device: train.do=False pretrained.load=True "
+            "pretrained.filename=<run>/checkpoints/best.ckpt test.predictions=True."
         )
     if cfg.train.resume and not cfg.train.do:
         raise ConfigError("train.resume continues training; it needs train.do=True (evaluate with pretrained.*).")

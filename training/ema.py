@@ -1,0 +1,148 @@
+"""Exponential moving average (EMA) of the weights: ``train.ema=<decay>`` (``null``: off).
+
+Lightning's ``WeightAveraging`` callback keeps the average in a ``torch.optim.swa_utils.AveragedModel`` and updates
+it after every optimizer step with ``get_ema_multi_avg_fn`` (one fused ``torch._foreach_lerp_`` per device and
+dtype): ``average <- decay * average + (1 - decay) * weights``, starting from the weights after the first step.
+Validation inside ``fit`` runs on the average, so ``val/acc``, early stopping and the choice of ``best.ckpt`` follow
+the averaged network. Every checkpoint holds the average as its ``state_dict`` (what the final evaluation,
+``pretrained.*`` and ``training.predict`` load) and the raw weights as ``current_model_state`` with the average's
+update count in ``averaging_state`` (what a resumed run continues from, bit for bit).
+
+BatchNorm: the running mean and variance are averaged with the same decay as the weights (``use_buffers=True``, as
+Lightning and timm's ModelEma do), so the averaged network normalises with statistics that moved as slowly as its
+weights. Recomputing them for the averaged weights (``swa_utils.update_bn``) would cost a pass over the training data
+at every validation; copying the raw network's would pair fast-moving statistics with slow-moving weights.
+``num_batches_tracked`` (an integer) is averaged and rounded by torch; BatchNorm reads it only with ``momentum=None``,
+which this project never sets.
+
+Three corrections to Lightning 2.6's callback, each shown by a test in tests/test_ema.py that fails once Lightning
+behaves:
+
+1. It swaps weights through ``param.data``, which leaves the version counters unchanged, so each mask's host copy of
+   its width (``ckconv.mask.GaussianMask.host_copy``, read by the crop rule) still describes the raw width: the
+   averaged network would be cropped by the raw masks. The host copies are refreshed after every swap.
+2. It swaps the average in at every validation, also in ``trainer.validate`` after ``fit``, where the run evaluates
+   its best checkpoint: that evaluation would see the last average instead. Here only validation inside ``fit`` swaps.
+3. Its checkpoint ``state_dict`` is the ``AveragedModel``'s, whose copy of the module's state that is neither a
+   parameter nor a buffer (the best validation accuracy) stays as it was when training started. Those entries are
+   taken from the trained module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import WeightAveraging
+from pytorch_lightning.trainer.states import TrainerFn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from ckconv.errors import InvalidArgument
+from ckconv.mask import refresh_mask_widths
+from training.checkpoints import CheckpointError
+from training.config import ConfigError
+
+# Where WeightAveraging puts the raw weights in a checkpoint whose state_dict holds the average.
+RAW_WEIGHTS_KEY = "current_model_state"
+
+
+class EMAWeights(WeightAveraging):
+    """Keeps ``average <- decay * average + (1 - decay) * weights`` after every optimizer step (see the module
+    docstring for what uses the average and what a checkpoint holds).
+
+    Args:
+        decay: weight of the old average, in (0, 1); the average spans about ``1 / (1 - decay)`` steps.
+
+    Raises:
+        InvalidArgument: ``decay`` outside (0, 1).
+    """
+
+    def __init__(self, decay: float) -> None:
+        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0.0 < decay < 1.0:
+            raise InvalidArgument("decay", f"decay must be a number in (0, 1), e.g. 0.999, got {decay!r}.")
+        super().__init__(multi_avg_fn=get_ema_multi_avg_fn(float(decay)))
+        self.decay = float(decay)
+
+    @staticmethod
+    def _fitting(trainer: pl.Trainer) -> bool:
+        return trainer.state.fn == TrainerFn.FITTING
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._fitting(trainer):  # correction 2
+            super().on_validation_epoch_start(trainer, pl_module)
+            refresh_mask_widths(pl_module)  # correction 1
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._fitting(trainer):
+            super().on_validation_epoch_end(trainer, pl_module)
+            refresh_mask_widths(pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)  # leaves the average in the module
+        refresh_mask_widths(pl_module)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        raw = checkpoint.get(RAW_WEIGHTS_KEY)
+        if raw is None:
+            return
+        averaged = {name for name, _ in itertools.chain(pl_module.named_parameters(), pl_module.named_buffers())}
+        for key in checkpoint["state_dict"]:
+            if key not in averaged:  # correction 3
+                checkpoint["state_dict"][key] = raw[key]
+
+
+def build_ema(cfg: DictConfig) -> EMAWeights | None:
+    """The EMA callback that ``train.ema`` asks for, or ``None`` when it is null.
+
+    Raises:
+        ConfigError: naming ``train.ema`` when the constructor refuses its value.
+    """
+    if cfg.train.ema is None:
+        return None
+    try:
+        return EMAWeights(cfg.train.ema)
+    except InvalidArgument as error:
+        raise ConfigError(str(error.renamed("train.ema"))) from error
+
+
+def stored_decay(checkpoint: Mapping[str, Any]) -> float | None:
+    """The ``train.ema`` of the run that wrote ``checkpoint`` (``None``: no average, or no stored config)."""
+    config = checkpoint.get("ccnn_config")
+    if not isinstance(config, Mapping):
+        return None
+    return (config.get("train") or {}).get("ema")
+
+
+def check_resume_ema(decay: float | None, checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Refuse to resume ``checkpoint`` (read from ``path``) with another ``train.ema`` than the run that wrote it.
+
+    Without this, a run resumed without ``train.ema`` would continue training from the checkpoint's ``state_dict``,
+    which holds the average, not the weights that were being trained; one resumed with it from a checkpoint without
+    an average would start a new average in the middle of the run.
+
+    Raises:
+        CheckpointError: naming the checkpoint, both values and the fix.
+    """
+    averaged = RAW_WEIGHTS_KEY in checkpoint
+    stored = stored_decay(checkpoint)
+    if averaged and decay is None:
+        shown = f"train.ema={stored}" if stored is not None else "a train.ema"
+        raise CheckpointError(
+            f"checkpoint {path} was written by a run with {shown} (its state_dict is the weight average): resume it "
+            f"with {shown}."
+        )
+    if not averaged and decay is not None:
+        raise CheckpointError(
+            f"checkpoint {path} was written without a weight average, so train.ema={decay} cannot resume it: drop "
+            f"train.ema, or start a new run from its weights with pretrained.load=True pretrained.filename={path}."
+        )
+    if averaged and stored is not None and float(stored) != float(decay):  # type: ignore[arg-type]
+        raise CheckpointError(
+            f"checkpoint {path} was written with train.ema={stored}, not train.ema={decay}: resume it with "
+            f"train.ema={stored}."
+        )

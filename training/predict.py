@@ -1,0 +1,131 @@
+"""``python -m training.predict <checkpoint.ckpt> <folder> [--out predictions.csv]``: classify your own images.
+
+The network is rebuilt from the config stored in the checkpoint (as ``training.plot_kernels`` does) and loaded with
+its ``state_dict`` (the weight average for ``train.ema`` runs). Every image file directly in ``<folder>`` (PNG,
+JPEG, GIF, WebP; sorted by name) is read by ``torchvision.io.decode_image`` in the colour mode of the dataset the
+checkpoint was trained on (grey for MNIST, RGB for CIFAR and STL-10), resized to the dataset's stored image size when
+it differs (bilinear, antialiased; non-square images are stretched), and passed through the dataset's own evaluation
+transform (the same scaling, normalisation and flattening as its test split). The CSV holds
+``file,predicted,prob_0,...,prob_<K-1>``. Only the image datasets (MNIST, CIFAR-10/100, STL-10) are supported.
+
+Exit codes: 0 done, 2 refused (the message names the checkpoint, folder or file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms import v2
+
+from datamodules import DataError
+from datamodules.vision import VisionDataModule
+from models.module import ClassificationModule
+from training.build import build_datamodule, build_module
+from training.checkpoints import CheckpointError, load_weights, read_checkpoint
+from training.cli import EXIT_REFUSED, one_line
+from training.compat import upgraded_config
+from training.config import ConfigError
+from training.predictions import write_predictions_csv
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name.
+
+    Raises:
+        DataError: the folder does not exist or holds no image file.
+    """
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder; pass a folder of images.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder} holds no image file ({', '.join(IMAGE_SUFFIXES)}).")
+    return files
+
+
+def load_classifier(checkpoint_path: Path) -> tuple[ClassificationModule, VisionDataModule]:
+    """The network of ``checkpoint_path`` in eval mode and the (unloaded) datamodule of its dataset.
+
+    Raises:
+        CheckpointError: the checkpoint is unreadable or carries no config.
+        ConfigError: its dataset is not an image dataset.
+    """
+    checkpoint = read_checkpoint(checkpoint_path)
+    if "ccnn_config" not in checkpoint:
+        raise CheckpointError(
+            f"checkpoint {checkpoint_path} carries no config (ccnn_config); it was not written by main.py."
+        )
+    cfg = upgraded_config(checkpoint["ccnn_config"])
+    datamodule = build_datamodule(cfg)  # reads nothing: the transform and metadata only
+    if not isinstance(datamodule, VisionDataModule):
+        raise ConfigError(
+            f"checkpoint {checkpoint_path} was trained on dataset.name={cfg.dataset.name}; training.predict reads "
+            "images for MNIST, CIFAR10, CIFAR100 and STL10 checkpoints only."
+        )
+    module = build_module(cfg, datamodule.meta)
+    load_weights(module, checkpoint_path)
+    return module.eval(), datamodule
+
+
+def read_image(path: Path, datamodule: VisionDataModule) -> Tensor:
+    """``path`` as the uint8 ``(C, H, W)`` image the dataset stores (its channels and side), before its transform.
+
+    Raises:
+        DataError: the file cannot be decoded as an image.
+    """
+    mode = ImageReadMode.GRAY if datamodule.channels == 1 else ImageReadMode.RGB
+    try:
+        image = decode_image(str(path), mode=mode)
+    except (RuntimeError, ValueError) as error:
+        raise DataError(f"cannot read image {path} ({error}).") from error
+    side = datamodule.image_size
+    if tuple(image.shape[-2:]) != (side, side):
+        image = v2.functional.resize(image, [side, side], antialias=True)
+    return image
+
+
+@torch.no_grad()
+def predict_folder(
+    module: ClassificationModule, datamodule: VisionDataModule, files: list[Path], batch_size: int = 64
+) -> tuple[Tensor, Tensor]:
+    """The predicted classes ``(N,)`` and class probabilities ``(N, K)`` of ``files``, in their order."""
+    # The test split's own transform; VisionDataModule has no public name for it yet.
+    transform = datamodule._transform(train=False)
+    device = next(module.parameters()).device
+    predicted, probabilities = [], []
+    for start in range(0, len(files), batch_size):
+        x = torch.stack([transform(read_image(path, datamodule)) for path in files[start : start + batch_size]])
+        classes, probs = module.classify(module(x.to(device)))
+        predicted.append(classes.cpu())
+        probabilities.append(probs.cpu())
+    return torch.cat(predicted), torch.cat(probabilities)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
+    parser.add_argument("folder", type=Path, help="a folder of image files")
+    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV path (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        files = image_files(args.folder)
+        module, datamodule = load_classifier(args.checkpoint)
+        predicted, probabilities = predict_folder(module.to(args.device), datamodule, files, args.batch_size)
+    except (CheckpointError, ConfigError, DataError) as error:
+        print(one_line(error), file=sys.stderr)
+        return EXIT_REFUSED
+    write_predictions_csv(args.out, "file", [p.name for p in files], None, predicted, probabilities)
+    print(f"wrote {args.out} ({len(files)} images)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
