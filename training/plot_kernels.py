@@ -1,25 +1,61 @@
 """``python -m training.plot_kernels <checkpoint.ckpt> [--out kernels.png]``: draw a checkpoint's kernels and masks.
 
-The network is rebuilt from the config stored in the checkpoint and the dataset's metadata (no data is read).
+The network is rebuilt from the config stored in the checkpoint and the dataset's metadata (no data is read). The
+picture goes to the current folder (``<run>_<checkpoint>_kernels.png``) or to ``--out``, never into ``pretrained/``,
+whose files are the shipped checkpoints. Each layer's learned mask width and the taps its crop keeps are printed too.
+Errors print one line and exit with 2, as ``main.py`` does.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from models.plot_kernels import save_kernel_plot
+from models.plot_kernels import continuous_layers, kernel_view, save_kernel_plot
 from training.build import build_datamodule, build_module
 from training.checkpoints import CheckpointError, load_weights, read_checkpoint
+from training.cli import EXIT_REFUSED, one_line
 from training.compat import upgraded_config
+from training.run_folder import run_folder_of_checkpoint
+
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+class OutputPathError(ValueError):
+    """The picture cannot be written where asked; the message names the path and another place."""
+
+
+def default_output(checkpoint: Path) -> Path:
+    """``./<run>_<name>_kernels.png``: in the current folder, named after the run folder (or the checkpoint's folder)
+    and the checkpoint, so that pictures of several checkpoints do not overwrite each other."""
+    folder = run_folder_of_checkpoint(checkpoint) or checkpoint.parent
+    return Path.cwd() / f"{folder.resolve().name}_{checkpoint.stem}_kernels.png"
+
+
+def check_output(out: Path) -> None:
+    """Raise :class:`OutputPathError` for a path inside ``pretrained/`` (the shipped checkpoints, tracked by git)."""
+    if out.resolve().is_relative_to(SHIPPED_CHECKPOINTS):
+        raise OutputPathError(
+            f"--out {out} is inside {SHIPPED_CHECKPOINTS}, which holds the shipped checkpoints (tracked by git); "
+            "write the picture elsewhere, e.g. --out kernels.png (the default is the current folder)."
+        )
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__)
+    """Draw the kernels of the checkpoint named in ``argv`` and return the PNG's path.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read or was not written by ``main.py``.
+        OutputPathError: ``--out`` is inside ``pretrained/``.
+    """
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
-    parser.add_argument("--out", type=Path, default=None, help="PNG path (default: next to the checkpoint)")
+    parser.add_argument("--out", type=Path, default=None, help="PNG path (default: ./<run>_<checkpoint>_kernels.png)")
     parser.add_argument("--channels", type=int, default=4, help="kernel channels drawn per layer")
     args = parser.parse_args(argv)
+    out = args.out or default_output(args.checkpoint)
+    check_output(out)
     checkpoint = read_checkpoint(args.checkpoint)
     if "ccnn_config" not in checkpoint:
         raise CheckpointError(
@@ -28,11 +64,16 @@ def main(argv: list[str] | None = None) -> Path:
     cfg = upgraded_config(checkpoint["ccnn_config"])
     module = build_module(cfg, build_datamodule(cfg).meta)
     load_weights(module, args.checkpoint)
-    out = args.out or args.checkpoint.with_suffix(".kernels.png")
+    for name, layer in continuous_layers(module.net):
+        print(f"{name}: mask {kernel_view(name, layer, max_channels=0).mask_summary()}")
     save_kernel_plot(module.net, out, args.channels)
     print(f"wrote {out}")
     return out
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (CheckpointError, OutputPathError) as error:
+        print(one_line(error), file=sys.stderr)
+        sys.exit(EXIT_REFUSED)

@@ -1,0 +1,195 @@
+"""Kernel pictures: every panel on the layer's whole grid of positions in [-1, 1], each layer's own mask drawn from its
+learned width, axes and colour bars, and ``python -m training.plot_kernels``, which never writes into pretrained/."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from ckconv import CKConv, FlexConv, SeparableFlexConv
+from models.plot_kernels import kernel_view, plot_kernels
+from tests.conftest import REPO
+from training.checkpoints import CheckpointError
+from training.plot_kernels import main
+
+SHIPPED = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
+GRID_40 = torch.linspace(-1.0, 1.0, 40)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def gaussian(x: torch.Tensor, width: float) -> torch.Tensor:
+    """FlexConv's centred mask, written out (MASK_EPS = 1e-8 is far below the tolerance)."""
+    return torch.exp(-0.5 * x**2 / width**2)
+
+
+def labelled(ax, label: str) -> list:
+    return [line for line in ax.get_lines() if line.get_label() == label]
+
+
+def row_axes(fig, rows: int, columns: int) -> list[list]:
+    """The subplot grid (colour bars, which matplotlib appends to fig.axes, left out)."""
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == rows * columns
+    return [panels[r * columns : (r + 1) * columns] for r in range(rows)]
+
+
+@pytest.fixture
+def net_1d() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        SeparableFlexConv(2, 3, 1, input_size=40, mask_init_value=0.1),
+        SeparableFlexConv(3, 3, 1, input_size=40, mask_init_value=0.5),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 1D
+# ---------------------------------------------------------------------------------------------------------------------
+def test_mask_panel_of_each_layer_is_that_layers_mask_on_the_whole_grid(net_1d):
+    rows = row_axes(plot_kernels(net_1d, max_channels=2), rows=2, columns=3)
+    drawn = []
+    for row, layer in zip(rows, net_1d):
+        (line,) = labelled(row[-1], "mask")
+        x, y = torch.tensor(line.get_xdata()), torch.tensor(line.get_ydata())
+        torch.testing.assert_close(x, GRID_40)
+        torch.testing.assert_close(y, gaussian(GRID_40, layer.mask.width.item()), atol=1e-6, rtol=0)
+        drawn.append(y)
+    assert not torch.allclose(drawn[0], drawn[1], atol=0.1)  # a narrow and a wide mask look different
+    # sigma 0.1 keeps |x| <= 0.1 * sqrt(2 ln 10) = 0.2146, i.e. 4 taps on each side of 0 (step 2/39): 8 of 40.
+    assert rows[0][-1].get_title() == "mask: σ=0.1, 8/40 taps"
+    assert rows[1][-1].get_title().startswith("mask: σ=0.5, ")
+
+
+def test_kernel_panel_draws_the_layers_kernel_at_its_kept_positions_under_the_mask(net_1d):
+    rows = row_axes(plot_kernels(net_1d, max_channels=2), rows=2, columns=3)
+    layer, ax = net_1d[0], rows[0][1]  # channel 1 of the narrow layer
+    with torch.no_grad():
+        kernel = layer.sample_kernel((40,))[1, 0]  # (8,): the taps the crop keeps
+    kept = slice(16, 24)
+    (line,) = labelled(ax, "kernel")
+    torch.testing.assert_close(torch.tensor(line.get_xdata()), GRID_40[kept])
+    torch.testing.assert_close(torch.tensor(line.get_ydata()), kernel)
+    upper, lower = labelled(ax, "mask")  # the mask dashed over the kernel, scaled to its peak
+    envelope = kernel.abs().max() * gaussian(GRID_40, 0.1)
+    torch.testing.assert_close(torch.tensor(upper.get_ydata()), envelope, atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.tensor(lower.get_ydata()), -envelope, atol=1e-6, rtol=0)
+    assert len(ax.patches) == 2  # the cropped taps on both sides are shaded
+
+
+def test_every_panel_has_a_position_axis_over_minus_one_to_one_and_labels(net_1d):
+    rows = row_axes(plot_kernels(net_1d, max_channels=2), rows=2, columns=3)
+    for r, row in enumerate(rows):
+        for ax in row:
+            low, high = ax.get_xlim()
+            assert low <= -1.0 and high >= 1.0 and list(ax.get_xticks()) == [-1.0, 0.0, 1.0]
+            assert ax.get_xlabel() == ("position" if r == 1 else "")
+        assert row[0].get_ylabel() == f"{r}\nkernel" and row[-1].get_ylabel() == "mask"
+        assert row[-1].get_ylim() == (0.0, 1.05)
+
+
+def test_kernel_view_keeps_the_layers_kernel_size_when_it_differs_from_the_input_size():
+    torch.manual_seed(0)
+    layer = CKConv(1, 1, 1, kernel_size=9, input_size=40)
+    view = kernel_view("conv", layer)
+    assert view.size == (9,) and view.mask is None
+    with torch.no_grad():
+        torch.testing.assert_close(view.kernels[0], layer.sample_kernel((40,))[0, 0])
+    torch.testing.assert_close(view.positions[0], torch.linspace(-1.0, 1.0, 9))
+
+
+def test_a_layer_without_mask_has_no_mask_panel():
+    torch.manual_seed(0)
+    fig = plot_kernels(nn.Sequential(CKConv(1, 2, 1, input_size=20)), max_channels=2)
+    (row,) = row_axes(fig, rows=1, columns=3)
+    assert not row[-1].axison and row[-1].get_title() == "no mask" and not row[-1].get_lines()
+    assert labelled(row[0], "kernel") and not labelled(row[0], "mask")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 2D and 3D
+# ---------------------------------------------------------------------------------------------------------------------
+def test_2d_kernels_are_images_over_the_position_grid_with_colour_bars_and_the_mask_contours():
+    torch.manual_seed(0)
+    layer = FlexConv(2, 2, 2, input_size=(12, 12), mask_init_value=0.3)
+    with torch.no_grad():
+        layer.mask.width.copy_(torch.tensor([0.5, 0.25]))  # taller than wide
+    fig = plot_kernels(nn.Sequential(layer), max_channels=2)
+    (row,) = row_axes(fig, rows=1, columns=3)
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2  # one for the kernels, one for the mask
+    view = kernel_view("0", layer, max_channels=2)
+    half = 1.0 / 11  # half the grid step: pixel centres sit at the tap positions
+    for c, ax in enumerate(row[:2]):
+        (image,) = ax.get_images()
+        torch.testing.assert_close(torch.tensor(image.get_array().filled(math.nan)), view.kernels[c], equal_nan=True)
+        assert image.get_extent() == pytest.approx([-1 - half, 1 + half, -1 - half, 1 + half])
+        assert ax.collections  # the mask's contours over the kernel
+        assert ax.get_xlabel() == "position (width)"
+    assert row[0].get_ylabel() == "0\nposition (height)"
+    (mask_image,) = row[-1].get_images()
+    grid = torch.linspace(-1.0, 1.0, 12)
+    by_hand = gaussian(grid, 0.5)[:, None] * gaussian(grid, 0.25)[None, :]
+    torch.testing.assert_close(torch.tensor(mask_image.get_array()), by_hand, atol=1e-6, rtol=0)
+    kept = torch.isfinite(view.kernels[0])
+    assert kept.any(dim=1).sum() > kept.any(dim=0).sum()  # the crop keeps more rows than columns
+
+
+def test_3d_kernels_are_shown_by_their_middle_slice_in_depth():
+    torch.manual_seed(0)
+    layer = SeparableFlexConv(2, 2, 3, input_size=(7, 7, 7), mask_init_value=0.4)
+    (row,) = row_axes(plot_kernels(nn.Sequential(layer), max_channels=1), rows=1, columns=2)
+    view = kernel_view("0", layer, max_channels=1)
+    (image,) = row[0].get_images()
+    torch.testing.assert_close(torch.tensor(image.get_array().filled(math.nan)), view.kernels[0, 3], equal_nan=True)
+    assert row[0].get_ylabel().startswith("0, depth 0.00\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# python -m training.plot_kernels
+# ---------------------------------------------------------------------------------------------------------------------
+def test_the_command_writes_into_the_current_folder_and_prints_each_layers_learned_width(tmp_path, monkeypatch, capsys):
+    pretrained_before = sorted(p.name for p in SHIPPED.parent.iterdir())
+    monkeypatch.chdir(tmp_path)
+    out = main([str(SHIPPED), "--channels", "2"])
+    assert out == tmp_path / "mnist1d_ccnn_model_kernels.png"
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert sorted(p.name for p in SHIPPED.parent.iterdir()) == pretrained_before
+    printed = dict(re.findall(r"^(\S+): mask σ=([0-9.]+), ", capsys.readouterr().out, re.M))
+    state = torch.load(SHIPPED, map_location="cpu", weights_only=False)["state_dict"]
+    learned = {key.removeprefix("net.").removesuffix(".mask.width"): value for key, value in state.items()}
+    learned = {name: float(value) for name, value in learned.items() if name in printed}
+    assert set(printed) == {"conv1", "blocks.0.conv", "blocks.1.conv", "blocks.2.conv", "blocks.3.conv"} == set(learned)
+    for name, width in printed.items():
+        assert float(width) == pytest.approx(learned[name], rel=5e-3)
+    # The shipped model learned different widths per layer (0.16 to 0.57): its mask panels differ.
+    assert max(learned.values()) > 3 * min(learned.values())
+
+
+def test_a_picture_inside_pretrained_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+    target = SHIPPED.parent / "kernels.png"
+    command = [sys.executable, "-m", "training.plot_kernels", str(SHIPPED), "--out", str(target)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's code, whatever the venv's editable install names
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --out {target} is inside {SHIPPED.parent.parent}"), lines
+    assert not target.exists()
+
+
+def test_a_checkpoint_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path / 'missing.ckpt'} does not exist"):
+        main([str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "k.png")])
+    assert not (tmp_path / "k.png").exists()
