@@ -3,7 +3,9 @@
 A continuous kernel is a small network over relative positions in [-1, 1]^d. Each forward pass samples it on the grid
 that matches the input: at the training size (``input_size``) the grid has ``kernel_size`` taps; at another input size
 the same extent is resampled with proportionally more or fewer taps, and the kernel values are rescaled by the ratio of
-the grid steps so that the sum over taps keeps approximating the same continuous convolution.
+the grid steps so that the sum over taps keeps approximating the same continuous convolution. With
+``kernel_bandlimit``, the kernel net's frequencies stay below the training grid's Nyquist frequency, so that a finer
+grid samples the function the training grid saw, with no frequency that aliased there (``ckconv.kernels.bandlimit``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ckconv.functional import (
     prefers_fft,
 )
 from ckconv.kernels import KERNEL_NETS, build_kernel_net
+from ckconv.kernels.bandlimit import grid_nyquist
 from ckconv.linear import PointwiseLinear
 from ckconv.mask import GaussianMask
 
@@ -82,6 +85,24 @@ def resampled_size(kernel_size: int, train_size: int, new_size: int, causal: boo
     if not causal and kernel_size % 2 == 1:
         return 2 * max(0, round((kernel_size - 1) // 2 * ratio)) + 1  # keep a middle tap at position 0
     return max(1, round((kernel_size - 1) * ratio) + 1)
+
+
+def _check_bandlimit(bandlimit: float | None, kernel_type: str) -> None:
+    if bandlimit is None:
+        return
+    if isinstance(bandlimit, bool) or not isinstance(bandlimit, int | float) or not 0 < bandlimit <= 1:
+        raise InvalidArgument(
+            "kernel_bandlimit",
+            f"kernel_bandlimit must be a fraction in (0, 1] of the training grid's Nyquist frequency (or None: no "
+            f"bound), got {bandlimit!r}.",
+        )
+    if not KERNEL_NETS[kernel_type].analytic_spectrum:
+        bounded = ", ".join(name for name, net in KERNEL_NETS.items() if net.analytic_spectrum)
+        raise InvalidArgument(
+            "kernel_bandlimit",
+            f"kernel_bandlimit needs a kernel net whose frequencies follow from its parameters ({bounded}), got "
+            f"kernel_type={kernel_type!r}.",
+        )
 
 
 class _Convolution(nn.Module):
@@ -157,6 +178,10 @@ class CKConv(_Convolution):
         kernel_omega_0: frequency scale of the kernel network.
         kernel_bias: biases in the kernel network.
         kernel_options: further keyword arguments of the kernel network (e.g. ``alpha``, ``nonlinearity``).
+        kernel_bandlimit: bound the kernel network's frequencies by this fraction (in (0, 1]) of the Nyquist
+            frequency of the training grid (``kernel_size`` taps over [-1, 1]), so that the kernel it learns is not
+            aliased and a finer grid samples the same function (FlexConv's alias-free MAGNets). Kernel nets whose
+            spectrum follows from their parameters only (MAGNet, GaborNet, FourierNet). ``None``: no bound.
         chang_initialize: scale the kernel network's output layer by ``sqrt(1 / fan_in)`` so that the sampled kernel
             keeps the signal variance; applied once, here, from the kernel size left after the initial crop.
 
@@ -185,6 +210,7 @@ class CKConv(_Convolution):
         kernel_omega_0: float = 10.0,
         kernel_bias: bool = True,
         kernel_options: Mapping[str, Any] | None = None,
+        kernel_bandlimit: float | None = None,
         chang_initialize: bool = True,
     ) -> None:
         super().__init__(in_channels, out_channels, data_dim, causal, use_fft, separable)
@@ -192,13 +218,17 @@ class CKConv(_Convolution):
             raise InvalidArgument(
                 "kernel_type", f"kernel_type must be one of {tuple(KERNEL_NETS)}, got {kernel_type!r}."
             )
+        _check_bandlimit(kernel_bandlimit, kernel_type)
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
         self.input_size = None if input_size is None else _as_tuple(input_size, data_dim, "input_size")
+        self.kernel_bandlimit = kernel_bandlimit
         self.mask: GaussianMask | None = self._build_mask()
 
         kernel_kwargs = dict(kernel_options or {})
         if self.mask is not None:
             kernel_kwargs.setdefault("init_spatial_value", MASK_TO_SPATIAL_INIT * self.mask.init_value)
+        if kernel_bandlimit is not None:
+            kernel_kwargs["max_frequency"] = tuple(kernel_bandlimit * grid_nyquist(k) for k in self.kernel_size)
         with renamed_arguments(KERNEL_NET_ARGUMENTS, prefix="kernel_options."):
             self.kernel_net = build_kernel_net(
                 kernel_type,
@@ -271,10 +301,11 @@ class CKConv(_Convolution):
         return self.sample_kernel(x.shape[2:])
 
     def extra_repr(self) -> str:
+        band = "" if self.kernel_bandlimit is None else f", kernel_bandlimit={self.kernel_bandlimit}"
         return (
             f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, kernel_size={self.kernel_size}, "
             f"input_size={self.input_size}, causal={self.causal}, separable={self.separable}, "
-            f"use_fft={self.use_fft!r}"
+            f"use_fft={self.use_fft!r}{band}"
         )
 
 

@@ -57,6 +57,7 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "kernel_options.nonlinearity": "kernel.nonlinearity",
     "kernel_options.init_spatial_value": "kernel.init_spatial_value",
     "chang_initialize": "kernel.chang_initialize",
+    "kernel_bandlimit": "kernel.bandlimit",
     "mask_init_value": "mask.init_value",
     "mask_threshold": "mask.threshold",
     "mask_dynamic_cropping": "mask.dynamic_cropping",
@@ -209,6 +210,7 @@ def conv_options(cfg: DictConfig) -> dict[str, Any]:
         "kernel_omega_0": cfg.kernel.omega_0,
         "kernel_bias": cfg.kernel.bias,
         "kernel_options": kernel_options,
+        "kernel_bandlimit": cfg.kernel.bandlimit,
         "chang_initialize": cfg.kernel.chang_initialize,
     }
     if layer.masked:

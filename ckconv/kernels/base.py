@@ -9,6 +9,8 @@ parameters) and reshape back. Kernel nets never see the signal.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -38,6 +40,8 @@ class KernelNet(nn.Module):
     """
 
     output_layer: nn.Linear
+    # Whether the net's spectrum follows from its parameters, so that ``max_frequency`` can bound it (the MFNs).
+    analytic_spectrum: ClassVar[bool] = False
 
     def __init__(
         self,

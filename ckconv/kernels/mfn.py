@@ -5,19 +5,23 @@ An MFN with L hidden layers multiplies L+1 filters g_i of the positions x into t
     h_0 = g_0(x),    h_i = g_i(x) * (A_i h_{i-1} + c_i),    out = A_out h_L + c_out.
 
 The nets differ only in their filters: Gabor filters (MAGNet: anisotropic, GaborNet: isotropic) or
-sinusoids (FourierNet). All layers act on flattened positions ``(P, d)``.
+sinusoids (FourierNet). All layers act on flattened positions ``(P, d)``. Their spectrum follows from the filters'
+parameters, which lets ``max_frequency`` bound it (:mod:`ckconv.kernels.bandlimit`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.distributions import Gamma
 
 from ckconv.errors import check_positive_number
+from ckconv.kernels.bandlimit import ENVELOPE_STDS, band_scale, check_max_frequency
 from ckconv.kernels.base import KernelNet
 
 
@@ -34,6 +38,9 @@ class GaborFilter(nn.Module):
         causal: Place the centres in ``[1 - s, 1]`` (recent past of a causal kernel) when s != 1.
         init_spatial_value: Extent s of the centres: mu ~ U(-s, s), or U(1 - s, 1) when causal.
         bias: Whether ``W x`` carries the bias b (initialised to 0).
+        band_limit: Highest frequency per axis (radians per unit of position) of the filter, its sinusoid's
+            ``|W|`` plus ``ENVELOPE_STDS`` times its envelope's ``gamma``; the bank is dilated to fit
+            (:func:`~ckconv.kernels.bandlimit.band_scale`). ``None``: no bound.
     """
 
     def __init__(
@@ -47,6 +54,7 @@ class GaborFilter(nn.Module):
         causal: bool = False,
         init_spatial_value: float = 1.0,
         bias: bool = True,
+        band_limit: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.omega_0 = omega_0
@@ -58,6 +66,8 @@ class GaborFilter(nn.Module):
         self.gamma = nn.Parameter(torch.empty(hidden_channels, gamma_dims))
         self.mu = nn.Parameter(torch.empty(hidden_channels, data_dim))
         self.linear = nn.Linear(data_dim, hidden_channels, bias=bias)
+        # A constant of the layer's grid, not learnt and not saved: the checkpoint's flags rebuild it.
+        self.register_buffer("band_limit", _limit_tensor(band_limit), persistent=False)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -76,14 +86,24 @@ class GaborFilter(nn.Module):
         if self.linear.bias is not None:
             nn.init.zeros_(self.linear.bias)
 
+    def frequencies(self) -> tuple[Tensor, Tensor]:
+        """The sinusoids' frequencies ``W`` ``(H, d)`` and the envelopes' inverse widths ``gamma`` (``(H, d)``, or
+        ``(H, 1)`` when isotropic) that the filter applies: its parameters, dilated into ``band_limit`` if any."""
+        if self.band_limit is None:
+            return self.linear.weight, self.gamma
+        scale = band_scale(self.linear.weight.abs() + ENVELOPE_STDS * self.gamma.abs(), self.band_limit)  # (d,)
+        return self.linear.weight * scale, self.gamma * scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps positions ``(P, d)`` to filter responses ``(P, H)``."""
-        scaled = self.gamma * (x.unsqueeze(1) - self.mu)  # (P, H, d)
+        weight, gamma = self.frequencies()
+        scaled = gamma * (x.unsqueeze(1) - self.mu)  # (P, H, d)
         envelope = torch.exp(-0.5 * scaled.square().sum(-1))  # (P, H)
-        return envelope * torch.sin(self.linear(x))
+        return envelope * torch.sin(F.linear(x, weight, self.linear.bias))
 
     def extra_repr(self) -> str:
-        return f"gamma={tuple(self.gamma.shape)}, alpha={self.alpha:g}, beta={self.beta:g}"
+        band = "" if self.band_limit is None else f", band_limit={tuple(self.band_limit.tolist())}"
+        return f"gamma={tuple(self.gamma.shape)}, alpha={self.alpha:g}, beta={self.beta:g}{band}"
 
 
 class FourierFilter(nn.Module):
@@ -94,12 +114,22 @@ class FourierFilter(nn.Module):
         hidden_channels: Number of filters H evaluated in parallel.
         scale: Multiplier of the weight bound (``omega_0 / sqrt(L + 1)`` in FourierNet).
         bias: Whether the filter has the phase b.
+        band_limit: Highest frequency ``|W|`` per axis (radians per unit of position); the bank is dilated to fit.
+            ``None``: no bound.
     """
 
-    def __init__(self, data_dim: int, hidden_channels: int, scale: float, bias: bool = True) -> None:
+    def __init__(
+        self,
+        data_dim: int,
+        hidden_channels: int,
+        scale: float,
+        bias: bool = True,
+        band_limit: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         self.scale = scale
         self.linear = nn.Linear(data_dim, hidden_channels, bias=bias)
+        self.register_buffer("band_limit", _limit_tensor(band_limit), persistent=False)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -109,12 +139,23 @@ class FourierFilter(nn.Module):
         if self.linear.bias is not None:
             nn.init.uniform_(self.linear.bias, -math.pi, math.pi)
 
+    def frequencies(self) -> Tensor:
+        """The frequencies ``W`` ``(H, d)`` the filter applies: its weight, dilated into ``band_limit`` if any."""
+        if self.band_limit is None:
+            return self.linear.weight
+        return self.linear.weight * band_scale(self.linear.weight.abs(), self.band_limit)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps positions ``(P, d)`` to filter responses ``(P, H)``."""
-        return torch.sin(self.linear(x))
+        return torch.sin(F.linear(x, self.frequencies(), self.linear.bias))
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale:g}"
+        band = "" if self.band_limit is None else f", band_limit={tuple(self.band_limit.tolist())}"
+        return f"scale={self.scale:g}{band}"
+
+
+def _limit_tensor(band_limit: Sequence[float] | None) -> Tensor | None:
+    return None if band_limit is None else torch.tensor([float(v) for v in band_limit])
 
 
 class MFNBase(KernelNet):
@@ -124,8 +165,14 @@ class MFNBase(KernelNet):
     kaiming-uniform (linear gain) with bias 1.0, so that at init each layer passes the filter on
     almost unchanged; the output linear is kaiming-uniform with bias 0.
 
-    Args: see :class:`~ckconv.kernels.base.KernelNet`.
+    Args:
+        max_frequency: Bound on the output's frequencies along each axis, in radians per unit of position (a number
+            for every axis, or one per axis; ``inf``: none); each of the L + 1 filters keeps within
+            ``max_frequency / (L + 1)`` (:mod:`ckconv.kernels.bandlimit`). ``None``: unbounded (the original MFNs).
+        Other args: see :class:`~ckconv.kernels.base.KernelNet`.
     """
+
+    analytic_spectrum = True
 
     def __init__(
         self,
@@ -137,8 +184,10 @@ class MFNBase(KernelNet):
         bias: bool = True,
         causal: bool = False,
         init_spatial_value: float = 1.0,
+        max_frequency: float | Sequence[float] | None = None,
     ) -> None:
         super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
+        self.max_frequency = None if max_frequency is None else check_max_frequency(max_frequency, data_dim)
         H = hidden_channels
         self.filters = nn.ModuleList(self.make_filter(i) for i in range(num_layers + 1))
         self.hidden_layers = nn.ModuleList(nn.Linear(H, H, bias=bias) for _ in range(num_layers))
@@ -148,6 +197,12 @@ class MFNBase(KernelNet):
     def make_filter(self, index: int) -> nn.Module:
         """Builds filter g_index (0 <= index <= L), a module mapping ``(P, d)`` to ``(P, H)``."""
         raise NotImplementedError
+
+    def filter_band_limit(self) -> tuple[float, ...] | None:
+        """Each filter's share of ``max_frequency`` per axis (the L + 1 shares add up to it), or ``None``."""
+        if self.max_frequency is None:
+            return None
+        return tuple(bound / (self.num_layers + 1) for bound in self.max_frequency)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -172,7 +227,7 @@ class GaborMFN(MFNBase):
     Args:
         alpha: Shape of the Gamma distribution of the envelope widths.
         beta: Rate of that distribution.
-        Other args: see :class:`~ckconv.kernels.base.KernelNet`; ``num_layers`` is L.
+        Other args: see :class:`MFNBase`; ``num_layers`` is L.
     """
 
     anisotropic: ClassVar[bool]
@@ -189,11 +244,22 @@ class GaborMFN(MFNBase):
         init_spatial_value: float = 1.0,
         alpha: float = 6.0,
         beta: float = 1.0,
+        max_frequency: float | Sequence[float] | None = None,
     ) -> None:
         check_gamma_args(alpha, beta)
         self.alpha = alpha
         self.beta = beta
-        super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
+        super().__init__(
+            data_dim,
+            out_channels,
+            hidden_channels,
+            num_layers,
+            omega_0,
+            bias,
+            causal,
+            init_spatial_value,
+            max_frequency=max_frequency,
+        )
 
     def filter_alpha(self, index: int) -> float:
         """Shape of the Gamma distribution that filter ``index`` draws its envelope widths from."""
@@ -210,6 +276,7 @@ class GaborMFN(MFNBase):
             causal=self.causal,
             init_spatial_value=self.init_spatial_value,
             bias=self.bias,
+            band_limit=self.filter_band_limit(),
         )
 
     def extra_repr(self) -> str:
@@ -237,12 +304,14 @@ class FourierNet(MFNBase):
     The scaling keeps the bandwidth of the product of the L + 1 sinusoids near ``omega_0``.
     ``causal`` and ``init_spatial_value`` are accepted and unused.
 
-    Args: see :class:`~ckconv.kernels.base.KernelNet`.
+    Args: see :class:`MFNBase`.
     """
 
     def make_filter(self, index: int) -> nn.Module:
         scale = self.omega_0 / math.sqrt(self.num_layers + 1)
-        return FourierFilter(self.data_dim, self.hidden_channels, scale, bias=self.bias)
+        return FourierFilter(
+            self.data_dim, self.hidden_channels, scale, bias=self.bias, band_limit=self.filter_band_limit()
+        )
 
 
 def check_gamma_args(alpha: float, beta: float) -> None:
