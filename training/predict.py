@@ -2,10 +2,11 @@
 
 The network is rebuilt from the config stored in the checkpoint (as ``training.plot_kernels`` does) and loaded with
 its ``state_dict`` (the weight average for ``train.ema`` runs). Every image file directly in ``<folder>`` (PNG,
-JPEG, GIF, WebP; sorted by name) is read by ``torchvision.io.decode_image`` in the colour mode of the dataset the
-checkpoint was trained on (grey for MNIST, RGB for CIFAR and STL-10), resized to the dataset's stored image size when
-it differs (bilinear, antialiased; non-square images are stretched), and passed through the dataset's own evaluation
-transform (the same scaling, normalisation and flattening as its test split). The CSV holds
+JPEG, BMP, GIF, TIFF, WebP; sorted by name) is read by Pillow in the colour mode of the dataset the checkpoint was
+trained on (grey for MNIST, RGB for CIFAR and STL-10; torchvision's own decoders are deprecated since 0.29), resized
+to the dataset's stored image size when it differs (bilinear, antialiased; non-square images are stretched), and
+passed through the dataset's own evaluation transform (``torchvision.transforms.v2``: the same scaling, normalisation
+and flattening as its test split). The CSV holds
 ``file,predicted,prob_0,...,prob_<K-1>``. Only the image datasets (MNIST, CIFAR-10/100, STL-10) are supported.
 
 Exit codes: 0 done, 2 refused (the message names the checkpoint, folder or file).
@@ -17,9 +18,10 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from datamodules import DataError
@@ -32,7 +34,7 @@ from training.compat import upgraded_config
 from training.config import ConfigError
 from training.predictions import write_predictions_csv
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -79,11 +81,12 @@ def read_image(path: Path, datamodule: VisionDataModule) -> Tensor:
     Raises:
         DataError: the file cannot be decoded as an image.
     """
-    mode = ImageReadMode.GRAY if datamodule.channels == 1 else ImageReadMode.RGB
     try:
-        image = decode_image(str(path), mode=mode)
-    except (RuntimeError, ValueError) as error:
+        with Image.open(path) as file:
+            pixels = np.array(file.convert("L" if datamodule.channels == 1 else "RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as error:  # what Pillow raises for bad or truncated files
         raise DataError(f"cannot read image {path} ({error}).") from error
+    image = torch.from_numpy(pixels).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)  # (H, W[, C]) -> (C, H, W)
     side = datamodule.image_size
     if tuple(image.shape[-2:]) != (side, side):
         image = v2.functional.resize(image, [side, side], antialias=True)

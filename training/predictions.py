@@ -13,6 +13,7 @@ Validation inside training writes nothing: only the evaluation of the checkpoint
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,17 +53,28 @@ def write_predictions_csv(
     return path
 
 
-def save_confusion_matrix(path: Path, labels: Tensor, predicted: Tensor, num_classes: int, title: str) -> Path:
-    """Draw the confusion matrix of ``predicted`` against ``labels`` to the PNG file ``path``."""
+def confusion_figure(labels: Tensor, predicted: Tensor, num_classes: int, title: str) -> Any:
+    """A matplotlib figure of the confusion matrix of ``predicted`` against ``labels`` (true class down, predicted
+    class across, counts in the cells up to 20 classes), drawn by torchmetrics."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
     from torchmetrics.utilities.plot import plot_confusion_matrix
 
     matrix = multiclass_confusion_matrix(predicted, labels, num_classes=num_classes)
-    fig, ax = plot_confusion_matrix(matrix, add_text=num_classes <= _MAX_ANNOTATED_CLASSES)
+    with warnings.catch_warnings():
+        # torchmetrics hands matplotlib a torch tensor, whose __array__ predates numpy 2's copy argument: harmless.
+        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy keyword")
+        fig, ax = plot_confusion_matrix(matrix, add_text=num_classes <= _MAX_ANNOTATED_CLASSES)
     ax.set_title(title)
+    return fig
+
+
+def save_confusion_matrix(path: Path, labels: Tensor, predicted: Tensor, num_classes: int, title: str) -> Path:
+    """Draw :func:`confusion_figure` to the PNG file ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = confusion_figure(labels, predicted, num_classes, title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
