@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -224,7 +224,7 @@ def run_volumes(device: torch.device, volumes: Volumes | None = None) -> Table:
                 [
                     "x".join(map(str, (meta.in_channels, *meta.size))),
                     batch,
-                    "preset" if mask_init is None else mask_init,
+                    "preset" if mask_init is None else f"{mask_init:g}",
                     f"{'x'.join(map(str, taps))} = {n_taps}",
                     auto,
                     fft.ms,
@@ -254,12 +254,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="only sMNIST CCNN-4,140, few repeats")
     parser.add_argument("--volumes", action="store_true", help="the 3D network, FFT against direct convolution")
+    parser.add_argument("--sides", type=int, nargs="+", choices=[28, 64], help="--volumes: only these volume sides")
+    parser.add_argument("--direct-limit", type=float, help="--volumes: skip direct steps predicted above this (s)")
     add_setup_flags(parser)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     apply_setup_flags(args)
     if args.volumes:
         volumes = Volumes.quick() if args.quick else Volumes.full()
+        if args.sides:
+            volumes = replace(volumes, sides=tuple(s for s in volumes.sides if s[0] in args.sides))
+        if args.direct_limit is not None:
+            volumes = replace(volumes, direct_limit_s=args.direct_limit)
         print(render(run_volumes(torch.device(args.device), volumes), args.markdown))
         return
     cases = CASES[:1] if args.quick else CASES
