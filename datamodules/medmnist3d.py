@@ -38,8 +38,8 @@ from datamodules.layouts import Layout, find_layout, not_found_message
 
 RESOLUTIONS = (28, 64)
 SPLITS = ("train", "val", "test")
-# np.savez writes .npy format 1.0 (2.0 only for headers over 64 KiB); 3.0 (UTF-8 field names) has no public reader.
 _FIX = "Delete it and download it again."
+# np.savez writes .npy format 1.0 (2.0 only for headers over 64 KiB); 3.0 (UTF-8 field names) has no public reader.
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -144,6 +144,7 @@ class MedMNIST3DDataModule(CCNNDataModule):
     """
 
     flag: ClassVar[str] = ""  # the file name stem of the medmnist package
+    resolution_option = "resolution"  # the published 28^3 and 64^3 files, with the same voxel scaling
     num_classes: ClassVar[int] = 2
     md5: ClassVar[dict[int, str]] = {}  # resolution -> MD5 of the file
     base_url: ClassVar[str] = "https://zenodo.org/records/10519652/files/"  # tests point it at a local server
