@@ -398,7 +398,7 @@ def test_main_returns_the_validation_accuracy_that_sweepers_maximise(tiny, tmp_p
     import main
 
     # Given a config, hydra.main calls the task function with it, as it does for each job of a sweep.
-    value = main.main(compose(tiny))
+    value = main.main(compose([*tiny, "seed=2"]))  # a seed whose val and test accuracies differ
     with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as file:
         final = [row for row in csv.DictReader(file) if row.get("test/acc") and row.get("val/acc")][-1]
     assert float(final["val/acc"]) != float(final["test/acc"])  # so that returning the other one would show
