@@ -16,8 +16,8 @@ from training.cli import run_task
 
 
 @hydra.main(version_base="1.3", config_path="cfg", config_name="config")
-def main(cfg: DictConfig) -> float:
-    # Returned for Hydra sweepers (e.g. Optuna): the validation accuracy of the selected checkpoint.
+def main(cfg: DictConfig) -> float | None:
+    # Returned for Hydra sweepers (e.g. Optuna): the validation accuracy of the selected checkpoint (None: failed).
     return run_task(cfg)
 
 

@@ -88,4 +88,22 @@ def test_a_multirun_ends_with_one_line_per_job(data_dir, tmp_path):
     assert summary[0].split()[:2] == ["0", "dataset.params.val_size=100"] and summary[0].endswith(str(sweep / "0"))
     assert "val/acc=" in summary[0] and "test/acc=" in summary[0]
     assert summary[1].split()[:3] == ["1", "dataset.params.val_size=1000", "error:"]
-    assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]  # the failed job left no folder
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "jobs.jsonl", "multirun.yaml"]  # no folder for job 1
+
+
+def test_the_multirun_record_survives_parallel_writers_and_summarises_each_job(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from training.multirun import RECORD_NAME, read_jobs, record_job, summary_lines
+
+    overrides = [["lr=0.1", "seed=0"], ["lr=0.2", "seed=0"], ["lr=0.3", "seed=0"]] * 20
+    with ProcessPoolExecutor(max_workers=4) as pool:  # as submitit runs jobs, in separate processes
+        for n, flags in enumerate(overrides):
+            pool.submit(record_job, tmp_path, tmp_path / str(n), flags, "val/acc=0.5", n == 4)
+    jobs = read_jobs(tmp_path / RECORD_NAME)
+    assert sorted(int(job["job"]) for job in jobs) == list(range(60))
+    lines = summary_lines(jobs)
+    assert lines[0] == "multirun: 59 of 60 jobs done"
+    assert lines[1] == f"     0  lr=0.1  val/acc=0.5  {tmp_path / '0'}"  # seed=0 is the same in every job
+    assert lines[5] == "     4  lr=0.2  val/acc=0.5"  # a failed job: no folder
+    assert read_jobs(tmp_path / RECORD_NAME, offset=(tmp_path / RECORD_NAME).stat().st_size) == []

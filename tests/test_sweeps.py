@@ -174,6 +174,9 @@ def test_submitit_launcher_runs_each_job_in_its_own_process_and_returns_its_resu
     result = run_main(*launcher, "seed=0,1", *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "run folder:" not in result.stdout  # the jobs printed into their own logs, not here
+    # ... yet the launching process ends with the summary of both jobs, which ran in other processes.
+    summary = result.stdout.split("multirun: 2 of 2 jobs done\n")[1].splitlines()
+    assert [line.split()[:2] for line in summary[:2]] == [["0", "seed=0"], ["1", "seed=1"]]
     launched = yaml.safe_load((tmp_path / "multirun.yaml").read_text())["hydra"]["launcher"]
     assert launched["timeout_min"] == 10 and launched["cpus_per_task"] == 1
     returned = {}

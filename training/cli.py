@@ -30,9 +30,6 @@ EXIT_REFUSED = 2
 # Hydra's own options that make it print something and run no job: nothing to check.
 _INFO_OPTIONS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
-# The jobs of a multirun run in this process (Hydra's basic launcher): (folder, overrides, outcome), one summary line
-# each at the end.
-_jobs: list[tuple[Path, list[str], str]] = []
 
 # Hydra plugins that are optional extras of the package (pyproject.toml): config file -> (package, extra).
 _PLUGIN_EXTRAS = {
@@ -215,8 +212,8 @@ def _exit_code(error: BaseException) -> int:
     return EXIT_FAILED if isinstance(error, NonFiniteLossError | CheckpointSaveError) else EXIT_REFUSED
 
 
-def _multirun_job() -> tuple[list[str], Path] | None:
-    """(overrides, job folder) when this process runs a job of a Hydra multirun."""
+def _multirun_job() -> tuple[list[str], Path, Path] | None:
+    """(overrides, job folder, sweep folder) when this process runs a job of a Hydra multirun."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -226,7 +223,7 @@ def _multirun_job() -> tuple[list[str], Path] | None:
         return None
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
-    return list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir)
+    return list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir), Path(hydra_cfg.sweep.dir)
 
 
 def run_task(cfg: Any) -> float | None:
@@ -234,8 +231,10 @@ def run_task(cfg: Any) -> float | None:
     the Optuna sweeper records it as a failed trial and goes on, where NaN makes hydra-optuna-sweeper 1.3 crash).
 
     A refused single run prints one line and exits; a refused job of a multirun prints one line naming the job,
-    removes the empty folder Hydra made for it, and lets the other jobs run (the exit code reports it).
+    removes the empty folder Hydra made for it, and lets the other jobs run. Each job of a multirun is recorded for
+    the summary at its end (training.multirun), whichever process the launcher ran it in.
     """
+    from training.multirun import record_job
     from training.run import train
 
     job = _multirun_job()
@@ -247,35 +246,16 @@ def run_task(cfg: Any) -> float | None:
         if job is None:
             print(one_line(error), file=sys.stderr, flush=True)
             raise SystemExit(_exit_code(error)) from None
-        overrides, folder = job
+        overrides, folder, sweep = job
         print(f"job {folder.name} [{' '.join(overrides)}]: {one_line(error)}", file=sys.stderr, flush=True)
-        _jobs.append((folder, overrides, one_line(error)))
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+        record_job(sweep, folder, overrides, one_line(error), failed=True)
         return None
     if job is not None:
         shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k in ("val/acc", "test/acc"))
-        _jobs.append((job[1], job[0], shown))
+        record_job(job[2], job[1], job[0], shown, failed=False)
     return float(metrics.get("val/acc", math.nan))
-
-
-def exit_status() -> int:
-    """After Hydra returns: a multirun's summary, one line per job with the flags that differ between jobs, and a
-    non-zero exit code when a job failed (each failure was also reported when it happened)."""
-    if not _jobs:
-        return 0
-    varying = [
-        o
-        for o in dict.fromkeys(o for _, overrides, _ in _jobs for o in overrides)
-        if not all(o in overrides for _, overrides, _ in _jobs)
-    ]
-    failed = sum(outcome.startswith("error: ") for _, _, outcome in _jobs)
-    print(f"multirun: {len(_jobs) - failed} of {len(_jobs)} jobs done", flush=True)
-    for folder, overrides, outcome in _jobs:
-        flags = " ".join(o for o in overrides if o in varying) or "(no swept flag)"
-        where = "" if outcome.startswith("error: ") else f"  {folder}"
-        print(f"  {folder.name:>4}  {flags}  {outcome}{where}", flush=True)
-    return EXIT_REFUSED if failed else 0
 
 
 def main(hydra_main: Any, argv: list[str]) -> int:
@@ -288,7 +268,9 @@ def main(hydra_main: Any, argv: list[str]) -> int:
         return EXIT_REFUSED
     sys.argv = [argv[0], *args]
     hydra_main()
-    return exit_status()
+    from training import multirun
+
+    return multirun.exit_code  # non-zero when a job of a multirun failed (its summary says which)
 
 
 __all__ = ["EXIT_FAILED", "EXIT_REFUSED", "main", "one_line", "preflight", "presets", "run_task"]

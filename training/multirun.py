@@ -1,0 +1,76 @@
+"""A multirun's record of its jobs, and its one-line-per-job summary at the end.
+
+Each job appends one JSON line to ``<hydra.sweep.dir>/jobs.jsonl`` when it ends (a single ``O_APPEND`` write, so jobs
+that a launcher runs in parallel processes, e.g. submitit's, do not mix their lines). :class:`JobSummary`, a Hydra
+callback (cfg/config.yaml ``hydra.callbacks``), runs in the process that launched the sweep: at the end it prints the
+jobs of this multirun, one line each with the flags that differ between them, and sets :data:`exit_code`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+RECORD_NAME = "jobs.jsonl"
+exit_code = 0  # 2 when a job of the last multirun failed; main.py exits with it
+
+
+def record_job(sweep_dir: Path, folder: Path, overrides: list[str], outcome: str, failed: bool) -> None:
+    """Append one job's outcome to the sweep's record."""
+    line = (
+        json.dumps(
+            {"job": folder.name, "folder": str(folder), "overrides": overrides, "outcome": outcome, "failed": failed}
+        )
+        + "\n"
+    )
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(sweep_dir / RECORD_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def read_jobs(record: Path, offset: int = 0) -> list[dict[str, Any]]:
+    """The jobs recorded from byte ``offset`` on (a sweep folder used again holds the earlier multiruns' lines)."""
+    if not record.is_file():
+        return []
+    with open(record, "rb") as file:
+        file.seek(offset)
+        return [json.loads(line) for line in file.read().decode().splitlines() if line.strip()]
+
+
+def summary_lines(jobs: list[dict[str, Any]]) -> list[str]:
+    """``multirun: k of n jobs done`` and one line per job: number, the flags that differ between jobs, outcome."""
+    every = [set(job["overrides"]) for job in jobs]
+    varying = [o for o in dict.fromkeys(o for job in jobs for o in job["overrides"]) if not all(o in s for s in every)]
+    done = sum(not job["failed"] for job in jobs)
+    lines = [f"multirun: {done} of {len(jobs)} jobs done"]
+    for job in sorted(jobs, key=lambda job: int(job["job"]) if str(job["job"]).isdigit() else 0):
+        flags = " ".join(o for o in job["overrides"] if o in varying) or "(no swept flag)"
+        where = "" if job["failed"] else f"  {job['folder']}"
+        lines.append(f"  {job['job']:>4}  {flags}  {job['outcome']}{where}")
+    return lines
+
+
+class JobSummary(Callback):
+    """Hydra callback: remembers where this multirun's records start, and prints its summary when it ends."""
+
+    def __init__(self) -> None:
+        self._offset = 0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        record = Path(config.hydra.sweep.dir) / RECORD_NAME
+        self._offset = record.stat().st_size if record.is_file() else 0
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global exit_code
+        jobs = read_jobs(Path(config.hydra.sweep.dir) / RECORD_NAME, self._offset)
+        if jobs:
+            print("\n".join(summary_lines(jobs)), flush=True)
+        exit_code = 2 if any(job["failed"] for job in jobs) else 0
