@@ -20,6 +20,7 @@ from tests.conftest import REPO, TINY, compose
 from training.checkpoints import CheckpointError, read_checkpoint
 from training.run import train
 from training.run_folder import RunFolderError
+from training.timing import MEASURED_PREFIXES
 
 SHIPPED = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
 ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
@@ -385,14 +386,16 @@ DETERMINISTIC = [
 
 
 def _epoch_rows(run: Path) -> dict[int, dict[str, str]]:
-    """The last logged value of each metric per epoch (a killed epoch may be logged twice)."""
+    """The last logged value of each metric per epoch (a killed epoch may be logged twice), without the measured
+    times and memory, which differ from run to run."""
     import csv
 
     rows: dict[int, dict[str, str]] = {}
     with open(run / "logs" / "metrics.csv", newline="") as file:
         for row in csv.DictReader(file):
             if row.get("epoch"):
-                rows.setdefault(int(row["epoch"]), {}).update({k: v for k, v in row.items() if v and k != "step"})
+                measured = {k: v for k, v in row.items() if v and k != "step" and not k.startswith(MEASURED_PREFIXES)}
+                rows.setdefault(int(row["epoch"]), {}).update(measured)
     return rows
 
 
