@@ -90,6 +90,9 @@ class CCNNDataModule(pl.LightningDataModule):
 
     name: ClassVar[str] = ""  # how messages call the dataset, e.g. "CIFAR10"
     source: ClassVar[str] = ""  # what ``fetch`` downloads and how much, for messages
+    # The argument that samples the same signals more or less densely (an image side, a sequence length, a sample
+    # rate), so that a model can be evaluated at another value of it (training.resolution); None: there is none.
+    resolution_option: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -116,6 +119,13 @@ class CCNNDataModule(pl.LightningDataModule):
     @property
     def meta(self) -> DataMeta:
         raise NotImplementedError
+
+    def resolution_refusal(self) -> str | None:
+        """Why the model of this dataset, as configured, cannot be evaluated at another resolution (in the terms of
+        the constructor's arguments), or ``None`` when it can."""
+        if self.resolution_option is None:
+            return f"{self.name} has no resolution to change (no image side, sequence length or sample rate)"
+        return None
 
     def layouts(self) -> list[Layout]:
         """Where this dataset's files may already be under ``data_dir``, in the order searched; the first is where

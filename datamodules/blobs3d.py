@@ -134,6 +134,7 @@ class Blobs3DDataModule(CCNNDataModule):
     """
 
     name = "Blobs3D"
+    resolution_option = "resolution"  # the same scenes rendered at any side
 
     def __init__(
         self, num_samples: int = 5000, resolution: int = 16, data_seed: int = 0, val_size: int = 500, **kwargs: Any

@@ -28,6 +28,8 @@ class _CIFARDataModule(VisionDataModule):
         augment: RandomCrop(32, padding 4, symmetric) + horizontal flip on the training subset only.
         grayscale: CIFAR-10 only: one luma channel 0.299R + 0.587G + 0.114B, normalised with
             (122.6/255, 61/255) (the LRA Image task with ``data_type="sequence"``).
+        resolution: side of the image the model sees; images are resized (bilinear, antialiased) when it is not
+            32. Images only: sequences keep the stored side.
     """
 
     supports_grayscale = False
@@ -44,9 +46,10 @@ class _CIFARDataModule(VisionDataModule):
         augment: bool = False,
         val_size: int = 5000,
         grayscale: bool = False,
+        resolution: int = 32,
     ) -> None:
         super().__init__(
-            data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, augment, val_size
+            data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, augment, val_size, resolution
         )
         if grayscale and not self.supports_grayscale:
             raise ValueError(f"grayscale=True is only supported for CIFAR10, not {self.name}.")

@@ -30,6 +30,8 @@ class MNISTDataModule(VisionDataModule):
         augment: refused (no augmentation is defined for digits); kept so every image datamodule has the flag.
         permuted: apply a fixed permutation of the 784 pixel positions, drawn from ``seed`` (pMNIST).
             Only with ``data_type="sequence"``.
+        resolution: side of the image the model sees; images are resized (bilinear, antialiased) when it is not
+            28. Images only: sequences keep the stored side.
     """
 
     name = "MNIST"
@@ -53,9 +55,10 @@ class MNISTDataModule(VisionDataModule):
         augment: bool = False,
         val_size: int = 5000,
         permuted: bool = False,
+        resolution: int = 28,
     ) -> None:
         super().__init__(
-            data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, augment, val_size
+            data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, augment, val_size, resolution
         )
         if augment:
             raise ValueError("augment=True is not supported for MNIST (crops and flips change digits).")

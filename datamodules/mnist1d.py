@@ -2,6 +2,13 @@
 
 No download: ``mnist1d.data.make_dataset`` builds the data from its templates with a fixed seed (42 by default, the
 standard dataset: 4000 train and 1000 test examples). The result is cached under ``data_dir/MNIST1D/``.
+
+Other lengths (``seq_length``, the generator's ``final_seq_length``) sample the same signals more or less densely:
+the generator draws every random choice on a fixed 72-point signal and interpolates it linearly onto
+``linspace(0, 1, seq_length)`` as its last step, so one seed gives the same digits at every length, and a length of
+``39 k + 1`` holds the length-40 examples at every k-th position (``tests/test_resolution_data.py``). Both ends are
+sampled, so the step is ``1 / (seq_length - 1)``. The generator standardises each set it makes by its own mean and
+standard deviation, which differ from one length to another by a fraction of a percent (0.3% between 40 and 157).
 """
 
 from __future__ import annotations
@@ -15,16 +22,19 @@ from torch.utils.data import Dataset, TensorDataset
 from datamodules.base import CCNNDataModule, DataMeta, seeded_split
 from datamodules.cache import cached_tensors
 
-SEQUENCE_LENGTH = 40
+SEQUENCE_LENGTH = 40  # the standard dataset's
 
 
-def generate_mnist1d(num_samples: int = 5000, data_seed: int = 42) -> dict[str, Tensor]:
-    """Run the package's generator; returns float32 ``x``/``x_test`` ``(N, 40)`` and int64 ``y``/``y_test``."""
+def generate_mnist1d(
+    num_samples: int = 5000, data_seed: int = 42, seq_length: int = SEQUENCE_LENGTH
+) -> dict[str, Tensor]:
+    """Run the package's generator; returns float32 ``x``/``x_test`` ``(N, seq_length)`` and int64 ``y``/``y_test``."""
     from mnist1d.data import get_dataset_args, make_dataset  # heavy import (matplotlib): only on a cache miss
 
     args = get_dataset_args()
     args.num_samples = num_samples
     args.seed = data_seed
+    args.final_seq_length = seq_length
     data = make_dataset(args)
     return {
         "x": torch.as_tensor(data["x"], dtype=torch.float32),
@@ -35,7 +45,7 @@ def generate_mnist1d(num_samples: int = 5000, data_seed: int = 42) -> dict[str, 
 
 
 class MNIST1DDataModule(CCNNDataModule):
-    """MNIST-1D as ``(B, 1, 40)`` sequences, 10 classes, standardised with the training mean and std.
+    """MNIST-1D as ``(B, 1, seq_length)`` sequences, 10 classes, standardised with the training mean and std.
 
     Validation is carved from the training examples (``val_size``, seeded); the test set is the package's own.
 
@@ -43,30 +53,47 @@ class MNIST1DDataModule(CCNNDataModule):
         num_samples: examples generated in all (80% train, 20% test, as the package splits them).
         data_seed: seed of the generator (42 gives the standard dataset).
         val_size: training examples held out for validation.
+        seq_length: samples per signal (40 in the standard dataset); the same signals at any length.
         **kwargs: the arguments of :class:`~datamodules.base.CCNNDataModule`.
     """
 
     name = "MNIST1D"
+    resolution_option = "seq_length"
 
-    def __init__(self, num_samples: int = 5000, data_seed: int = 42, val_size: int = 500, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_samples: int = 5000,
+        data_seed: int = 42,
+        val_size: int = 500,
+        seq_length: int = SEQUENCE_LENGTH,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if num_samples < 10:
             raise ValueError(f"num_samples must be at least 10, got {num_samples}.")
+        if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 2:
+            raise ValueError(
+                f"seq_length (dataset.params.seq_length) must be an integer >= 2 (samples per signal), got "
+                f"{seq_length!r}."
+            )
         self.num_samples = num_samples
         self.data_seed = data_seed
         self.val_size = val_size
+        self.seq_length = seq_length
 
     @property
     def meta(self) -> DataMeta:
-        return DataMeta(data_dim=1, in_channels=1, num_classes=10, size=(SEQUENCE_LENGTH,))
+        return DataMeta(data_dim=1, in_channels=1, num_classes=10, size=(self.seq_length,))
 
     def _tensors(self) -> dict[str, Tensor]:
-        settings = {"num_samples": self.num_samples, "data_seed": self.data_seed}
+        settings: dict[str, Any] = {"num_samples": self.num_samples, "data_seed": self.data_seed}
+        if self.seq_length != SEQUENCE_LENGTH:  # only then, so that the files of the standard length stay valid
+            settings["seq_length"] = self.seq_length
         return cached_tensors(
             self.data_dir / "MNIST1D",
             "mnist1d",
             settings,
-            lambda: generate_mnist1d(self.num_samples, self.data_seed),
+            lambda: generate_mnist1d(self.num_samples, self.data_seed, self.seq_length),
         )
 
     def prepare_data(self) -> None:
@@ -75,7 +102,7 @@ class MNIST1DDataModule(CCNNDataModule):
     def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
         data = self._tensors()
         mean, std = data["x"].mean(), data["x"].std()
-        x = ((data["x"] - mean) / std).unsqueeze(1)  # (N, 1, 40)
+        x = ((data["x"] - mean) / std).unsqueeze(1)  # (N, 1, seq_length)
         x_test = ((data["x_test"] - mean) / std).unsqueeze(1)
         train, val = seeded_split(TensorDataset(x, data["y"]), self.val_size, self.seed)
         return train, val, TensorDataset(x_test, data["y_test"])

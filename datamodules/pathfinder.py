@@ -116,6 +116,7 @@ class PathFinderDataModule(CCNNDataModule):
 
     name = "PathFinder"
     source = LRA_SOURCE
+    resolution_option = "resolution"  # the release's images at each side: the same task drawn more finely
 
     def __init__(
         self,
@@ -145,6 +146,15 @@ class PathFinderDataModule(CCNNDataModule):
         if self.data_type == "sequence":
             return DataMeta(data_dim=1, in_channels=1, num_classes=2, size=(self.resolution**2,))
         return DataMeta(data_dim=2, in_channels=1, num_classes=2, size=(self.resolution, self.resolution))
+
+    def resolution_refusal(self) -> str | None:
+        if self.data_type == "sequence":
+            return (
+                "Pathfinder images flattened to sequences (data_type='sequence') do not keep the image's geometry at "
+                "another side: position t is pixel (t // side, t % side), which moves with the side. Train on 2D "
+                "images (data_type='default') to evaluate at other resolutions"
+            )
+        return None
 
     def layouts(self) -> list[Layout]:
         folder = pathfinder_folder(self.resolution, self.difficulty)

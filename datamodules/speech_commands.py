@@ -15,6 +15,11 @@ with scipy: ``torchaudio.load`` needs TorchCodec and FFmpeg in this torchaudio v
 Differences from the original code, on purpose: the official lists define the splits (train = every other clip, as
 torchaudio's ``subset="training"``), so that no speaker is in two splits (the original re-split all clips 70/15/15,
 stratified); clips shorter than one second are zero-padded to 16000 samples (the original dropped them).
+
+Other sampling rates (``sample_rate``, raw audio only): the standardised 16 kHz clips are resampled with
+``torchaudio.functional.resample`` (windowed-sinc, its defaults), one second becoming ``sample_rate`` samples. The
+standardisation is the 16 kHz one, applied before resampling, so one input value means the same at every rate and a
+model trained at one rate can be evaluated at another (``test.resolutions``).
 """
 
 from __future__ import annotations
@@ -89,10 +94,12 @@ class SpeechCommandsDataModule(CCNNDataModule):
         data_dir, batch_size, test_batch_size, num_workers, seed, download: see :class:`CCNNDataModule`.
         mfcc: use 20 log-mel MFCCs (n_fft 200, 64 mel bands) instead of the raw waveform.
         all_classes: classify all 35 words instead of the 10 commands of SC10.
+        sample_rate: samples per second of the raw audio the model sees (16000: the files' own); raw audio only.
     """
 
     name = "SpeechCommands"
     source = f"{URL} (2.3 GB)"
+    resolution_option = "sample_rate"
 
     def __init__(
         self,
@@ -104,9 +111,21 @@ class SpeechCommandsDataModule(CCNNDataModule):
         download: bool = True,
         mfcc: bool = False,
         all_classes: bool = False,
+        sample_rate: int = SAMPLE_RATE,
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+            raise ValueError(
+                f"sample_rate (dataset.params.sample_rate) must be a positive number of samples per second, got "
+                f"{sample_rate!r}."
+            )
+        if mfcc and sample_rate != SAMPLE_RATE:
+            raise ValueError(
+                f"sample_rate={sample_rate} with mfcc=True: MFCC frames of resampled audio are other features (the "
+                f"frame length is fixed in samples); resample the raw audio (mfcc=False) or keep {SAMPLE_RATE}."
+            )
         self.mfcc = mfcc
+        self.sample_rate = sample_rate
         self.all_classes = all_classes
         self.words = ALL_WORDS if all_classes else SC10_WORDS
         self.mean: Tensor | None = None  # per-channel training statistics, set by setup()
@@ -116,7 +135,12 @@ class SpeechCommandsDataModule(CCNNDataModule):
     def meta(self) -> DataMeta:
         if self.mfcc:
             return DataMeta(data_dim=1, in_channels=20, num_classes=len(self.words), size=(MFCC_FRAMES,))
-        return DataMeta(data_dim=1, in_channels=1, num_classes=len(self.words), size=(NUM_SAMPLES,))
+        return DataMeta(data_dim=1, in_channels=1, num_classes=len(self.words), size=(self.sample_rate,))
+
+    def resolution_refusal(self) -> str | None:
+        if self.mfcc:
+            return "MFCC features (mfcc=True) have no sample rate to change; evaluate raw audio (mfcc=False)"
+        return None
 
     def layouts(self) -> list[Layout]:
         expected = ("validation_list.txt", "testing_list.txt", *self.words)
@@ -188,6 +212,21 @@ class SpeechCommandsDataModule(CCNNDataModule):
                 digest.update(f"{split}:{name}:{(root / name).stat().st_size}\n".encode())
         settings = {"mfcc": self.mfcc, "all_classes": self.all_classes, "files": digest.hexdigest()}
         data = cached_tensors(self.data_dir / "cache", "speech_commands", settings, lambda: self._build(root, splits))
-        # Training-split statistics, kept so that a user (or a test) can undo the standardisation.
+        if self.sample_rate != SAMPLE_RATE:  # the 16 kHz files keep their key: only other rates add one
+            resampled = {**settings, "sample_rate": self.sample_rate}
+            data = cached_tensors(self.data_dir / "cache", "speech_commands", resampled, lambda: self._resample(data))
+        # Training-split statistics (of the 16 kHz audio), kept so that a user (or a test) can undo the standardisation.
         self.mean, self.std = data["mean"], data["std"]
         return tuple(TensorDataset(data[f"x_{split}"], data[f"y_{split}"]) for split in ("train", "val", "test"))
+
+    def _resample(self, data: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The standardised 16 kHz splits resampled to ``sample_rate``: ``(N, 1, 16000)`` -> ``(N, 1, sample_rate)``."""
+        from torchaudio.functional import resample
+
+        out = {key: value for key, value in data.items() if not key.startswith("x_")}
+        for key in [key for key in data if key.startswith("x_")]:
+            with torch.no_grad():
+                out[key] = torch.cat(
+                    [resample(chunk, SAMPLE_RATE, self.sample_rate) for chunk in data[key].split(4096)]
+                )
+        return out

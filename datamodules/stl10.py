@@ -25,7 +25,7 @@ class STL10DataModule(VisionDataModule):
             training subset only.
         val_size: training images held out for validation (500 by default).
         resolution: side of the image the model sees; images are resized (bilinear, antialiased) when it is
-            not 96. The original upsampled to 256.
+            not 96. The original upsampled to 256. Images only: sequences keep the stored side.
     """
 
     name = "STL10"
@@ -50,15 +50,8 @@ class STL10DataModule(VisionDataModule):
         resolution: int = 96,
     ) -> None:
         super().__init__(
-            data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, augment, val_size
+            data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, augment, val_size, resolution
         )
-        if resolution <= 0:
-            raise ValueError(f"resolution must be a positive number of pixels, got {resolution}.")
-        self.resolution = resolution
-
-    @property
-    def size(self) -> int:
-        return self.resolution
 
     def read(self, train: bool) -> tuple[Tensor, Tensor]:
         dataset = self.checked_class()(self.data_dir, split="train" if train else "test", download=False)

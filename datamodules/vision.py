@@ -10,6 +10,11 @@ Images stay uint8 ``(N, C, H, W)`` and are converted per example (150 MB rather 
 validation subset, carved from the training files, reads through the *evaluation* transform: augmentation never
 reaches validation (the original applied it there).
 
+``resolution`` resizes every image to that side (bilinear, antialiased: ``v2.Resize``); the normalisation is a fixed
+per-channel map, so a pixel value means the same at every resolution and a model trained at one side can be
+evaluated at another (``test.resolutions``). Images flattened to sequences keep their stored side: a row-major
+position ``t`` is the pixel ``(t // side, t % side)``, which moves when the side changes.
+
 Test hook: when ``CCNN_FIXTURE_CHECKSUMS`` names a JSON file ``{"<absolute file path>": "<md5>", ...}``, the CIFAR
 and STL-10 files listed there are checked against those digests instead of the published ones, which small fixture
 files cannot match; every other file keeps its published digest. Only ``tests/fixtures/vision_files.py`` sets it.
@@ -149,7 +154,10 @@ class VisionDataModule(CCNNDataModule):
         data_type: ``"default"`` (images ``(C, H, W)``) or ``"sequence"`` (``(C, H·W)``, row-major).
         augment: random crop from a padded image plus horizontal flip, on the training subset only.
         val_size: number of training images held out (seeded by ``seed``) for validation.
+        resolution: side of the square image the model sees (``None``: the stored side); images only, not sequences.
     """
+
+    resolution_option = "resolution"
 
     torchvision_class: ClassVar[type]
     mean: tuple[float, ...] = ()
@@ -169,15 +177,28 @@ class VisionDataModule(CCNNDataModule):
         data_type: str = "default",
         augment: bool = False,
         val_size: int = 5000,
+        resolution: int | None = None,
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
         if data_type not in DATA_TYPES:
             raise ValueError(f"data_type must be one of {DATA_TYPES} for {self.name}, got {data_type!r}.")
         if val_size <= 0:
             raise ValueError(f"val_size must be a positive number of images, got {val_size}.")
+        resolution = self.image_size if resolution is None else resolution
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution <= 0:
+            raise ValueError(
+                f"resolution (dataset.params.resolution) must be a positive number of pixels, got {resolution!r}."
+            )
+        if data_type == "sequence" and resolution != self.image_size:
+            raise ValueError(
+                f"resolution={resolution} with data_type='sequence': {self.name} images flattened to sequences keep "
+                f"their stored side ({self.image_size}), as their 1D positions do not keep the image's geometry at "
+                "another side. Use data_type='default' (2D images) to change the resolution."
+            )
         self.data_type = data_type
         self.augment = augment
         self.val_size = val_size
+        self.resolution = resolution
 
     def read(self, train: bool) -> tuple[Tensor, Tensor]:
         """The training or test split as uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
@@ -212,7 +233,16 @@ class VisionDataModule(CCNNDataModule):
     @property
     def size(self) -> int:
         """Side of the square image the model sees."""
-        return self.image_size
+        return self.resolution
+
+    def resolution_refusal(self) -> str | None:
+        if self.data_type == "sequence":
+            return (
+                f"{self.name} images flattened to sequences (data_type='sequence') do not keep the image's geometry "
+                f"at another side: position t is pixel (t // side, t % side), which moves with the side. Train on "
+                "2D images (data_type='default') to evaluate at other resolutions"
+            )
+        return None
 
     @property
     def in_channels(self) -> int:
