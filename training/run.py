@@ -45,6 +45,7 @@ from training.devices import select_accelerator, select_precision
 from training.ema import build_ema, check_resume_ema
 from training.loggers import AppendingCSVLogger, check_logger_packages, tensorboard_logger
 from training.predictions import PredictionWriter
+from training.resolution import check_resolution_data, check_resolutions, evaluate_resolutions
 from training.run_folder import (
     RunFolderError,
     RunLock,
@@ -153,6 +154,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     datamodule = build_datamodule(cfg)
     meta = datamodule.meta
     check_against_data(cfg, meta.data_dim)
+    check_resolutions(cfg, datamodule)  # test.resolutions, and the pools at the training size
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg, meta)
     build_ema(cfg)  # its constructor refuses a train.ema it cannot use, now rather than when training starts
@@ -174,6 +176,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     else:
         folder, default = _worker_folder(cfg), False
     _check_data(datamodule)
+    check_resolution_data(cfg, datamodule)  # the test data at each of test.resolutions
     return RunPlan(cfg, datamodule, module, parameters, folder, resume, accelerator, precision, default)
 
 
@@ -361,6 +364,7 @@ def _fit_and_evaluate(plan: RunPlan) -> dict[str, float]:
         trainer.callbacks.append(PredictionWriter(out / "predictions"))  # type: ignore[attr-defined]
     metrics |= _metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
     metrics |= _metrics(trainer.test(module, datamodule=datamodule, verbose=False))
+    metrics |= evaluate_resolutions(plan, trainer)  # test.resolutions: the same model at other resolutions
     timer = RunTimer.of(trainer)
     if timer is not None:
         metrics |= timer.totals()

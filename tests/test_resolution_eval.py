@@ -1,0 +1,147 @@
+"""``test.resolutions`` (training/resolution.py), in process: at the training resolution the new path computes the
+normal test's logits bit for bit, other resolutions change them; impossible lists are refused before anything is
+written, each with one message naming the flag."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+import models.module
+from tests.conftest import TINY, compose
+from training.build import build_datamodule
+from training.config import ConfigError
+from training.resolution import check_resolutions, requested_resolutions, resolutions_table
+from training.run import plan_run, train
+
+
+@pytest.fixture
+def recorded_logits(monkeypatch):
+    """Every test-loop batch's logits, with the trainer that ran the loop: ``[(trainer, logits), ...]``."""
+    calls: list[tuple[object, torch.Tensor]] = []
+    real = models.module.ClassificationModule._loss_and_predictions
+
+    def recording(self, logits, y):
+        if self.trainer.testing:
+            calls.append((self.trainer, logits.detach().clone()))
+        return real(self, logits, y)
+
+    monkeypatch.setattr(models.module.ClassificationModule, "_loss_and_predictions", recording)
+    return calls
+
+
+def test_at_the_training_resolution_the_new_path_gives_the_normal_tests_logits_bit_for_bit(
+    data_dir, tmp_path, recorded_logits
+):
+    flags = [*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={tmp_path / 'run'}"]
+    metrics = train(compose([*flags, "test.resolutions=[40,80]"]))
+    trainers = list(dict.fromkeys(trainer for trainer, _ in recorded_logits))
+    assert len(trainers) == 2  # the run's trainer (its test), then the evaluation trainer (both resolutions)
+    normal = [logits for trainer, logits in recorded_logits if trainer is trainers[0]]
+    resampled = [logits for trainer, logits in recorded_logits if trainer is trainers[1]]
+    assert len(resampled) == 2 * len(normal)  # 40 then 80, the same batches
+    at_40, at_80 = resampled[: len(normal)], resampled[len(normal) :]
+    assert all(torch.equal(a, b) for a, b in zip(normal, at_40))
+    assert not any(torch.equal(a, b) for a, b in zip(normal, at_80))
+    assert metrics["test@40/acc"] == metrics["test/acc"] and metrics["test@40/loss"] == metrics["test/loss"]
+    with open(tmp_path / "run" / "resolutions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["resolution"], r["trained_at"]) for r in rows] == [("40", "40"), ("80", "40")]
+    assert float(rows[0]["test_acc"]) == metrics["test/acc"] and float(rows[1]["test_loss"]) == metrics["test@80/loss"]
+
+
+def test_without_the_flag_nothing_else_is_evaluated(data_dir, tmp_path, recorded_logits):
+    flags = [*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={tmp_path / 'run'}"]
+    metrics = train(compose(flags))
+    assert len({id(trainer) for trainer, _ in recorded_logits}) == 1
+    assert not any(key.startswith("test@") for key in metrics)
+    assert not (tmp_path / "run" / "resolutions.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------- the list
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("[]", r"must be a list of positive integers .* got \[\]"),
+        ("[20,0]", r"must be a list of positive integers .* got \[20, 0\]"),
+        ("[-40]", r"must be a list of positive integers"),
+        ("[true]", r"must be a list of positive integers"),
+        ("[20.5]", r"must be a list of positive integers"),
+        ("[a]", r"must be a list of positive integers .* got \['a'\]"),
+        ("40", r"must be a list of positive integers .* got 40"),
+        ("[20,40,20]", r"^test\.resolutions=\[20, 40, 20\] lists 20 more than once; list each once\.$"),
+    ],
+)
+def test_a_list_that_is_not_distinct_positive_integers_is_refused(value, message):
+    with pytest.raises(ConfigError, match=message):
+        requested_resolutions(compose([f"test.resolutions={value}"]))
+
+
+def test_null_means_off_and_a_list_is_taken_in_order():
+    assert requested_resolutions(compose([])) is None
+    assert requested_resolutions(compose(["test.resolutions=[160,20,40]"])) == [160, 20, 40]
+
+
+# ---------------------------------------------------------------------------------------------- refusals
+def refusal(flags: list[str], tmp_path: Path) -> str:
+    """The message of the ConfigError ``plan_run`` raises for ``flags``; the folders it was given stay empty."""
+    cfg = compose([*flags, f"dataset.data_dir={tmp_path / 'data'}", f"train.output_dir={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError) as error:
+        plan_run(cfg)
+    assert list(tmp_path.iterdir()) == []
+    return str(error.value)
+
+
+def test_flattened_images_are_refused_naming_the_data_type(tmp_path):
+    message = refusal(["dataset.name=MNIST", "dataset.data_type=sequence", "test.resolutions=[14,28]"], tmp_path)
+    assert message.startswith("test.resolutions=[14, 28] cannot be used with dataset.name=MNIST: MNIST images ")
+    assert "flattened to sequences (data_type='sequence') do not keep the image's geometry" in message
+
+
+def test_datasets_without_a_resolution_are_refused(tmp_path):
+    message = refusal(["dataset.name=ListOps", "test.resolutions=[1024]"], tmp_path)
+    assert message == (
+        "test.resolutions=[1024] cannot be used with dataset.name=ListOps: ListOps has no resolution to change (no "
+        "image side, sequence length or sample rate)."
+    )
+
+
+def test_a_resolution_the_dataset_does_not_hold_is_refused_by_the_dataset(tmp_path):
+    message = refusal(["dataset.name=PathFinder", "test.resolutions=[32,48]"], tmp_path)
+    assert message == (
+        "test.resolutions: 48 cannot be used: dataset.name=PathFinder: resolution must be one of (32, 64, 128, 256), "
+        "got 48."
+    )
+
+
+def test_a_side_below_what_the_pools_need_is_refused(tmp_path):
+    pools = ["net.no_blocks=3", "net.downsampling=[0,1,2]", "dataset.name=CIFAR10"]
+    message = refusal([*pools, "test.resolutions=[32,7]"], tmp_path)
+    assert message.startswith(
+        "test.resolutions: 7 gives inputs of size (7, 7), too small for net.downsampling=[0, 1, 2]:"
+    )
+    assert "after 2 max-pool(s) of net.downsampling_size=2 they have 1 position(s) along an axis" in message
+    assert message.endswith("Use a size of at least 8 (or fewer pools).")
+
+
+def test_the_training_size_is_checked_against_the_pools_too(tmp_path):
+    message = refusal(["dataset.params.seq_length=3", "net.downsampling=[0,1,2]", "net.no_blocks=3"], tmp_path)
+    assert message.startswith("dataset.params.seq_length=3 gives inputs of size (3,), too small for net.downsampling")
+
+
+def test_a_side_the_pools_can_reduce_passes():
+    cfg = compose(["net.no_blocks=3", "net.downsampling=[0,1,2]", "dataset.name=CIFAR10", "test.resolutions=[8,64]"])
+    check_resolutions(cfg, build_datamodule(cfg))
+
+
+def test_the_table_marks_the_training_resolution():
+    table = resolutions_table("seq_length", 40, [(20, 0.5, 1.25), (40, 0.9875, 0.05)])
+    assert table.splitlines() == [
+        "Test accuracy at other resolutions (dataset.params.seq_length; trained at 40):",
+        "    seq_length  test acc %   test loss",
+        "            20       50.00      1.2500",
+        "            40       98.75      0.0500  (training resolution)",
+    ]

@@ -1,0 +1,188 @@
+"""Train at one resolution and test at others through ``python main.py``, for every dataset that has a resolution, on
+fixture files in the real formats: each run writes ``resolutions.csv``, logs ``test@<resolution>/acc`` and ``/loss``,
+and its test at the training resolution equals the normal test exactly. Refusals print one line, exit 2 and write
+nothing."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import REPO
+from tests.fixtures import sequence_files as sf
+from tests.fixtures import vision_files as vf
+from tests.test_medmnist3d import write_medmnist3d
+from tests.test_task_runs import assert_fraction_of
+
+pytestmark = pytest.mark.slow
+
+SMALL = [
+    "net.no_hidden=8",
+    "net.no_blocks=1",
+    "kernel.no_hidden=8",
+    "kernel.no_layers=2",
+    "no_workers=0",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "dataset.download=False",
+]
+
+
+def main_py(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    # The environment as it is now: the image fixtures register their checksums in it (CCNN_FIXTURE_CHECKSUMS).
+    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "WANDB_MODE": "disabled"}
+    command = [sys.executable, str(REPO / "main.py"), *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def final_metrics(run: Path) -> dict[str, float]:
+    """The run's final metrics: the last row of ``<run>/logs/metrics.csv``."""
+    with open(run / "logs" / "metrics.csv", newline="") as handle:
+        last = list(csv.DictReader(handle))[-1]
+    return {key: float(value) for key, value in last.items() if value}
+
+
+def check_resolutions(run: Path, trained_at: int, resolutions: list[int], test_examples: int) -> list[dict]:
+    """``resolutions.csv`` lists every resolution in order with the training one, its values are those logged, each
+    accuracy is over the whole test split, and at the training resolution the test is the normal one."""
+    with open(run / "resolutions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["resolution"]) for r in rows] == resolutions
+    assert {int(r["trained_at"]) for r in rows} == {trained_at}
+    metrics = final_metrics(run)
+    for row in rows:
+        value = row["resolution"]
+        assert float(row["test_acc"]) == metrics[f"test@{value}/acc"]
+        assert float(row["test_loss"]) == metrics[f"test@{value}/loss"]
+        assert_fraction_of(float(row["test_acc"]), test_examples)
+    if trained_at in resolutions:
+        assert metrics[f"test@{trained_at}/acc"] == metrics["test/acc"]
+        assert metrics[f"test@{trained_at}/loss"] == metrics["test/loss"]
+    return rows
+
+
+def test_images_train_at_16_pixels_and_test_at_half_and_twice_that(tmp_path):
+    data = tmp_path / "data"
+    vf.write_mnist(data, n_train=24, n_test=8)
+    vf.write_cifar10(data, n_per_batch=4, n_test=8)
+    vf.write_cifar100(data, n_train=20, n_test=8)
+    vf.write_stl10(data, n_train=12, n_test=8)
+    names = ["MNIST", "CIFAR10", "CIFAR100", "STL10"]
+    result = main_py(
+        "-m",
+        *SMALL,
+        f"dataset.name={','.join(names)}",
+        f"dataset.data_dir={data}",
+        "dataset.params.val_size=4",
+        "dataset.params.resolution=16",
+        "test.resolutions=[8,16,32]",
+        f"hydra.sweep.dir={tmp_path / 'runs'}",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = [job for job in (tmp_path / "runs").iterdir() if job.is_dir()]
+    runs = {OmegaConf.load(job / "config.yaml").dataset.name: job for job in jobs}
+    assert sorted(runs) == sorted(names)
+    for run in runs.values():
+        check_resolutions(run, 16, [8, 16, 32], 8)
+    assert result.stdout.count("Test accuracy at other resolutions (dataset.params.resolution; trained at 16):") == 4
+
+
+def test_mnist1d_trained_at_40_then_its_checkpoint_evaluated_at_20_and_80(tmp_path):
+    flags = [*SMALL, "dataset.params.num_samples=200", "dataset.params.val_size=20", f"dataset.data_dir={tmp_path}"]
+    flags += ["kernel.bandlimit=1.0", "test.resolutions=[20,40,80]"]
+    trained = main_py(*flags, f"train.output_dir={tmp_path / 'trained'}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    rows = check_resolutions(tmp_path / "trained", 40, [20, 40, 80], 40)
+    checkpoint = tmp_path / "trained" / "checkpoints" / "best.ckpt"
+    evaluation = [*flags, "train.do=False", "pretrained.load=True", f"pretrained.filename={checkpoint}"]
+    evaluated = main_py(*evaluation, f"train.output_dir={tmp_path / 'evaluated'}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert check_resolutions(tmp_path / "evaluated", 40, [20, 40, 80], 40) == rows  # the same weights, the same rows
+    assert "Test accuracy at other resolutions (dataset.params.seq_length; trained at 40):" in evaluated.stdout
+
+
+def test_speech_commands_trained_at_8_khz_tested_at_4_8_and_16_khz_with_causal_kernels(tmp_path):
+    sf.write_speech_commands(tmp_path, n_per_word=3)
+    result = main_py(
+        *SMALL,
+        "dataset.name=SpeechCommands",
+        f"dataset.data_dir={tmp_path}",
+        "dataset.params.sample_rate=8000",
+        "conv.causal=True",
+        "test.resolutions=[4000,8000,16000]",
+        f"train.output_dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_resolutions(tmp_path / "run", 8000, [4000, 8000, 16000], 10)
+
+
+def test_pathfinder_trained_at_32_tested_on_the_releases_64_pixel_images(tmp_path):
+    for resolution in (32, 64):
+        sf.write_pathfinder(tmp_path / "data", resolution=resolution, n=20)
+    result = main_py(
+        *SMALL,
+        "dataset.name=PathFinder",
+        "dataset.data_dir=data",
+        "test.resolutions=[32,64]",
+        "train.output_dir=run",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_resolutions(tmp_path / "run", 32, [32, 64], 2)
+
+
+def test_medmnist3d_trained_at_28_cubed_tested_at_64_cubed(tmp_path):
+    for resolution in (28, 64):
+        write_medmnist3d(tmp_path / "data" / "MedMNIST", resolution=resolution)
+    result = main_py(
+        *SMALL,
+        "dataset.name=OrganMNIST3D",
+        "dataset.data_dir=data",
+        "kernel.size=5",  # 11 taps per axis at 64^3: the same extent
+        "test.resolutions=[28,64]",
+        "train.output_dir=run",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_resolutions(tmp_path / "run", 28, [28, 64], 6)
+
+
+def test_blobs3d_trained_at_8_cubed_tested_at_6_and_12_cubed(tmp_path):
+    result = main_py(
+        *SMALL,
+        "dataset.name=Blobs3D",
+        f"dataset.data_dir={tmp_path}",
+        "dataset.params.resolution=8",
+        "dataset.params.num_samples=40",
+        "dataset.params.val_size=4",
+        "test.resolutions=[6,8,12]",
+        f"train.output_dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_resolutions(tmp_path / "run", 8, [6, 8, 12], 8)
+
+
+# ---------------------------------------------------------------------------------------------- refusals
+@pytest.mark.parametrize(
+    ("flags", "start"),
+    [
+        (
+            ["dataset.name=MNIST", "dataset.data_type=sequence", "test.resolutions=[14,28]"],
+            "error: test.resolutions=[14, 28] cannot be used with dataset.name=MNIST: MNIST images flattened to "
+            "sequences (data_type='sequence') do not keep the image's geometry",
+        ),
+        (["test.resolutions=[20,0]"], "error: test.resolutions must be a list of positive integers"),
+    ],
+)
+def test_refusals_are_one_line_exit_2_and_write_nothing(tmp_path, flags, start):
+    result = main_py(*SMALL, *flags, cwd=tmp_path)  # data, outputs/: relative to the working directory
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(start), lines
+    assert list(tmp_path.iterdir()) == []
