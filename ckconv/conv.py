@@ -4,8 +4,9 @@ A continuous kernel is a small network over relative positions in [-1, 1]^d. Eac
 that matches the input: at the training size (``input_size``) the grid has ``kernel_size`` taps; at another input size
 the same extent is resampled with proportionally more or fewer taps, and the kernel values are rescaled by the ratio of
 the grid steps so that the sum over taps keeps approximating the same continuous convolution. With
-``kernel_bandlimit``, the kernel net's frequencies stay below the training grid's Nyquist frequency, so that a finer
-grid samples the function the training grid saw, with no frequency that aliased there (``ckconv.kernels.bandlimit``).
+``kernel_bandlimit``, the kernel's frequencies (its kernel net's and its mask's) stay below the training grid's Nyquist
+frequency, so that a finer grid samples the function the training grid saw, with nothing that aliased there
+(``ckconv.bandlimit``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from ckconv.bandlimit import MASK_BAND_FRACTION, grid_nyquist
 from ckconv.errors import InvalidArgument, check_positive_int, renamed_arguments
 from ckconv.functional import (
     UseFFT,
@@ -27,7 +29,6 @@ from ckconv.functional import (
     prefers_fft,
 )
 from ckconv.kernels import KERNEL_NETS, build_kernel_net
-from ckconv.kernels.bandlimit import grid_nyquist
 from ckconv.linear import PointwiseLinear
 from ckconv.mask import GaussianMask
 
@@ -178,10 +179,12 @@ class CKConv(_Convolution):
         kernel_omega_0: frequency scale of the kernel network.
         kernel_bias: biases in the kernel network.
         kernel_options: further keyword arguments of the kernel network (e.g. ``alpha``, ``nonlinearity``).
-        kernel_bandlimit: bound the kernel network's frequencies by this fraction (in (0, 1]) of the Nyquist
-            frequency of the training grid (``kernel_size`` taps over [-1, 1]), so that the kernel it learns is not
-            aliased and a finer grid samples the same function (FlexConv's alias-free MAGNets). Kernel nets whose
-            spectrum follows from their parameters only (MAGNet, GaborNet, FourierNet). ``None``: no bound.
+        kernel_bandlimit: bound the kernel's frequencies by this fraction (in (0, 1]) of the Nyquist frequency of the
+            training grid (``kernel_size`` taps over [-1, 1]), so that the kernel it learns is not aliased and a finer
+            grid samples the same function (FlexConv's alias-free MAGNets). A mask, if any, takes half of the bound
+            and the kernel net's ``kernel_num_layers + 1`` filters share the rest equally (``ckconv.bandlimit``).
+            Kernel nets whose spectrum follows from their parameters only (MAGNet, GaborNet, FourierNet). ``None``:
+            no bound.
         chang_initialize: scale the kernel network's output layer by ``sqrt(1 / fan_in)`` so that the sampled kernel
             keeps the signal variance; applied once, here, from the kernel size left after the initial crop.
 
@@ -222,13 +225,18 @@ class CKConv(_Convolution):
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
         self.input_size = None if input_size is None else _as_tuple(input_size, data_dim, "input_size")
         self.kernel_bandlimit = kernel_bandlimit
+        # The bound on the kernel's frequencies per axis (radians per unit of position), or None.
+        self.max_frequency = (
+            None if kernel_bandlimit is None else tuple(kernel_bandlimit * grid_nyquist(k) for k in self.kernel_size)
+        )
         self.mask: GaussianMask | None = self._build_mask()
 
         kernel_kwargs = dict(kernel_options or {})
         if self.mask is not None:
             kernel_kwargs.setdefault("init_spatial_value", MASK_TO_SPATIAL_INIT * self.mask.init_value)
-        if kernel_bandlimit is not None:
-            kernel_kwargs["max_frequency"] = tuple(kernel_bandlimit * grid_nyquist(k) for k in self.kernel_size)
+        if self.max_frequency is not None:
+            net_part = 1.0 - (MASK_BAND_FRACTION if self.masked else 0.0)
+            kernel_kwargs["max_frequency"] = tuple(net_part * bound for bound in self.max_frequency)
         with renamed_arguments(KERNEL_NET_ARGUMENTS, prefix="kernel_options."):
             self.kernel_net = build_kernel_net(
                 kernel_type,
@@ -350,9 +358,14 @@ class FlexConv(CKConv):
         }
         super().__init__(in_channels, out_channels, data_dim, **kwargs)
 
+    def mask_max_frequency(self) -> tuple[float, ...] | None:
+        """The mask's part of ``max_frequency`` per axis (``MASK_BAND_FRACTION`` of it), or ``None``."""
+        return None if self.max_frequency is None else tuple(MASK_BAND_FRACTION * f for f in self.max_frequency)
+
     def _build_mask(self) -> GaussianMask:
+        band = {} if self.max_frequency is None else {"max_frequency": self.mask_max_frequency()}
         with renamed_arguments(MASK_ARGUMENTS):
-            return GaussianMask(self.data_dim, causal=self.causal, **self._mask_args)
+            return GaussianMask(self.data_dim, causal=self.causal, **self._mask_args, **band)
 
 
 class SeparableFlexConv(FlexConv):

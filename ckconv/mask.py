@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -9,6 +10,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from ckconv.bandlimit import check_max_frequency, min_width
 from ckconv.errors import InvalidArgument, check_positive_number
 from ckconv.functional import check_data_dim, cropped_size, gaussian_mask
 from ckconv.hints import OptimHint
@@ -51,6 +53,9 @@ class GaussianMask(nn.Module):
         learn_mean: make the mean a parameter too.
         threshold: mask value below which kernel taps are cropped away (with ``dynamic_cropping``).
         dynamic_cropping: crop the kernel to the region where the mask exceeds ``threshold``.
+        max_frequency: bound on the mask's spectrum per axis (radians per unit of position; a number for every axis,
+            or one per axis): the mask applies the width ``sqrt(width^2 + min_width^2)``, ``min_width`` from
+            :func:`ckconv.bandlimit.min_width`. ``None``: the width as learnt.
     """
 
     optim_hints: ClassVar[dict[str, OptimHint]] = {"width": MASK_HINT, "mean": MASK_HINT}
@@ -63,6 +68,7 @@ class GaussianMask(nn.Module):
         learn_mean: bool = False,
         threshold: float = 0.1,
         dynamic_cropping: bool = True,
+        max_frequency: float | Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         check_data_dim(data_dim)
@@ -88,10 +94,20 @@ class GaussianMask(nn.Module):
         # while HostCopy.describes(width, mean); a forward pass refreshes it when stale, refresh_mask_widths() for
         # all masks of a network in one transfer.
         self.host_copy: HostCopy | None = None
+        # A constant of the layer's grid (not learnt, not saved), kept on the host for the crop rule as well.
+        self.min_widths = None if max_frequency is None else min_width(check_max_frequency(max_frequency, data_dim))
+        min_widths = None if self.min_widths is None else torch.tensor(self.min_widths)
+        self.register_buffer("min_width", min_widths, persistent=False)
 
     def forward(self, positions: Tensor) -> Tensor:
         """Mask values ``(1, 1, *size)`` at ``positions`` ``(1, d, *size)``."""
-        return gaussian_mask(positions, self.mean.to(positions.dtype), self.width.to(positions.dtype))
+        return gaussian_mask(positions, self.mean.to(positions.dtype), self.applied_width().to(positions.dtype))
+
+    def applied_width(self) -> Tensor:
+        """The width ``(d,)`` the mask applies: ``width``, or ``sqrt(width^2 + min_width^2)`` with ``max_frequency``."""
+        if self.min_width is None:
+            return self.width
+        return torch.sqrt(self.width.square() + self.min_width.square())
 
     def cropped_kernel_size(self, kernel_size: Sequence[int]) -> tuple[int, ...]:
         """Kernel size left after cropping with the current widths; unchanged without dynamic cropping.
@@ -101,6 +117,8 @@ class GaussianMask(nn.Module):
         if not self.dynamic_cropping:
             return tuple(kernel_size)
         widths, means = self.host_values()
+        if self.min_widths is not None:
+            widths = tuple(math.hypot(w, lowest) for w, lowest in zip(widths, self.min_widths))
         return tuple(cropped_size(k, m, w, self.threshold, self.causal) for k, m, w in zip(kernel_size, means, widths))
 
     def host_values(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -117,9 +135,10 @@ class GaussianMask(nn.Module):
         self.host_copy = HostCopy(self.width, self.mean, versions, widths, means)
 
     def extra_repr(self) -> str:
+        band = "" if self.min_widths is None else f", min_width={tuple(round(w, 6) for w in self.min_widths)}"
         return (
             f"data_dim={self.data_dim}, init_value={self.init_value}, causal={self.causal}, "
-            f"threshold={self.threshold}, dynamic_cropping={self.dynamic_cropping}"
+            f"threshold={self.threshold}, dynamic_cropping={self.dynamic_cropping}{band}"
         )
 
 

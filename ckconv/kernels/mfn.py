@@ -6,7 +6,7 @@ An MFN with L hidden layers multiplies L+1 filters g_i of the positions x into t
 
 The nets differ only in their filters: Gabor filters (MAGNet: anisotropic, GaborNet: isotropic) or
 sinusoids (FourierNet). All layers act on flattened positions ``(P, d)``. Their spectrum follows from the filters'
-parameters, which lets ``max_frequency`` bound it (:mod:`ckconv.kernels.bandlimit`).
+parameters, which lets ``max_frequency`` bound it (:mod:`ckconv.bandlimit`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Gamma
 
+from ckconv.bandlimit import ENVELOPE_STDS, band_scale, check_max_frequency
 from ckconv.errors import check_positive_number
-from ckconv.kernels.bandlimit import ENVELOPE_STDS, band_scale, check_max_frequency
 from ckconv.kernels.base import KernelNet
 
 
@@ -40,7 +40,7 @@ class GaborFilter(nn.Module):
         bias: Whether ``W x`` carries the bias b (initialised to 0).
         band_limit: Highest frequency per axis (radians per unit of position) of the filter, its sinusoid's
             ``|W|`` plus ``ENVELOPE_STDS`` times its envelope's ``gamma``; the bank is dilated to fit
-            (:func:`~ckconv.kernels.bandlimit.band_scale`). ``None``: no bound.
+            (:func:`~ckconv.bandlimit.band_scale`). ``None``: no bound.
     """
 
     def __init__(
@@ -168,7 +168,7 @@ class MFNBase(KernelNet):
     Args:
         max_frequency: Bound on the output's frequencies along each axis, in radians per unit of position (a number
             for every axis, or one per axis; ``inf``: none); each of the L + 1 filters keeps within
-            ``max_frequency / (L + 1)`` (:mod:`ckconv.kernels.bandlimit`). ``None``: unbounded (the original MFNs).
+            ``max_frequency / (L + 1)`` (:mod:`ckconv.bandlimit`). ``None``: unbounded (the original MFNs).
         Other args: see :class:`~ckconv.kernels.base.KernelNet`.
     """
 
