@@ -78,6 +78,7 @@ def download_url(
         if _checksum_error(dest, md5, sha256) is None:
             return dest
         dest.unlink()  # stale or corrupt copy: fetch it again
+    created = _missing_folders(dest.parent)  # removed again if the download fails: a failure leaves nothing behind
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -108,6 +109,7 @@ def download_url(
             )
     except (OSError, http.client.HTTPException, ValueError) as error:
         part.unlink(missing_ok=True)
+        _remove_empty(created)
         reason = repr(getattr(error, "reason", error))  # URLError wraps the socket error
         if isinstance(error, urllib.error.HTTPError):
             reason = f"HTTP {error.code} {error.reason}"
@@ -117,9 +119,28 @@ def download_url(
         ) from error
     except BaseException:  # DataError above, KeyboardInterrupt: never leave a partial file
         part.unlink(missing_ok=True)
+        _remove_empty(created)
         raise
     os.replace(part, dest)
     return dest
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed download created, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 # ------------------------------------------------------------------------------------------------ extraction

@@ -263,6 +263,10 @@ class VisionDataModule(CCNNDataModule):
         archive = download_url(cls.url, self.data_dir / cls.filename, md5=cls.tgz_md5)
         extract_archive(archive, self.data_dir)  # the archive's top folder is torchvision's base_folder
 
+    def evaluation_transform(self) -> v2.Compose:
+        """What validation and test apply to one stored image (no augmentation); also for a user's own images."""
+        return self._transform(train=False)
+
     def _transform(self, train: bool) -> v2.Compose:
         augment = train and self.augment
         mean, std = self._normalization()

@@ -65,7 +65,15 @@ def test_download_with_wrong_checksum_is_refused_and_leaves_no_file(server, tmp_
     with pytest.raises(DataError) as info:
         download_url(f"{server.url}/file.bin", dest, **{kind: "0" * 32}, progress=False, timeout=5)
     assert f"{server.url}/file.bin" in str(info.value) and str(dest) in str(info.value)
-    assert leftovers(dest.parent) == []
+    assert not dest.parent.exists()  # not even the folder the download created
+
+
+def test_a_failed_download_keeps_folders_that_existed_before(server, tmp_path):
+    (tmp_path / "data").mkdir()
+    dest = tmp_path / "data" / "new" / "deeper" / "file.bin"
+    with pytest.raises(DataError):
+        download_url(f"{server.url}/missing.bin", dest, progress=False, timeout=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "served"] and not any((tmp_path / "data").iterdir())
 
 
 def test_interrupted_download_leaves_no_file_that_passes_as_complete(server, tmp_path):

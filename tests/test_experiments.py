@@ -369,7 +369,7 @@ def optuna_plugin_installed() -> bool:
 def test_every_readme_command_composes(readme, command):
     words = shlex.split(re.sub(r"<[^>]+>", "placeholder", command))[2:]  # drop "python main.py"; fill <run> etc.
     # -m / --multirun: a sweep of the same config; compose its first point (key=a,b -> key=a).
-    overrides = [re.sub(r"^([^=]+)=([^,]+),.*$", r"\1=\2", w) for w in words if not w.startswith("-")]
+    overrides = [re.sub(r"^([^=]+)=([^,\[]+),.*$", r"\1=\2", w) for w in words if not w.startswith("-")]
     sweeper = [o for o in overrides if o.lstrip("+").startswith("hparams_search=")]
     if sweeper and not optuna_plugin_installed():
         overrides = [o for o in overrides if o not in sweeper]  # the plugin is not installed here

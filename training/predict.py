@@ -98,8 +98,7 @@ def predict_folder(
     module: ClassificationModule, datamodule: VisionDataModule, files: list[Path], batch_size: int = 64
 ) -> tuple[Tensor, Tensor]:
     """The predicted classes ``(N,)`` and class probabilities ``(N, K)`` of ``files``, in their order."""
-    # The test split's own transform; VisionDataModule has no public name for it yet.
-    transform = datamodule._transform(train=False)
+    transform = datamodule.evaluation_transform()  # the test split's own
     device = next(module.parameters()).device
     predicted, probabilities = [], []
     for start in range(0, len(files), batch_size):
