@@ -50,11 +50,13 @@ NULL_DEFAULT_TYPES: dict[str, type] = {
     "net.data_dim": int,
     "net.embedding_dim": int,
     "net.block_width_factors": list,
+    "kernel.bandlimit": float,
     "optimizer.momentum": float,
     "train.track_grad_norm": float,
     "train.ema": float,
     "train.resume": str,
     "train.output_dir": str,
+    "test.resolutions": list,
     "pretrained.filename": str,
     "wandb.entity": str,
 }
