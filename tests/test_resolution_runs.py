@@ -107,7 +107,7 @@ def test_mnist1d_trained_at_40_then_its_checkpoint_evaluated_at_20_and_80(tmp_pa
     assert "Test accuracy at other resolutions (dataset.params.seq_length; trained at 40):" in evaluated.stdout
 
 
-def test_speech_commands_trained_at_8_khz_tested_at_4_8_and_16_khz_with_causal_kernels(tmp_path):
+def test_speech_commands_trained_at_8_khz_tested_at_4_8_and_16_khz_with_causal_fourier_kernels(tmp_path):
     sf.write_speech_commands(tmp_path, n_per_word=3)
     result = main_py(
         *SMALL,
@@ -115,6 +115,7 @@ def test_speech_commands_trained_at_8_khz_tested_at_4_8_and_16_khz_with_causal_k
         f"dataset.data_dir={tmp_path}",
         "dataset.params.sample_rate=8000",
         "conv.causal=True",
+        "kernel.type=FourierNet",
         "test.resolutions=[4000,8000,16000]",
         f"train.output_dir={tmp_path / 'run'}",
     )
@@ -122,12 +123,13 @@ def test_speech_commands_trained_at_8_khz_tested_at_4_8_and_16_khz_with_causal_k
     check_resolutions(tmp_path / "run", 8000, [4000, 8000, 16000], 10)
 
 
-def test_pathfinder_trained_at_32_tested_on_the_releases_64_pixel_images(tmp_path):
+def test_pathfinder_trained_at_32_tested_on_the_releases_64_pixel_images_with_siren_kernels(tmp_path):
     for resolution in (32, 64):
         sf.write_pathfinder(tmp_path / "data", resolution=resolution, n=20)
     result = main_py(
         *SMALL,
         "dataset.name=PathFinder",
+        "kernel.type=SIREN",
         "dataset.data_dir=data",
         "test.resolutions=[32,64]",
         "train.output_dir=run",
@@ -137,12 +139,13 @@ def test_pathfinder_trained_at_32_tested_on_the_releases_64_pixel_images(tmp_pat
     check_resolutions(tmp_path / "run", 32, [32, 64], 2)
 
 
-def test_medmnist3d_trained_at_28_cubed_tested_at_64_cubed(tmp_path):
+def test_medmnist3d_trained_at_28_cubed_tested_at_64_cubed_with_mlp_kernels(tmp_path):
     for resolution in (28, 64):
         write_medmnist3d(tmp_path / "data" / "MedMNIST", resolution=resolution)
     result = main_py(
         *SMALL,
         "dataset.name=OrganMNIST3D",
+        "kernel.type=MLP",
         "dataset.data_dir=data",
         "kernel.size=5",  # 11 taps per axis at 64^3: the same extent
         "test.resolutions=[28,64]",
@@ -153,10 +156,12 @@ def test_medmnist3d_trained_at_28_cubed_tested_at_64_cubed(tmp_path):
     check_resolutions(tmp_path / "run", 28, [28, 64], 6)
 
 
-def test_blobs3d_trained_at_8_cubed_tested_at_6_and_12_cubed(tmp_path):
+def test_blobs3d_trained_at_8_cubed_tested_at_6_and_12_cubed_with_direct_gabornet_convolutions(tmp_path):
     result = main_py(
         *SMALL,
         "dataset.name=Blobs3D",
+        "conv.use_fft=False",
+        "kernel.type=GaborNet",
         f"dataset.data_dir={tmp_path}",
         "dataset.params.resolution=8",
         "dataset.params.num_samples=40",
