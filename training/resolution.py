@@ -157,7 +157,8 @@ def check_resolution_data(cfg: DictConfig, datamodule: CCNNDataModule) -> None:
 @contextmanager
 def _quiet_trainer_setup() -> Iterator[None]:
     """Keep Lightning from announcing the devices again for the evaluation trainer (the run's trainer did)."""
-    loggers = [logging.getLogger(n) for n in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities")]
+    names = ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")
+    loggers = [logging.getLogger(name) for name in names]
     levels = [log.level for log in loggers]
     for log in loggers:
         log.setLevel(logging.WARNING)
