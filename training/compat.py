@@ -49,6 +49,7 @@ NETWORK_FLAGS = (
     "conv.type",
     "conv.causal",
     "conv.bias",
+    "kernel.bandlimit",
 )
 
 # Flags that define what the network's inputs and outputs mean.
@@ -61,6 +62,7 @@ DATA_FLAGS = (
     "dataset.params.all_classes",
     "dataset.params.resolution",
     "dataset.params.seq_length",
+    "dataset.params.sample_rate",
 )
 
 # What a resumed run must repeat besides the network and the data: everything that decides the rest of its trajectory.
