@@ -74,6 +74,10 @@ def no_data(tmp_path):
         (["net.downsampling=[7]"], "net.downsampling must hold block indices in [0, 4), got [7] among them."),
         (["train.track_grad_norm=-2"], "train.track_grad_norm must be a p >= 0 (or null: off), got -2."),
         (
+            ["conv.type=Conv", "kernel.size=3", "kernel.bandlimit=1.0"],
+            "kernel.bandlimit bounds a kernel network's frequencies; conv.type=Conv has free taps",
+        ),
+        (
             ["conv.type=FlexConv", "kernel.init_spatial_value=2"],
             "kernel.init_spatial_value is derived from mask.init_value for conv.type=FlexConv",
         ),

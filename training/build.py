@@ -190,6 +190,11 @@ def conv_options(cfg: DictConfig) -> dict[str, Any]:
         "kernel_size": cfg.kernel.size,
     }
     layer = CONV_TYPES.get(cfg.conv.type)
+    if layer is not None and not layer.continuous and cfg.kernel.bandlimit is not None:
+        raise ConfigError(
+            f"kernel.bandlimit bounds a kernel network's frequencies; conv.type={cfg.conv.type} has free taps and no "
+            "kernel network. Drop kernel.bandlimit or use a continuous conv.type."
+        )
     if layer is None or not layer.continuous:
         return options  # an unknown name is refused by CCNN, naming conv.type
     kernel_options: dict[str, Any] = {}
