@@ -82,7 +82,7 @@ def download_url(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(
+        raise FolderError(
             f"Cannot create {dest.parent} to download {url} into ({error.strerror or error}). "
             "Set dataset.data_dir to a writable folder."
         ) from error
@@ -123,6 +123,10 @@ def download_url(
         raise
     os.replace(part, dest)
     return dest
+
+
+class FolderError(DataError):
+    """The folder a download should go into cannot be created: no other source will do better."""
 
 
 def _missing_folders(folder: Path) -> list[Path]:

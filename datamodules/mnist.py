@@ -10,7 +10,7 @@ from torch import Tensor
 from torchvision.datasets import MNIST
 
 from datamodules.base import DataError
-from datamodules.download import download_url, extract_archive
+from datamodules.download import FolderError, download_url, extract_archive
 from datamodules.layouts import Layout
 from datamodules.vision import TORCHVISION_LAYOUT, VisionDataModule
 
@@ -98,9 +98,9 @@ class MNISTDataModule(VisionDataModule):
                 try:
                     archive = download_url(mirror + gz_name, self.folder / gz_name, md5=md5)
                     break
+                except FolderError:  # no other mirror will do better
+                    raise
                 except DataError as error:
-                    if not self.folder.is_dir():  # it could not be created: no other mirror will do better
-                        raise
                     failures.append(str(error))
             else:
                 raise DataError(f"MNIST: every mirror failed for {gz_name}: " + " | ".join(failures))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,19 @@ TINY = [
     "dataset.params.val_size=100",
     "no_workers=0",
 ]
+
+
+def main_env() -> dict[str, str]:
+    """The environment a user runs ``main.py`` in, taken now (fixture writers register their checksums in it): W&B
+    off, no HYDRA_FULL_ERROR (one-line messages must not depend on it), the repository importable."""
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    return {**env, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+
+
+def main_py(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python main.py <args>`` as a user runs it, from ``cwd``; its exit code and output."""
+    command = [sys.executable, str(REPO / "main.py"), *args]
+    return subprocess.run(command, cwd=cwd, env=main_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def compose(overrides: list[str] | None = None):

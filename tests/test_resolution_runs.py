@@ -6,39 +6,21 @@ nothing."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO
+from tests.conftest import main_py
 from tests.fixtures import sequence_files as sf
 from tests.fixtures import vision_files as vf
 from tests.test_medmnist3d import write_medmnist3d
+from tests.test_task_runs import SMALL as TASK_RUN_FLAGS
 from tests.test_task_runs import assert_fraction_of
 
 pytestmark = pytest.mark.slow
 
-SMALL = [
-    "net.no_hidden=8",
-    "net.no_blocks=1",
-    "kernel.no_hidden=8",
-    "kernel.no_layers=2",
-    "no_workers=0",
-    "train.epochs=1",
-    "train.batch_size=4",
-    "dataset.download=False",
-]
-
-
-def main_py(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    # The environment as it is now: the image fixtures register their checksums in it (CCNN_FIXTURE_CHECKSUMS).
-    env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "WANDB_MODE": "disabled"}
-    command = [sys.executable, str(REPO / "main.py"), *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+SMALL = [*TASK_RUN_FLAGS, "dataset.download=False"]
 
 
 def final_metrics(run: Path) -> dict[str, float]:
@@ -69,11 +51,7 @@ def check_resolutions(run: Path, trained_at: int, resolutions: list[int], test_e
 
 def test_images_train_at_16_pixels_and_test_at_half_and_twice_that(tmp_path):
     data = tmp_path / "data"
-    vf.write_mnist(data, n_train=24, n_test=8)
-    vf.write_cifar10(data, n_per_batch=4, n_test=8)
-    vf.write_cifar100(data, n_train=20, n_test=8)
-    vf.write_stl10(data, n_train=12, n_test=8)
-    names = ["MNIST", "CIFAR10", "CIFAR100", "STL10"]
+    names = vf.write_image_datasets(data)
     result = main_py(
         "-m",
         *SMALL,

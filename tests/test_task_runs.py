@@ -83,11 +83,7 @@ def assert_fraction_of(value: float, count: int) -> None:
 
 def test_image_datasets_train_from_torchvision_layout(tmp_path):
     data = tmp_path / "data"
-    vf.write_mnist(data, n_train=24, n_test=8)
-    vf.write_cifar10(data, n_per_batch=4, n_test=8)
-    vf.write_cifar100(data, n_train=20, n_test=8)
-    vf.write_stl10(data, n_train=12, n_test=8)
-    names = ["MNIST", "CIFAR10", "CIFAR100", "STL10"]
+    names = vf.write_image_datasets(data)
     flags = [f"dataset.name={','.join(names)}", f"dataset.data_dir={data}", "dataset.params.val_size=4"]
     metrics = run_main(tmp_path, [data], [*flags, "kernel.size=9"])
     assert sorted(metrics) == sorted(f"{name}@data" for name in names)

@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import REPO, compose
+from tests.conftest import compose, main_py
 from training.run import train
-
-ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(REPO)}
-
-
-def run_main(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "main.py"), *args],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -101,7 +85,7 @@ def test_resume_continues_from_the_saved_epoch_with_optimizer_state(tiny, tmp_pa
 
 def test_dry_run_prints_the_exact_parameter_count_without_data(tmp_path):
     missing = tmp_path / "no_data_here"
-    result = run_main(
+    result = main_py(
         "dataset.name=MNIST",
         "dataset.data_type=sequence",
         "net.type=ResNet",
@@ -130,7 +114,7 @@ def test_dry_run_prints_the_exact_parameter_count_without_data(tmp_path):
 def test_main_py_trains_and_prints_final_test_accuracy(data_dir, tmp_path):
     from tests.conftest import TINY
 
-    result = run_main(*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={tmp_path}")
+    result = main_py(*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test/acc=" in result.stdout
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
@@ -141,7 +125,7 @@ def test_main_py_trains_and_prints_final_test_accuracy(data_dir, tmp_path):
 def test_ddp_with_two_cpu_processes_trains(data_dir, tmp_path):
     from tests.conftest import TINY
 
-    result = run_main(
+    result = main_py(
         *TINY,
         "device=cpu",
         "train.distributed=True",
@@ -158,7 +142,7 @@ def test_ddp_with_two_cpu_processes_trains(data_dir, tmp_path):
 def test_hydra_multirun_writes_separate_outputs(data_dir, tmp_path):
     from tests.conftest import TINY
 
-    result = run_main("-m", *TINY, "seed=0,1", f"dataset.data_dir={data_dir}", f"hydra.sweep.dir={tmp_path}")
+    result = main_py("-m", *TINY, "seed=0,1", f"dataset.data_dir={data_dir}", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0", "1"):
         assert (tmp_path / job / "config.yaml").is_file()

@@ -6,7 +6,6 @@ Each test reproduces a way the project once gave a wrong result or destroyed one
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,26 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, TINY, compose
+from tests.conftest import REPO, TINY, compose, main_env, main_py
 from training.checkpoints import CheckpointError, read_checkpoint
 from training.run import train
 from training.run_folder import RunFolderError
 from training.timing import MEASURED_PREFIXES
 
 SHIPPED = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
-ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-ENV.pop("HYDRA_FULL_ERROR", None)  # users do not set it; the one-line messages must not depend on it
-
-
-def main_py(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "main.py"), *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def tree(folder: Path) -> dict[str, float]:
@@ -76,7 +62,7 @@ def test_a_second_process_on_a_folder_in_use_is_refused(data_dir, tmp_path):
     run = tmp_path / "run"
     flags = [*TINY, "train.epochs=30", f"dataset.data_dir={data_dir}", f"train.output_dir={run}"]
     first = subprocess.Popen(
-        [sys.executable, str(REPO / "main.py"), *flags], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL
+        [sys.executable, str(REPO / "main.py"), *flags], cwd=tmp_path, env=main_env(), stdout=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 120
@@ -142,22 +128,6 @@ def test_a_checkpoint_used_with_other_network_flags_is_refused_naming_each(tmp_p
     assert line.startswith(f"error: checkpoint {SHIPPED} was written with other flags than these")
     assert "kernel.omega_0=60 (checkpoint: 50.0)" in line and "conv.causal=True (checkpoint: False)" in line
     assert not any(tmp_path.iterdir())
-
-
-def test_evaluating_a_checkpoint_reports_no_best_accuracy_of_another_run(data_dir, tmp_path):
-    metrics = train(
-        compose(
-            [
-                "train.do=False",
-                "pretrained.load=True",
-                f"pretrained.filename={SHIPPED}",
-                "no_workers=0",
-                f"dataset.data_dir={data_dir}",
-                f"train.output_dir={tmp_path / 'eval'}",
-            ]
-        )
-    )
-    assert "val/acc_best" not in metrics and "val/acc" in metrics
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -337,7 +307,7 @@ except CheckpointSaveError as error:
 def test_a_save_that_the_system_refuses_names_the_path_and_the_cause_and_keeps_the_old_file(tmp_path):
     path = tmp_path / "checkpoints" / "last.ckpt"
     result = subprocess.run(
-        [sys.executable, "-c", SAVE_UNDER_LIMIT, str(path)], env=ENV, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", SAVE_UNDER_LIMIT, str(path)], env=main_env(), capture_output=True, text=True, timeout=120
     )
     assert result.stdout.startswith(
         f"could not save checkpoint {path}: the file is larger than this process may write (ulimit -f) "
@@ -408,7 +378,7 @@ def _kill_after_epoch(flags: list[str], run: Path, epoch: int) -> int:
     process = subprocess.Popen(
         [sys.executable, str(REPO / "main.py"), *flags, f"train.output_dir={run}"],
         cwd=run.parent,
-        env=ENV,
+        env=main_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
