@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ckconv.mask import GaussianMask, refresh_mask_widths
-from tests.conftest import TINY, compose
-from tests.test_trust import DETERMINISTIC, _kill_after_epoch, error_lines, main_py, tree
+from tests.conftest import TINY, compose, main_py
+from tests.test_trust import DETERMINISTIC, _kill_after_epoch, error_lines, tree
 from training.build import build_datamodule, build_module
 from training.checkpoints import CheckpointError, read_checkpoint
 from training.ema import RAW_WEIGHTS_KEY, EMAWeights

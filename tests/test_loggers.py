@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TINY, compose
-from tests.test_trust import ENV, error_lines
+from tests.conftest import REPO, TINY, compose, main_env
+from tests.test_trust import error_lines
 from training.run import train
 
 
@@ -56,7 +56,7 @@ def test_a_missing_tensorboard_package_is_refused_in_one_line_before_anything_is
     result = subprocess.run(
         [sys.executable, "-c", hide, str(REPO / "main.py"), *flags],
         cwd=tmp_path,
-        env=ENV,
+        env=main_env(),
         capture_output=True,
         text=True,
         timeout=300,

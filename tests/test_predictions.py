@@ -12,9 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import TINY, compose
+from tests.conftest import TINY, compose, main_env
 from tests.fixtures.vision_files import WrittenImages, write_mnist
-from tests.test_trust import ENV
 from training.build import build_datamodule
 from training.config import ConfigError, validate_config
 from training.predictions import confusion_figure
@@ -31,9 +30,8 @@ def _probabilities(row: dict[str, str]) -> list[float]:
 
 
 def predict_py(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "training.predict", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
-    )
+    command = [sys.executable, "-m", "training.predict", *args]
+    return subprocess.run(command, cwd=cwd, env=main_env(), capture_output=True, text=True, timeout=300)
 
 
 MNIST_FLAGS = [
