@@ -48,7 +48,12 @@ KERNEL_NET_ARGUMENTS = {
     "data_dim": "data_dim",
     "causal": "causal",
 }
-MASK_ARGUMENTS = {"init_value": "mask_init_value", "threshold": "mask_threshold"}
+MASK_ARGUMENTS = {
+    "init_value": "mask_init_value",
+    "threshold": "mask_threshold",
+    "dynamic_cropping": "mask_dynamic_cropping",
+    "learn_mean": "mask_learn_mean",
+}
 
 
 def _as_tuple(value: int | Sequence[int], data_dim: int, name: str) -> tuple[int, ...]:

@@ -4,6 +4,7 @@ builder that maps arguments to its own flag names, can tell which value to chang
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -28,11 +29,16 @@ class InvalidArgument(ValueError):  # noqa: N818 (the name training/build.py cat
         # ValueError pickles its args only; keep both fields (errors cross process boundaries in data loaders).
         return type(self), (self.argument, self.message)
 
-    def renamed(self, argument: str) -> InvalidArgument:
-        """The same error under the caller's name for the argument: the message's leading name is replaced."""
-        if self.message.startswith(self.argument):
-            return InvalidArgument(argument, argument + self.message[len(self.argument) :])
-        return InvalidArgument(argument, f"{argument}: {self.message}")
+    def renamed(self, argument: str, others: Mapping[str, str] | None = None) -> InvalidArgument:
+        """The same error under the caller's name for the argument: the message's leading name is replaced, and so
+        is each whole-word mention of an argument in ``others`` (inner name -> caller's name)."""
+        message = self.message
+        for inner, outer in (others or {}).items():
+            if inner != self.argument:
+                message = re.sub(rf"(?<![\w.]){re.escape(inner)}(?![\w])", outer, message)
+        if message.startswith(self.argument):
+            return InvalidArgument(argument, argument + message[len(self.argument) :])
+        return InvalidArgument(argument, f"{argument}: {message}")
 
 
 @contextmanager
@@ -53,7 +59,7 @@ def renamed_arguments(names: Mapping[str, str] | None = None, *, prefix: str | N
             outer = prefix + error.argument
         if outer is None or outer == error.argument:
             raise
-        raise error.renamed(outer) from error
+        raise error.renamed(outer, names) from error
 
 
 def check_positive_int(name: str, value: Any) -> None:

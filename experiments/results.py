@@ -87,10 +87,12 @@ def same_extra(row: dict[str, str], extra: Sequence[str]) -> bool:
     return sorted(shlex.split(row["extra"])) == sorted(extra)
 
 
-def read_results(path: Path) -> list[dict[str, str]]:
+def read_results(path: Path, allow_empty: bool = True) -> list[dict[str, str]]:
     """The rows of a results CSV, checked: the header is ``COLUMNS``, seeds are integers, accuracies numbers.
 
-    An empty file has no rows. Raises ``ResultsFileError`` naming the file (and line) for anything else.
+    An empty file (not even a header) has no rows when ``allow_empty`` (a file to append to); a reader that would
+    take it for "no result yet" passes ``allow_empty=False``. Raises ``ResultsFileError`` naming the file (and line)
+    for anything else.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -103,7 +105,9 @@ def read_results(path: Path) -> list[dict[str, str]]:
     except OSError as error:
         raise ResultsFileError(f"{path}: cannot be read ({error.strerror})") from None
     if not text:
-        return []
+        if allow_empty:
+            return []
+        raise ResultsFileError(f"{path}: empty, not a results CSV (no header line; check --results)")
     reader = csv.reader(io.StringIO(text, newline=""))
     header = tuple(next(reader))
     if header != COLUMNS:

@@ -4,8 +4,10 @@
 
 Each seed runs what ``python main.py experiment=<task>/<variant> seed=<s> <extra...>`` runs (same config
 composition, same ``training.run.train``), in this process, in a folder of its own, ``<base>/seed<s>``: ``<base>`` is
-``train.output_dir`` when ``--extra`` sets it, else ``outputs/experiments/<task>/<variant>/<date>_<time>``. A seed
-folder that is not empty is refused before any seed trains.
+``train.output_dir`` when ``--extra`` sets it, else ``outputs/experiments/<task>/<variant>/<date>_<time>``. Before
+any seed trains, every seed gets the checks ``main.py`` makes before writing (flags, network, optimizer, device; for
+the first seed also its data of every split, checkpoints and run folder, which the others share), and a seed folder
+that is not empty is refused.
 
 Seeds the results file already holds for the same task, variant and ``--extra`` flags are skipped (say so, and
 are averaged in), so after an interruption the same command trains only what is missing; to train a seed again,
@@ -152,6 +154,30 @@ def plan(
     return base, todo, [recorded[seed] for seed in seeds if seed in recorded]
 
 
+def check_seeds(configs: Sequence[Any]) -> None:
+    """The checks ``main.py`` makes before it writes anything, for every seed, before the first one trains.
+
+    Each seed's flags, network, optimizer, schedule and device are checked (a dry run's checks: cheap); the first
+    seed's data of every split, checkpoints and run folder too (the other seeds read the same files, and their
+    folders are checked by :func:`plan`).
+
+    Raises:
+        RunRefusedError: with the line ``main.py`` would print.
+    """
+    from omegaconf import OmegaConf
+
+    from training.cli import one_line, user_errors
+    from training.run import plan_run
+
+    try:
+        for cfg in configs[1:]:
+            plan_run(OmegaConf.merge(cfg, {"train": {"dry_run": True}}))
+        if configs:
+            plan_run(configs[0])
+    except user_errors() as error:
+        raise RunRefusedError(one_line(error).removeprefix("error: ")) from None
+
+
 def run_seeds(
     task: str,
     variant: str,
@@ -161,11 +187,13 @@ def run_seeds(
     results: Path = RESULTS,
     train: Callable[[Any], dict[str, Any]] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    check: Callable[[Sequence[Any]], None] = check_seeds,
 ) -> list[dict[str, str]]:
     """Train the preset once per seed in ``base/seed<s>``, appending each seed's row to ``results`` when it ends.
 
-    Every seed's config is composed before the first one trains, so a wrong ``--extra`` flag stops the invocation
-    before anything is written. ``train`` is injectable for tests.
+    Every seed's config is composed and checked (``check``) before the first one trains, so a wrong ``--extra``
+    flag, missing data or an unusable checkpoint stops the invocation before anything is written. ``train`` and
+    ``check`` are injectable for tests.
 
     Returns:
         The rows written, one per seed.
@@ -178,7 +206,10 @@ def run_seeds(
         try:
             configs[seed] = compose_preset(task, variant, overrides)
         except (HydraException, OmegaConfBaseException) as error:  # a wrong --extra flag: say which and stop
-            raise RunRefusedError(f"--extra: {' '.join(str(error).split())}") from None
+            from training.cli import composition_message
+
+            raise RunRefusedError(f"--extra: {composition_message(error, overrides)}") from None
+    check(list(configs.values()))
     machine = machine_name()
     rows: list[dict[str, str]] = []
     for seed in seeds:
@@ -250,6 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        from training.cli import exit_code, one_line, user_errors
+
+        if not isinstance(error, user_errors()):
+            raise
+        print(f"experiments.run: {one_line(error).removeprefix('error: ')}", file=sys.stderr)  # e.g. a NaN loss
+        return exit_code(error)
     print(format_summary(args.task, args.variant, [*recorded, *rows]))
     return 0
 

@@ -194,7 +194,7 @@ def summarize(results: Path, readme: Path, plot_path: Path, parameters: dict[str
         ResultsFileError: ``results`` is missing or not a results CSV (nothing is written).
         MarkersError: ``readme`` lacks the table markers (nothing is written).
     """
-    rows = read_results(results)
+    rows = read_results(results, allow_empty=False)  # an empty file would turn every row into "not run yet"
     text = readme.read_text()
     replace_between_markers(text, "")  # checks the markers before the slow part
     table = build_table(rows, preset_parameters() if parameters is None else parameters)

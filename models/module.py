@@ -40,7 +40,28 @@ def _settings(cls: type, values: Mapping[str, Any], argument: str, extra: tuple[
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised when the training loss is NaN or infinite (and skipping such batches is off)."""
+    """Raised when the training loss is NaN or infinite (and skipping such batches is off).
+
+    Args:
+        where: the loss and where it occurred, e.g. ``non-finite training loss (nan) at global step 3 (...)``.
+        fixes: what to change, in the terms of the caller (a config builder names its flags instead).
+    """
+
+    DEFAULT_FIXES = (
+        "Lower the learning rate (optimizer['lr']), clip the gradients, or pass skip_nonfinite=True to skip such "
+        "batches."
+    )
+
+    def __init__(self, where: str, fixes: str = DEFAULT_FIXES) -> None:
+        super().__init__(f"Stopping: {where}. {fixes}")
+        self.where = where
+
+    def __reduce__(self) -> tuple[type[NonFiniteLossError], tuple[str, str]]:
+        return type(self), (self.where, str(self).removeprefix(f"Stopping: {self.where}. "))
+
+    def with_fixes(self, fixes: str) -> NonFiniteLossError:
+        """The same error with other advice."""
+        return NonFiniteLossError(self.where, fixes)
 
 
 class ClassificationModule(pl.LightningModule):
@@ -140,10 +161,7 @@ class ClassificationModule(pl.LightningModule):
             if self.skip_nonfinite:
                 rank_zero_warn(f"Skipping batch: {message}.")
                 return None
-            raise NonFiniteLossError(
-                f"Stopping: {message}. Lower optimizer.lr, set train.grad_clip, or pass train.skip_nonfinite=True "
-                "to skip such batches."
-            )
+            raise NonFiniteLossError(message)
         self.train_acc(predictions, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)

@@ -79,16 +79,30 @@ class OptimizerSettings:
                 )
             if not self.momentum:
                 raise InvalidArgument("nesterov", f"nesterov=True needs momentum > 0, got momentum={self.momentum}.")
+        # The optimizer's own checks, which only constructing it and stepping it make (torch.optim.LBFGS takes no
+        # parameter groups, SparseAdam no dense gradients): on two one-number groups, before any run starts.
+        params = [nn.Parameter(torch.zeros(1)) for _ in range(2)]
+        for param in params:
+            param.grad = torch.ones(1)
+        try:
+            cls([{"params": [param]} for param in params], **self._options()).step(lambda: torch.zeros(()))
+        except (ValueError, TypeError, RuntimeError) as error:
+            raise InvalidArgument(
+                "name", f"name={self.name!r} cannot train this model's parameter groups: {error}."
+            ) from error
+
+    def _options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"lr": self.lr}
+        if self.momentum is not None:
+            options["momentum"] = self.momentum
+        if self.nesterov:
+            options["nesterov"] = True
+        return options
 
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer over ``model``'s hint-built parameter groups (see :func:`ckconv.param_groups`)."""
         groups = param_groups(model, self.lr, self.weight_decay, {"mask": self.mask_lr_ratio})
-        kwargs: dict[str, Any] = {"lr": self.lr}
-        if self.momentum is not None:
-            kwargs["momentum"] = self.momentum
-        if self.nesterov:
-            kwargs["nesterov"] = True
-        return optimizer_class(self.name)(groups, **kwargs)
+        return optimizer_class(self.name)(groups, **self._options())
 
 
 def build_optimizer(model: nn.Module, name: str = "AdamW", lr: float = 1e-3, **settings: Any) -> torch.optim.Optimizer:

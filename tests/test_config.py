@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from tests.conftest import compose
 from training.build import ARGUMENT_FLAGS, as_flag_error, flag_of
 from training.checkpoints import CheckpointError
-from training.config import NULL_DEFAULT_TYPES, ConfigError, _flag_names, check_known_flags, defaults
+from training.config import NULL_DEFAULT_TYPES, ConfigError, flag_names, check_known_flags, defaults
 from training.run import train
 
 
@@ -65,21 +65,55 @@ def no_data(tmp_path):
         (["train.resume=a.ckpt", "train.do=False", "train.dry_run=True"], "train.resume continues training"),
         (["net.norm=GroupNorm"], "net.norm must be one of ('BatchNorm', 'LayerNorm', 'Identity'), got 'GroupNorm'."),
         (["net.nonlinearity=Swish"], "net.nonlinearity must name a torch.nn activation such as 'GELU' or 'ReLU'"),
-        (["mask.threshold=1.5"], "mask.threshold must be in (0, 1) when dynamic_cropping is on, got 1.5."),
+        (["mask.threshold=1.5"], "mask.threshold must be in (0, 1) when mask.dynamic_cropping is on, got 1.5."),
         (["mask.init_value=0"], "mask.init_value must be a finite number > 0, got 0."),
         (["net.no_hidden=0"], "net.no_hidden must be a positive integer (>= 1), got 0."),
         (["kernel.no_layers=0"], "kernel.no_layers must be a positive integer (>= 1), got 0."),
         (["kernel.omega_0=-1"], "kernel.omega_0 must be a finite number > 0, got -1."),
         (["net.dropout=1.5"], "net.dropout must be a probability in [0, 1), got 1.5."),
         (["net.downsampling=[7]"], "net.downsampling must hold block indices in [0, 4), got [7] among them."),
-        (["train.track_grad_norm=-2"], "train.track_grad_norm must be a p >= 0 (or null: off), got -2."),
+        (["train.track_grad_norm=-2"], "train.track_grad_norm must be a p > 0 (or null: off), got -2."),
+        (["train.track_grad_norm=0"], "train.track_grad_norm must be a p > 0 (or null: off), got 0."),
+        (["train.grad_clip=-1"], "train.grad_clip must be >= 0 (0: no clipping), got -1."),
+        (["train.max_epochs_no_improvement=-1"], "train.max_epochs_no_improvement must be >= 0"),
+        (["train.avail_gpus=0"], "train.avail_gpus must be a positive count or -1 (all visible), got 0."),
+        (
+            ["train.limit_train_batches=2.5"],
+            "train.limit_train_batches must be a fraction of the batches in [0.0, 1.0]",
+        ),
+        (["train.accumulate_grad_steps=0"], "train.accumulate_grad_steps must be positive, got 0."),
+        (["seed=-1"], "seed must be in [0, 2**32 - 1], got -1."),
+        (["~optimizer.lr"], "optimizer.lr was removed (~optimizer.lr); every flag has a value"),
+        (["optimizer.name=LBFGS"], "optimizer.name='LBFGS' cannot train this model's parameter groups: LBFGS doesn't"),
+        (["dataset.name=MNIST", "dataset.params.difficulty=hard"], "dataset.params.difficulty='hard' is not used by"),
+        (["dataset.name=MNIST", "dataset.params.difficulty=easy"], "dataset.params.difficulty='easy' is not used by"),
         (
             ["conv.type=Conv", "kernel.size=3", "kernel.bandlimit=1.0"],
-            "kernel.bandlimit bounds a kernel network's frequencies; conv.type=Conv has free taps",
+            "kernel.bandlimit=1.0 is not used by conv.type=Conv (free taps: no kernel network, no mask); leave it at "
+            "its default None.",
+        ),
+        (
+            ["conv.type=Conv", "kernel.size=3", "kernel.omega_0=10"],
+            "kernel.omega_0=10 is not used by conv.type=Conv (free taps: no kernel network, no mask)",
+        ),
+        (
+            ["conv.type=SeparableCKConv", "mask.init_value=0.5"],
+            "mask.init_value=0.5 is not used by conv.type=SeparableCKConv (no mask; FlexConv types have one); leave "
+            "it at its default 0.2.",
+        ),
+        (
+            ["kernel.norm=LayerNorm"],
+            "kernel.norm='LayerNorm' is not used by kernel.type=MAGNet (MLP kernels only); leave it at its default "
+            "'Identity'.",
+        ),
+        (
+            ["net.embedding=float"],
+            "net.embedding='float' is not used by dataset.name=MNIST1D (no token ids); leave it at its default "
+            "'learned'.",
         ),
         (
             ["conv.type=FlexConv", "kernel.init_spatial_value=2"],
-            "kernel.init_spatial_value is derived from mask.init_value for conv.type=FlexConv",
+            "kernel.init_spatial_value=2 is not used by conv.type=FlexConv (its kernels start from mask.init_value)",
         ),
     ],
 )
@@ -94,6 +128,9 @@ def test_flags_that_cfg_config_yaml_does_not_define_are_refused_with_a_suggestio
         check_known_flags(compose(["+optimizer.lrr=0.1"]))
     with pytest.raises(ConfigError, match=re.escape("net.foo is not a flag (did you mean net.norm?)")):
         check_known_flags(compose(["+net.foo=1"]))
+    # A flag of the namespace the user typed is the likelier intent than a closer one of another namespace.
+    with pytest.raises(ConfigError, match=re.escape("test.batchsize is not a flag (did you mean test.batch_size_mu")):
+        check_known_flags(compose(["+test.batchsize=2"]))
     check_known_flags(compose([]))  # the defaults themselves pass
 
 
@@ -101,14 +138,14 @@ def test_every_flag_with_a_null_default_has_a_declared_type():
     reference = defaults()
     nulls = {
         name
-        for name in _flag_names(reference)
+        for name in flag_names(reference)
         if OmegaConf.select(reference, name) is None and not name.startswith("dataset.params.")
     }
     assert nulls == set(NULL_DEFAULT_TYPES) - {"dataset.params.num_nodes"}
 
 
 def test_every_constructor_argument_maps_to_a_flag_that_exists():
-    flags = set(_flag_names(defaults()))
+    flags = set(flag_names(defaults()))
     assert {flag_of(argument) for argument in ARGUMENT_FLAGS} <= flags
     assert flag_of("optimizer.lr") == "optimizer.lr" and flag_of("in_channels") is None
 

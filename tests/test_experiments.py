@@ -37,6 +37,10 @@ FAKE_METRICS = {
 }
 
 
+def no_check(configs) -> None:
+    """For runs whose ``train`` is a stand-in: their presets' data is not on this machine."""
+
+
 def seeds_in(path: Path) -> list[int]:
     """The seeds recorded in a results file (none before it exists)."""
     return [int(row["seed"]) for row in results_file.read_results(path)] if path.exists() else []
@@ -62,6 +66,7 @@ def test_run_seeds_records_each_seed_in_its_own_folder_before_the_next_starts(tm
         results,
         train=fake_train,
         clock=lambda: 10.0 * next(ticks),
+        check=no_check,
     )
     assert seen == [
         (0, 2976.49, 3, str(base / "seed0"), []),  # the preset's omega_0, the extra flag, a folder per seed
@@ -85,14 +90,16 @@ def test_a_seed_that_fails_leaves_the_earlier_seeds_recorded(tmp_path, capsys):
         return FAKE_METRICS[cfg.seed]
 
     with pytest.raises(KeyboardInterrupt):
-        runner.run_seeds("smnist", "ccnn_4_140", [0, 1, 2], tmp_path / "runs", [], results, train=train)
+        runner.run_seeds("smnist", "ccnn_4_140", [0, 1, 2], tmp_path / "runs", [], results, train=train, check=no_check)
     assert seeds_in(results) == [0]
     assert "seed 1 did not finish" in capsys.readouterr().err
 
 
 def test_a_wrong_extra_flag_stops_before_any_seed_trains(tmp_path):
     trained = []
-    with pytest.raises(runner.RunRefusedError, match=r"--extra: Could not override 'train\.epoch'"):
+    with pytest.raises(
+        runner.RunRefusedError, match=r"--extra: train\.epoch is not a flag \(did you mean train\.epochs\?\)"
+    ):
         runner.run_seeds(
             "smnist",
             "ccnn_4_140",
@@ -102,6 +109,31 @@ def test_a_wrong_extra_flag_stops_before_any_seed_trains(tmp_path):
             tmp_path / "r.csv",
             train=trained.append,
         )
+    assert trained == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["optimizer.lr=nan"], "optimizer.lr must be a finite number > 0, got nan."),
+        (["scheduler.name=cosinee"], "scheduler.name"),
+        (["dataset.download=False"], "MNIST"),  # the first seed's data, checked before it trains
+    ],
+)
+def test_every_seed_is_checked_as_main_py_would_before_the_first_trains(tmp_path, extra, message):
+    trained = []
+    data = tmp_path / "no_data"
+    with pytest.raises(runner.RunRefusedError) as refused:
+        runner.run_seeds(
+            "smnist",
+            "ccnn_4_140",
+            [0, 1],
+            tmp_path / "runs",
+            [f"dataset.data_dir={data}", *extra],
+            tmp_path / "r.csv",
+            train=trained.append,
+        )
+    assert message in str(refused.value) and "\n" not in str(refused.value)
     assert trained == [] and list(tmp_path.iterdir()) == []
 
 
@@ -308,6 +340,7 @@ def run_summarize(tmp_path: Path, results: Path, readme: Path) -> subprocess.Com
     [
         (None, "table", "missing.csv: no such results file (experiments.run writes it; check --results)"),
         ("name,score\n", "table", "results.csv: not a results CSV of this version"),
+        ("", "table", "results.csv: empty, not a results CSV (no header line; check --results)"),
         ("header", "no markers here", "README.md: README must contain <!-- results:start -->"),
     ],
 )
@@ -416,7 +449,8 @@ def test_run_command_refuses_a_wrong_flag_in_one_line_and_writes_nothing(tmp_pat
     done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "experiments.run: --extra: Could not override 'train.epoch'. To append to your config use +train.epoch=3"
+        "experiments.run: --extra: train.epoch is not a flag (did you mean train.epochs?); every flag is listed, "
+        "with its default, in cfg/config.yaml."
     ]
     assert list(tmp_path.iterdir()) == []
 

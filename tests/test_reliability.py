@@ -110,11 +110,24 @@ class NaNNet(nn.Module):
         return self.weight * torch.full((x.shape[0], 3), float("nan"))
 
 
-def test_non_finite_loss_stops_the_run_naming_the_step():
+def test_non_finite_loss_stops_the_run_naming_the_step_and_the_modules_own_arguments():
     module = ClassificationModule(NaNNet(), num_classes=3)
     batch = (torch.zeros(4, 1, 5), torch.zeros(4, dtype=torch.long))
-    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at global step 0 .*batch 7"):
+    with pytest.raises(NonFiniteLossError) as raised:
         module.training_step(batch, 7)
+    assert str(raised.value) == (
+        "Stopping: non-finite training loss (nan) at global step 0 (epoch 0, batch 7). Lower the learning rate "
+        "(optimizer['lr']), clip the gradients, or pass skip_nonfinite=True to skip such batches."
+    )
+
+
+def test_a_run_whose_loss_diverges_stops_naming_the_flags_that_fix_it(tiny):
+    with pytest.raises(NonFiniteLossError) as raised:
+        train(compose([*tiny, "optimizer.lr=1e12"]))
+    assert str(raised.value).startswith("Stopping: non-finite training loss (nan) at global step ")
+    assert str(raised.value).endswith(
+        "Lower optimizer.lr, set train.grad_clip, or pass train.skip_nonfinite=True to skip such batches."
+    )
 
 
 def test_non_finite_loss_can_skip_the_batch_instead():

@@ -111,6 +111,57 @@ def test_a_resumed_copy_evaluates_its_own_best_checkpoint(tiny, tmp_path):
     assert resumed["test/acc"] == evaluated["test/acc"]
 
 
+@pytest.fixture(scope="module")
+def two_finished_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, Path, Path]:
+    """Run A (2 epochs, with ``older.ckpt``: its state after epoch 1), run B (seed 1), and a copy of A's
+    ``last.ckpt`` outside any run folder."""
+    base = tmp_path_factory.mktemp("finished")
+    a, b = base / "a", base / "b"
+    flags = [*TINY, f"dataset.data_dir={data_dir}"]
+    train(compose([*flags, f"train.output_dir={a}"]))
+    shutil.copy(a / "checkpoints" / "last.ckpt", a / "checkpoints" / "older.ckpt")
+    train(compose([*flags, "train.epochs=2", f"train.resume={a / 'checkpoints' / 'last.ckpt'}"]))
+    train(compose([*flags, "seed=1", f"train.output_dir={b}"]))
+    loose = base / "loose.ckpt"
+    shutil.copy(a / "checkpoints" / "last.ckpt", loose)
+    return a, b, loose
+
+
+def test_a_checkpoint_from_outside_never_resumes_into_another_runs_folder(two_finished_runs, data_dir):
+    _, b, loose = two_finished_runs
+    before = tree(b)
+    flags = [*TINY, f"dataset.data_dir={data_dir}", "train.epochs=3", f"train.resume={loose}"]
+    with pytest.raises(RunFolderError) as refused:
+        train(compose([*flags, f"train.output_dir={b}"]))
+    assert str(refused.value).startswith(
+        f"train.resume={loose} is not one of {b}'s checkpoints, and {b} already holds a run: a checkpoint from "
+        "outside a run folder continues in a new one."
+    )
+    assert tree(b) == before
+
+
+def test_resuming_must_continue_from_the_runs_latest_epoch_and_never_shorten_it(two_finished_runs, data_dir):
+    a, _, _ = two_finished_runs
+    before = tree(a)
+    flags = [*TINY, f"dataset.data_dir={data_dir}"]
+    older, last = a / "checkpoints" / "older.ckpt", a / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError) as rewinding:
+        train(compose([*flags, "train.epochs=3", f"train.resume={older}"]))
+    assert str(rewinding.value).startswith(
+        f"checkpoint {older} ends at epoch 1 but its run went on to epoch 2 ({last}): resuming from it would rewind "
+        "the run"
+    )
+    with pytest.raises(CheckpointError) as shortening:
+        train(compose([*flags, "train.epochs=1", f"train.resume={last}"]))
+    assert str(shortening.value) == (
+        f"checkpoint {last} has trained 2 epochs, more than train.epochs=1; pass train.epochs=2 or more (equal: "
+        "evaluate again without training)."
+    )
+    with pytest.raises(CheckpointError, match=rf"checkpoint {a} is a folder; pass the path of a \.ckpt file, e\.g\."):
+        train(compose([*flags, "train.epochs=3", f"train.resume={a}"]))
+    assert tree(a) == before
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # 4. A checkpoint evaluated with flags that define another network gave 8.9% silently.
 # ----------------------------------------------------------------------------------------------------------------
@@ -137,7 +188,7 @@ def test_a_checkpoint_used_with_other_network_flags_is_refused_naming_each(tmp_p
     ("flag", "message"),
     [
         ("+optimizer.lrr=0.1", "error: optimizer.lrr is not a flag (did you mean optimizer.lr?)"),
-        ("+optimizer.lr=0.1", "error: Could not append to config. An item is already at 'optimizer.lr'."),
+        ("+optimizer.lr=0.1", "error: +optimizer.lr: optimizer.lr is a flag already; set it without the +"),
         ("++optimizer.lrr=0.1", "error: optimizer.lrr is not a flag (did you mean optimizer.lr?)"),
     ],
 )
@@ -222,11 +273,23 @@ BAD_COMMAND_LINES: dict[str, tuple[list[str], str]] = {
         ["dataset.name=STL10", "dataset.params.resolution=big"],
         "dataset.params.resolution must be int",
     ),
-    "not a number lr": (["optimizer.lr=nan"], "optimizer.lr"),
-    "negative lr": (["optimizer.lr=-0.1"], "optimizer.lr"),
-    "unknown optimizer": (["optimizer.name=Adamm"], "optimizer.name"),
-    "unknown scheduler": (["scheduler.name=cosinee"], "scheduler.name"),
-    "plateau with warm-up": (["scheduler.name=plateau"], "scheduler.warmup_epochs"),
+    "not a number lr": (["optimizer.lr=nan"], "optimizer.lr must be a finite number > 0, got nan."),
+    "negative lr": (["optimizer.lr=-0.1"], "optimizer.lr must be a finite number > 0, got -0.1."),
+    "unknown optimizer": (["optimizer.name=Adamm"], "optimizer.name must name a torch.optim optimizer"),
+    "optimizer without groups": (["optimizer.name=LBFGS"], "optimizer.name='LBFGS' cannot train this model's"),
+    "unknown scheduler": (["scheduler.name=cosinee"], "scheduler.name must be one of"),
+    "plateau with warm-up": (["scheduler.name=plateau"], "scheduler.warmup_epochs must be 0 with name='plateau'"),
+    "removed flag": (["~optimizer.lr"], "optimizer.lr was removed (~optimizer.lr)"),
+    "flag without a value": (["net.no_hidden"], "net.no_hidden has no value: write net.no_hidden=<value>."),
+    "unreadable value": (["net.no_hidden=[8"], "net.no_hidden=[8 cannot be read: no viable alternative"),
+    "preset with +": (["+experiment=smnist/ccnn_4_140"], "experiment is a config group already; select it without"),
+    "seed out of range": (["seed=-1"], "seed must be in [0, 2**32 - 1], got -1."),
+    "fraction above one": (["train.limit_train_batches=2.5"], "train.limit_train_batches must be a fraction"),
+    "negative clipping": (["train.grad_clip=-1"], "train.grad_clip must be >= 0 (0: no clipping), got -1."),
+    "flag of another layer": (["conv.type=CKConv", "mask.threshold=0.2"], "mask.threshold=0.2 is not used by"),
+    "unwritable run folder": (["train.output_dir=/proc/1/no/run"], "run folder /proc/1/no/run cannot be created"),
+    "resume a folder": (["train.resume=."], "is a folder; pass the path of a .ckpt file"),
+    "one folder for many jobs": (["-m", "seed=0,1", "train.output_dir=o"], "train.output_dir=o is the same folder"),
     "no GPU": (["device=cuda"], "device=cuda but no CUDA device is visible"),
     "causal 2D": (["dataset.name=MNIST", "conv.causal=True"], "conv.causal=True needs 1D data"),
     "zero width": (["net.no_hidden=0"], "net.no_hidden"),

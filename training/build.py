@@ -8,6 +8,7 @@ each rule lives in one place and every message names what the user typed.
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from pathlib import Path
@@ -20,7 +21,7 @@ from ckconv import CONV_TYPES
 from datamodules import CCNNDataModule, DataMeta, datamodule_class
 from models.ccnn import CCNN
 from models.module import ClassificationModule
-from training.config import DEAD_FLAGS, ConfigError
+from training.config import DEAD_FLAGS, ConfigError, defaults
 
 # dataset.params flags that config.py refuses unless left at their default (they did nothing in the original).
 DEAD_DATASET_PARAMS = {flag.rsplit(".", 1)[1] for flag in DEAD_FLAGS if flag.startswith("dataset.params.")}
@@ -100,6 +101,9 @@ def as_flag_error(error: ValueError, context: str = "", dataset_options: bool = 
         flag = f"dataset.params.{argument}"
     if flag is not None and argument not in METADATA_ARGUMENTS:
         message = flag + message[len(argument) :] if message.startswith(argument) else f"{flag}: {message}"
+    for other, other_flag in ARGUMENT_FLAGS.items():  # mentions of other arguments (mask_dynamic_cropping, ...)
+        if "_" in other and other != argument:  # plain words such as "bias" or "norm" may mean something else
+            message = re.sub(rf"(?<![\w.]){re.escape(other)}(?!\w)", other_flag, message)
     return ConfigError(f"{context}{message}")
 
 
@@ -181,6 +185,37 @@ def build_datamodule(cfg: DictConfig) -> CCNNDataModule:
         raise as_flag_error(error, f"dataset.name={cfg.dataset.name}: ", dataset_options=True) from error
 
 
+# Flags that only some layers or kernel networks read. One set away from its default for a choice that does not read
+# it is refused, by refuse_unused: it would otherwise be silently ignored.
+KERNEL_NET_FLAGS = (
+    "kernel.type",
+    "kernel.no_hidden",
+    "kernel.no_layers",
+    "kernel.omega_0",
+    "kernel.bias",
+    "kernel.chang_initialize",
+    "kernel.bandlimit",
+)
+MLP_KERNEL_FLAGS = ("kernel.norm", "kernel.nonlinearity")
+MASK_FLAGS = ("mask.init_value", "mask.threshold", "mask.dynamic_cropping", "mask.learn_mean")
+UNMASKED_FLAGS = ("kernel.init_spatial_value",)
+
+
+def refuse_unused(cfg: DictConfig, flags: tuple[str, ...], reader: str) -> None:
+    """Raise :class:`ConfigError` for the first of ``flags`` set away from its cfg/config.yaml default.
+
+    Args:
+        cfg: the run's config.
+        flags: flags that the choice described by ``reader`` does not read.
+        reader: the choice, with why, e.g. ``conv.type=CKConv (no mask)``.
+    """
+    reference = defaults()
+    for flag in flags:
+        value, default = OmegaConf.select(cfg, flag), OmegaConf.select(reference, flag)
+        if value != default:
+            raise ConfigError(f"{flag}={value!r} is not used by {reader}; leave it at its default {default!r}.")
+
+
 def conv_options(cfg: DictConfig) -> dict[str, Any]:
     """Keyword arguments shared by every conv layer of the network, by what the selected layer class is."""
     options: dict[str, Any] = {
@@ -190,23 +225,22 @@ def conv_options(cfg: DictConfig) -> dict[str, Any]:
         "kernel_size": cfg.kernel.size,
     }
     layer = CONV_TYPES.get(cfg.conv.type)
-    if layer is not None and not layer.continuous and cfg.kernel.bandlimit is not None:
-        raise ConfigError(
-            f"kernel.bandlimit bounds a kernel network's frequencies; conv.type={cfg.conv.type} has free taps and no "
-            "kernel network. Drop kernel.bandlimit or use a continuous conv.type."
-        )
-    if layer is None or not layer.continuous:
+    if layer is None:
         return options  # an unknown name is refused by CCNN, naming conv.type
+    if not layer.continuous:
+        reader = f"conv.type={cfg.conv.type} (free taps: no kernel network, no mask)"
+        refuse_unused(cfg, KERNEL_NET_FLAGS + MLP_KERNEL_FLAGS + MASK_FLAGS + UNMASKED_FLAGS, reader)
+        return options
     kernel_options: dict[str, Any] = {}
     if cfg.kernel.type == "MLP":
         kernel_options = {"norm": cfg.kernel.norm, "nonlinearity": cfg.kernel.nonlinearity}
-    if layer.masked:
-        if cfg.kernel.init_spatial_value != 1.0:
-            raise ConfigError(
-                f"kernel.init_spatial_value is derived from mask.init_value for conv.type={cfg.conv.type}; leave "
-                "it at 1.0, or use conv.type=CKConv/SeparableCKConv."
-            )
     else:
+        refuse_unused(cfg, MLP_KERNEL_FLAGS, f"kernel.type={cfg.kernel.type} (MLP kernels only)")
+    if layer.masked:
+        reader = f"conv.type={cfg.conv.type} (its kernels start from mask.init_value)"
+        refuse_unused(cfg, UNMASKED_FLAGS, reader)
+    else:
+        refuse_unused(cfg, MASK_FLAGS, f"conv.type={cfg.conv.type} (no mask; FlexConv types have one)")
         kernel_options["init_spatial_value"] = cfg.kernel.init_spatial_value
     options |= {
         "kernel_type": cfg.kernel.type,
@@ -228,10 +262,18 @@ def conv_options(cfg: DictConfig) -> dict[str, Any]:
     return options
 
 
+def block_width_factors(value: Any) -> list:
+    """``net.block_width_factors`` as CCNN takes it: ``[]`` for null and for the original's ``[0.0]`` (every block at
+    ``net.no_hidden``), else the list of ``[factor, n_blocks]`` pairs."""
+    factors = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    return [] if factors in (None, [0.0], [0], []) else factors
+
+
 def build_network(cfg: DictConfig, meta: DataMeta) -> CCNN:
     """The CCNN for data described by ``meta``."""
-    factors = OmegaConf.to_container(cfg.net.block_width_factors) if cfg.net.block_width_factors is not None else []
-    factors = [] if factors in ([0.0], [0], []) else factors  # the original's [0.0]: every block at net.no_hidden
+    factors = block_width_factors(cfg.net.block_width_factors)
+    if meta.vocab_size is None:
+        refuse_unused(cfg, ("net.embedding", "net.embedding_dim"), f"dataset.name={cfg.dataset.name} (no token ids)")
     try:
         return CCNN(
             in_channels=meta.in_channels,

@@ -129,6 +129,10 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     """Read a checkpoint written by this project (training or weights-only), or raise :class:`CheckpointError`
     saying why not. Keys of networks that were compiled with torch.compile are returned in their plain form."""
     path = Path(path)
+    if path.is_dir():
+        inside = next((c for c in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if c.is_file()), None)
+        example = f", e.g. {inside}" if inside else ""
+        raise CheckpointError(f"checkpoint {path} is a folder; pass the path of a .ckpt file{example}.")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (pass the path of a .ckpt file).")
     try:
@@ -148,12 +152,38 @@ def is_resumable(checkpoint: dict[str, Any]) -> bool:
     return all(key in checkpoint for key in ("pytorch-lightning_version", "optimizer_states", "loops"))
 
 
-def check_resumable(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
-    """Raise :class:`CheckpointError` unless ``checkpoint`` (read from ``path``) can be resumed."""
+def epochs_done(checkpoint: dict[str, Any]) -> int:
+    """Training epochs completed when ``checkpoint`` was written (Lightning stores the 0-based epoch it ended)."""
+    return int(checkpoint["epoch"]) + 1
+
+
+def check_resumable(checkpoint: dict[str, Any], path: str | os.PathLike, epochs: int) -> None:
+    """Raise :class:`CheckpointError` unless ``checkpoint`` (read from ``path``) can be resumed to ``epochs``.
+
+    A weights-only file has no trainer state; a checkpoint older than its run's ``last.ckpt`` (``best.ckpt``, say)
+    would rewind that run and overwrite its later checkpoints and logs; a run cannot continue to fewer epochs than
+    it has trained.
+    """
+    path = Path(path)
     if not is_resumable(checkpoint):
         raise CheckpointError(
             f"checkpoint {path} holds weights only (no optimizer, schedule or epoch state), so train.resume cannot "
             f"continue it; start from its weights with pretrained.load=True pretrained.filename={path}."
+        )
+    done = epochs_done(checkpoint)
+    last = path.parent / "last.ckpt"
+    if path.parent.name == "checkpoints" and path.name != last.name and last.is_file():
+        latest = epochs_done(read_checkpoint(last))
+        if latest > done:
+            raise CheckpointError(
+                f"checkpoint {path} ends at epoch {done} but its run went on to epoch {latest} ({last}): resuming from "
+                f"it would rewind the run and write over its later checkpoints and logs. Resume with train.resume="
+                f"{last}, or start a new run from its weights with pretrained.load=True pretrained.filename={path}."
+            )
+    if epochs < done:
+        raise CheckpointError(
+            f"checkpoint {path} has trained {done} epochs, more than train.epochs={epochs}; pass train.epochs={done} "
+            "or more (equal: evaluate again without training)."
         )
 
 

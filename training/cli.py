@@ -59,6 +59,16 @@ def pop_verbose(argv: list[str]) -> list[str]:
     return [arg for arg in argv if arg not in ("-v", "--verbose")]
 
 
+# Hydra options without a value: argparse refuses them after the first override (``main.py seed=1 -m``), which is
+# where users often type them; they mean the same anywhere.
+_SWITCHES = ("-m", "--multirun")
+
+
+def switches_first(argv: list[str]) -> list[str]:
+    """``argv`` with Hydra's value-less switches moved before the overrides."""
+    return [arg for arg in argv if arg in _SWITCHES] + [arg for arg in argv if arg not in _SWITCHES]
+
+
 def presets() -> list[str]:
     """Every selectable ``experiment=<task>/<variant>`` (names starting with "_" are shared bases, not presets)."""
     found = [p.relative_to(PRESET_DIR).with_suffix("").as_posix() for p in PRESET_DIR.rglob("*.yaml")]
@@ -77,7 +87,7 @@ def _unknown_preset(name: str) -> str:
     return f"experiment={name} is not a preset{hint}; tasks with presets: {', '.join(tasks)}."
 
 
-def _composition_message(error: Exception, overrides: list[str]) -> str:
+def composition_message(error: Exception, overrides: list[str]) -> str:
     """One line for an error Hydra or OmegaConf raised while composing."""
     from hydra.errors import MissingConfigException
 
@@ -89,17 +99,42 @@ def _composition_message(error: Exception, overrides: list[str]) -> str:
         return f"{group}={name} needs the Hydra plugin {package}, which is not installed: pip install -e '.[{extra}]'."
     text = str(error)
     if text.startswith("Could not override '"):
-        flag = text.split("'")[1]
-        from training.config import _flag_names, defaults
+        from training.config import defaults, flag_names, not_a_flag
 
-        guess = difflib.get_close_matches(flag, _flag_names(defaults()), n=1)
-        hint = f" (did you mean {guess[0]}?)" if guess else ""
-        return f"{flag} is not a flag{hint}; every flag is listed, with its default, in cfg/config.yaml."
+        return str(not_a_flag(text.split("'")[1], flag_names(defaults())))
+    if text.startswith("Could not append to config. An item is already at '"):
+        flag = text.split("'")[1]
+        return f"+{flag}: {flag} is a flag already; set it without the +: {flag}=<value>."
+    if text.startswith("Multiple values for "):
+        group = text.removeprefix("Multiple values for ").split(".")[0]
+        return f"+{group}: {group} is a config group already; select it without the +: {group}=<name>."
+    unparsed = _unparsable_override(overrides)
+    if unparsed is not None:
+        return unparsed
     cause = error.__cause__
     lines = [text.strip().splitlines()[0] if text.strip() else type(error).__name__]
     if cause is not None and str(cause).strip():
         lines.append(str(cause).strip().splitlines()[0])
     return " ".join(lines)
+
+
+def _unparsable_override(overrides: list[str]) -> str | None:
+    """The first override Hydra's grammar cannot read, with what is wrong with it, or ``None``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except HydraException as error:
+            if "=" not in override:
+                return f"{override} has no value: write {override.lstrip('+~')}=<value>."
+            reason = " ".join(str(error).split()).removeprefix(f"Error parsing override '{override}' ")
+            reason, _, grammar = reason.partition(" See ")
+            where = f" (the override grammar: {grammar.split()[0]})" if grammar.split() else ""
+            return f"{override} cannot be read: {reason}{where}."
+    return None
 
 
 def _values_to_check(override: Any) -> list[str]:
@@ -178,7 +213,8 @@ def preflight(argv: list[str]) -> None:
     except HydraException as error:  # a sweep that does not parse, e.g. seed=[0,
         if wants_traceback():
             raise
-        raise RefusedError(_composition_message(error, overrides)) from error
+        raise RefusedError(composition_message(error, overrides)) from error
+    output_dirs = set()
     for job in jobs:
         try:
             with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
@@ -186,16 +222,31 @@ def preflight(argv: list[str]) -> None:
         except (HydraException, OmegaConfBaseException) as error:
             if wants_traceback():
                 raise
-            raise RefusedError(_composition_message(error, job)) from error
+            raise RefusedError(composition_message(error, job)) from error
         try:
             validate_config(cfg)
         except ConfigError as error:
             if wants_traceback():
                 raise
             raise RefusedError(str(error)) from error
+        output_dirs.add(cfg.train._get_node("output_dir")._value())  # as written: ${...} may name each job
+    _check_shared_output_dir(output_dirs, len(jobs))
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+def _check_shared_output_dir(output_dirs: set[Any], jobs: int) -> None:
+    """Refuse a multirun whose jobs would all write into one ``train.output_dir`` (the second would be refused
+    after the first had trained, and the summary would name Hydra's empty job folders)."""
+    [shared] = output_dirs if len(output_dirs) == 1 else [None]
+    if jobs > 1 and isinstance(shared, str) and "${" not in shared:
+        raise RefusedError(
+            f"train.output_dir={shared} is the same folder for every job of this multirun, and a folder holds one "
+            "run. Drop it (each job writes into hydra.sweep.dir/<job number>), sweep it, or name each job's folder, "
+            "e.g. train.output_dir='runs/${hydra:job.num}'."
+        )
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The errors that name a flag, file or folder at fault: shown as one line, never as a traceback."""
     from datamodules import DataError
     from models.module import NonFiniteLossError
     from training.checkpoints import CheckpointError
@@ -205,7 +256,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, DataError, CheckpointError, RunFolderError, NonFiniteLossError)
 
 
-def _exit_code(error: BaseException) -> int:
+def exit_code(error: BaseException) -> int:
+    """:data:`EXIT_FAILED` for an error met while running, :data:`EXIT_REFUSED` for one met before writing."""
     from models.module import NonFiniteLossError
     from training.checkpoints import CheckpointSaveError
 
@@ -240,12 +292,12 @@ def run_task(cfg: Any) -> float | None:
     job = _multirun_job()
     try:
         metrics = train(cfg)
-    except _user_errors() as error:
+    except user_errors() as error:
         if wants_traceback():
             raise
         if job is None:
             print(one_line(error), file=sys.stderr, flush=True)
-            raise SystemExit(_exit_code(error)) from None
+            raise SystemExit(exit_code(error)) from None
         overrides, folder, sweep = job
         print(f"job {folder.name} [{' '.join(overrides)}]: {one_line(error)}", file=sys.stderr, flush=True)
         if folder.is_dir() and not any(folder.iterdir()):
@@ -260,7 +312,7 @@ def run_task(cfg: Any) -> float | None:
 
 def main(hydra_main: Any, argv: list[str]) -> int:
     """``main.py``: check the command line, then hand it to Hydra (``hydra_main`` is the ``@hydra.main`` function)."""
-    args = pop_verbose(argv[1:])
+    args = switches_first(pop_verbose(argv[1:]))
     try:
         preflight(args)
     except RefusedError as error:
@@ -273,4 +325,15 @@ def main(hydra_main: Any, argv: list[str]) -> int:
     return multirun.exit_code  # non-zero when a job of a multirun failed (its summary says which)
 
 
-__all__ = ["EXIT_FAILED", "EXIT_REFUSED", "main", "one_line", "preflight", "presets", "run_task"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_REFUSED",
+    "composition_message",
+    "exit_code",
+    "main",
+    "one_line",
+    "preflight",
+    "presets",
+    "run_task",
+    "user_errors",
+]

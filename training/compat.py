@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules import datamodule_class
+from training.build import block_width_factors
 from training.checkpoints import CheckpointError
 
 # Flags that define the function a network computes from its weights. Left out on purpose: flags that only shape the
@@ -80,6 +81,7 @@ TRAINING_FLAGS = (
     "train.accumulate_grad_steps",
     "train.grad_clip",
     "train.mixed_precision",
+    "train.ema_warmup",  # the sequence of the average's decays (train.ema itself: training.ema.check_resume_ema)
     "optimizer.name",
     "optimizer.lr",
     "optimizer.mask_lr_ratio",
@@ -115,17 +117,17 @@ _LEGACY_UNSET: dict[str, Any] = {
 def upgraded_config(stored: Mapping[str, Any]) -> DictConfig:
     """A config stored in a checkpoint, in today's terms: values that meant "not set" become null, and flags that did
     not exist when it was written take their defaults. Flags it has that no longer exist are dropped."""
-    from training.config import _flag_names, defaults
+    from training.config import defaults, flag_names
 
     reference = defaults()
     config = OmegaConf.masked_copy(reference, [k for k in reference if k not in ("defaults", "hydra")])
     stored_cfg = OmegaConf.create(dict(stored))
-    for name in _flag_names(config):
+    for name in flag_names(config):
         value = OmegaConf.select(stored_cfg, name, default="<absent>")
         if isinstance(value, str) and value == "<absent>":
             continue
         legacy = _LEGACY_UNSET.get(name, "<none>")
-        if value == legacy and isinstance(value, bool) == isinstance(legacy, bool):
+        if value == legacy and isinstance(value, bool) == isinstance(legacy, bool):  # 0 == False in Python
             value = None
         OmegaConf.update(config, name, value, force_add=True)
     return config
@@ -144,14 +146,10 @@ def _effective(flag: str, value: Any, config: DictConfig) -> Any:
     """The value a flag takes effect with, so that spellings of the same choice compare equal."""
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value)
-    if flag in _LEGACY_UNSET:
-        legacy = _LEGACY_UNSET[flag]
-        if value == legacy and isinstance(value, bool) == isinstance(legacy, bool):  # 0 == False in Python
-            value = None
     if value is None and flag.startswith("dataset.params."):
         value = _dataset_default(OmegaConf.select(config, "dataset.name"), flag.rsplit(".", 1)[1])
-    if flag == "net.block_width_factors" and value in (None, [0.0], [0], []):
-        return None  # the original's [0.0] and null both keep every block at net.no_hidden
+    if flag == "net.block_width_factors":
+        return block_width_factors(value)  # the original's [0.0] and null both keep every block at net.no_hidden
     if flag == "net.type" and value == "ResNet":
         return "CCNN"  # the original's name of the same network
     if isinstance(value, int) and not isinstance(value, bool):
@@ -161,7 +159,7 @@ def _effective(flag: str, value: Any, config: DictConfig) -> Any:
 
 def flag_differences(cfg: DictConfig, stored: Mapping[str, Any], flags: tuple[str, ...]) -> list[str]:
     """``flag=<value here> (checkpoint: <value there>)`` for each of ``flags`` whose values differ."""
-    stored_cfg = OmegaConf.create(dict(stored))
+    stored_cfg = upgraded_config(stored)  # in today's terms: its "not set" sentinels are null
     differences = []
     for flag in flags:
         here = OmegaConf.select(cfg, flag, default=None)

@@ -10,6 +10,7 @@ that no single constructor sees are refused.
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +76,13 @@ def defaults() -> DictConfig:
     return cfg
 
 
-def _flag_names(cfg: DictConfig, prefix: str = "") -> list[str]:
+def flag_names(cfg: DictConfig, prefix: str = "") -> list[str]:
     names = []
     for key, value in cfg.items():
         if key in ("defaults", "hydra"):
             continue
         name = f"{prefix}{key}"
-        names += _flag_names(value, name + ".") if isinstance(value, DictConfig) else [name]
+        names += flag_names(value, name + ".") if isinstance(value, DictConfig) else [name]
     return names
 
 
@@ -101,24 +102,49 @@ def _has_type(value: Any, kind: type) -> bool:
     return isinstance(value, str)
 
 
+def closest_flag(name: str, known: list[str]) -> str | None:
+    """The flag ``name`` most likely misspells: among those of its own namespace first (``test.batchsize`` is
+    ``test.batch_size_multiplier``, not ``train.batch_size``), then among all."""
+    namespace = name.rpartition(".")[0]
+    siblings = [flag for flag in known if flag.rpartition(".")[0] == namespace]
+    for candidates, cutoff in ((siblings, 0.5), (known, 0.6)):
+        guess = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=cutoff)
+        if guess:
+            return guess[0]
+    return None
+
+
+def not_a_flag(name: str, known: list[str]) -> ConfigError:
+    """The error for a flag that cfg/config.yaml does not define, with the likeliest intended one."""
+    guess = closest_flag(name, known)
+    hint = f" (did you mean {guess}?)" if guess else ""
+    return ConfigError(f"{name} is not a flag{hint}; every flag is listed, with its default, in cfg/config.yaml.")
+
+
 def check_known_flags(cfg: DictConfig, reference: DictConfig | None = None) -> None:
-    """Refuse flags that cfg/config.yaml does not define (``+optimizer.lrr=0.1`` would be read by nothing)."""
-    known = set(_flag_names(reference if reference is not None else defaults()))
-    for name in _flag_names(cfg):
+    """Refuse flags that cfg/config.yaml does not define (``+optimizer.lrr=0.1`` would be read by nothing), and
+    flags it defines that the command line removed (``~optimizer.lr``: every flag has a value)."""
+    known = flag_names(reference if reference is not None else defaults())
+    present = flag_names(cfg)
+    for name in present:
         if name in known or any(name.startswith(f"{group}.") for group in known if group.endswith("params")):
             continue
         if any(name.startswith(f"{flag}.") for flag in known):
             continue  # an item of a dict-valued flag
-        guess = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f" (did you mean {guess[0]}?)" if guess else ""
-        raise ConfigError(f"{name} is not a flag{hint}; every flag is listed, with its default, in cfg/config.yaml.")
+        raise not_a_flag(name, known)
+    removed = [name for name in known if name not in present and not name.startswith("dataset.params.")]
+    if removed:
+        raise ConfigError(
+            f"{removed[0]} was removed (~{removed[0]}); every flag has a value: set it ({removed[0]}=...) or leave "
+            "it at its default in cfg/config.yaml."
+        )
 
 
 def check_types(cfg: DictConfig, reference: DictConfig | None = None) -> None:
     """Every flag must have the type of its default (ints pass where numbers are expected), or of its entry in
     :data:`NULL_DEFAULT_TYPES` when the default is null."""
     reference = reference if reference is not None else defaults()
-    for name in _flag_names(reference):
+    for name in flag_names(reference):
         if name in UNION_FLAGS or name.startswith("dataset.params."):
             continue
         value = OmegaConf.select(cfg, name, default=None)
@@ -136,6 +162,32 @@ def _choice(cfg: DictConfig, flag: str, allowed: tuple) -> None:
         raise ConfigError(f"{flag} must be one of {allowed}, got {value!r}.")
 
 
+def _check_count_flags(cfg: DictConfig) -> None:
+    """Numbers that Lightning would refuse only when fitting starts, or ignore when out of range."""
+    if not (math.isfinite(cfg.train.grad_clip) and cfg.train.grad_clip >= 0):
+        raise ConfigError(f"train.grad_clip must be >= 0 (0: no clipping), got {cfg.train.grad_clip}.")
+    if cfg.train.max_epochs_no_improvement < 0:
+        raise ConfigError(
+            f"train.max_epochs_no_improvement must be >= 0 (epochs without a better val/acc before stopping), got "
+            f"{cfg.train.max_epochs_no_improvement}."
+        )
+    norm = cfg.train.track_grad_norm
+    if norm is not None and not norm > 0:  # a p-norm needs p > 0 (math.inf: the largest entry)
+        raise ConfigError(f"train.track_grad_norm must be a p > 0 (or null: off), got {norm}.")
+    if cfg.train.avail_gpus == 0 or cfg.train.avail_gpus < -1:
+        raise ConfigError(f"train.avail_gpus must be a positive count or -1 (all visible), got {cfg.train.avail_gpus}.")
+    if cfg.train.num_nodes < 1:
+        raise ConfigError(f"train.num_nodes must be positive, got {cfg.train.num_nodes}.")
+    for split in ("train", "val", "test"):
+        flag = f"train.limit_{split}_batches"
+        limit = OmegaConf.select(cfg, flag)
+        whole = isinstance(limit, int) and limit >= 0
+        if not whole and not (isinstance(limit, float) and 0.0 <= limit <= 1.0):
+            raise ConfigError(
+                f"{flag} must be a fraction of the batches in [0.0, 1.0] or a whole number of batches, got {limit!r}."
+            )
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the flag if ``cfg`` cannot describe a run. Builds and reads nothing."""
     check_known_flags(cfg)
@@ -147,15 +199,18 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{flag}={value!r} is not supported ({why}); leave it at {allowed!r}.")
     _choice(cfg, "net.type", NET_TYPES)
     _choice(cfg, "mask.type", MASK_TYPES)
+    if not 0 <= cfg.seed < 2**32:  # the range numpy's seeding (pl.seed_everything) accepts
+        raise ConfigError(f"seed must be in [0, 2**32 - 1], got {cfg.seed}.")
     if cfg.train.epochs <= 0:
         raise ConfigError(f"train.epochs must be positive, got {cfg.train.epochs}.")
-    if cfg.train.accumulate_grad_steps <= 0 or cfg.train.batch_size % cfg.train.accumulate_grad_steps:
+    if cfg.train.accumulate_grad_steps <= 0:
+        raise ConfigError(f"train.accumulate_grad_steps must be positive, got {cfg.train.accumulate_grad_steps}.")
+    if cfg.train.batch_size % cfg.train.accumulate_grad_steps:
         raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} must be divisible by "
             f"train.accumulate_grad_steps={cfg.train.accumulate_grad_steps} (each step sees batch_size / steps)."
         )
-    if cfg.train.track_grad_norm is not None and cfg.train.track_grad_norm < 0:
-        raise ConfigError(f"train.track_grad_norm must be a p >= 0 (or null: off), got {cfg.train.track_grad_norm}.")
+    _check_count_flags(cfg)
     if cfg.test.batch_size_multiplier <= 0:
         raise ConfigError(f"test.batch_size_multiplier must be positive, got {cfg.test.batch_size_multiplier}.")
     if not cfg.train.do and not cfg.pretrained.load and not cfg.train.dry_run:

@@ -68,6 +68,12 @@ def check_run_folder(folder: Path, resuming: bool) -> None:
     """
     if folder.exists() and not folder.is_dir():
         raise RunFolderError(f"run folder {folder} exists and is not a folder; choose another train.output_dir.")
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(
+            f"run folder {folder} cannot be created: {existing} is not a writable folder; choose another "
+            "train.output_dir."
+        )
     holder = _holder(folder)
     if holder is not None:
         raise RunFolderError(
@@ -93,10 +99,15 @@ class RunLock:
         """Create the folder, take its lock, and check again under the lock (another run may have started since the
         first check). Raises :class:`RunFolderError`; on failure nothing new is left behind."""
         created = not self.folder.exists()
-        self.folder.mkdir(parents=True, exist_ok=True)
         lock_path = self.folder / LOCK_NAME
-        lock_existed = lock_path.exists()
-        handle = open(lock_path, "a+")  # noqa: SIM115 (held open for the run's lifetime)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock_existed = lock_path.exists()
+            handle = open(lock_path, "a+")  # noqa: SIM115 (held open for the run's lifetime)
+        except OSError as error:  # e.g. a read-only or pseudo file system that os.access did not tell apart
+            raise RunFolderError(
+                f"run folder {self.folder} cannot be created ({error.strerror}); choose another train.output_dir."
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
