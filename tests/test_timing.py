@@ -114,6 +114,42 @@ def test_each_second_of_an_epoch_is_counted_in_its_part(monkeypatch):
     )
 
 
+def test_a_resumed_runs_totals_include_the_time_before_the_resume_and_say_so(monkeypatch):
+    module = SimpleNamespace(device=torch.device("cpu"), log_dict=lambda values, **_: None)
+    trainer = SimpleNamespace(current_epoch=0, world_size=1, state=SimpleNamespace(fn=TrainerFn.FITTING))
+    batch = (torch.zeros(10, 3), torch.zeros(10))
+    # First process: created 0 | epoch 1 | step 2-5 | validation 5-6 | epoch end 7 | checkpoint 7 (then killed)
+    monkeypatch.setattr(timing.time, "perf_counter", _Clock([0, 1, 2, 5, 5, 6, 7, 7]))
+    first = RunTimer()
+    first.on_train_epoch_start(trainer, module)
+    first.on_train_batch_start(trainer, module, batch, 0)
+    first.on_train_batch_end(trainer, module, None, batch, 0)
+    first.on_validation_start(trainer, module)
+    first.on_validation_end(trainer, module)
+    first.on_train_epoch_end(trainer, module)
+    saved = first.state_dict()  # what the checkpoint of that epoch holds
+    assert saved == {"total": 7.0, "data": 1.0, "compute": 3.0, "validation": 1.0, "evaluation": 0.0}
+
+    # The resumed process: created 100 | test 110-112 | summary 120
+    monkeypatch.setattr(timing.time, "perf_counter", _Clock([100, 110, 112, 120, 120, 130, 131]))
+    resumed = RunTimer()
+    resumed.load_state_dict(saved)
+    trainer.state.fn = TrainerFn.TESTING
+    resumed.on_test_start(trainer, module)
+    resumed.on_test_end(trainer, module)
+    assert resumed.totals() == {
+        "time/total_s": 27.0,  # 7 s before the resume and 20 s after it
+        "time/data_total_s": 1.0,
+        "time/compute_total_s": 3.0,
+        "time/val_total_s": 1.0,
+        "time/eval_total_s": 2.0,
+        "time/other_total_s": 20.0,
+    }
+    assert resumed.summary().startswith("time: 27.0s in all, 7.0s of it before the run was resumed: training compute")
+    fresh = RunTimer()  # not resumed: created 130, summary 131
+    assert fresh.resumed_after == 0.0 and fresh.summary().startswith("time: 1.0s in all: training compute")
+
+
 def test_the_rss_peak_is_reset_at_each_epoch_where_linux_allows_it():
     if not reset_rss_peak():
         pytest.skip("/proc/self/clear_refs cannot be written here; the peak is the process's since it started")

@@ -118,6 +118,10 @@ class _Totals:
     epochs: list[EpochRecord] = field(default_factory=list)
 
 
+# The parts of a run's time that a checkpoint carries over to the run that resumes it (RunTimer.state_dict).
+_CARRIED = ("total", "data", "compute", "validation", "evaluation")
+
+
 class RunTimer(pl.Callback):
     """Measures each training epoch's parts, samples and peak memory, logs them as metrics (see the module
     docstring) and keeps the totals of the run for :meth:`summary`. Its clock starts when it is created."""
@@ -125,6 +129,7 @@ class RunTimer(pl.Callback):
     def __init__(self) -> None:
         self._created = time.perf_counter()
         self._totals = _Totals()
+        self._before = dict.fromkeys(_CARRIED, 0.0)  # seconds of the same run before it was last resumed
         self._rss_resettable = False
         self._epoch_start = self._mark = self._step_start = self._val_start = self._eval_start = 0.0
         self._data = self._compute = self._validation = 0.0
@@ -203,28 +208,52 @@ class RunTimer(pl.Callback):
         self._totals.validation += record.validation
         pl_module.log_dict(record.metrics(), on_step=False, on_epoch=True)
 
+    def state_dict(self) -> dict[str, float]:
+        """The run's time so far by part (this process's and that before its resumes), saved in every checkpoint so
+        that a resumed run's totals cover the whole run. Time after the last checkpoint of an interrupted process is
+        not carried over: the resumed run does that work again, and counts it then."""
+        t = self._totals
+        now = {
+            "total": time.perf_counter() - self._created,
+            "data": t.data,
+            "compute": t.compute,
+            "validation": t.validation,
+            "evaluation": t.evaluation,
+        }
+        return {key: self._before[key] + now[key] for key in _CARRIED}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the time of the run before this resume from its checkpoint (checkpoints without it carry none)."""
+        self._before = {key: float(state_dict.get(key, 0.0)) for key in _CARRIED}
+
+    @property
+    def resumed_after(self) -> float:
+        """Seconds of this run before it was last resumed (0 for a run that was not resumed)."""
+        return self._before["total"]
+
     @property
     def rss_peak_label(self) -> str:
         """What ``memory/rss_peak_mib`` measured: the epoch's peak, or the process's since it started."""
         return "rss peak" if self._rss_resettable else "rss peak since start"
 
     def totals(self) -> dict[str, float]:
-        """The run's time so far by part, in seconds: ``time/total_s`` (since this timer was created), and
+        """The run's time so far by part, in seconds, including the time before its resumes (to each one's last
+        checkpoint): ``time/total_s`` (since this timer was created, plus that), and
         ``time/{data,compute,val,eval,other}_total_s`` (``eval``: validation and test outside training; ``other``:
         the rest, e.g. start-up, checkpoints, logging and kernel plots)."""
-        total = time.perf_counter() - self._created
-        t = self._totals
+        run = self.state_dict()
+        total = run["total"]
         parts = {
-            "time/data_total_s": t.data,
-            "time/compute_total_s": t.compute,
-            "time/val_total_s": t.validation,
-            "time/eval_total_s": t.evaluation,
+            "time/data_total_s": run["data"],
+            "time/compute_total_s": run["compute"],
+            "time/val_total_s": run["validation"],
+            "time/eval_total_s": run["evaluation"],
         }
         return {"time/total_s": total, **parts, "time/other_total_s": max(0.0, total - sum(parts.values()))}
 
     def summary(self) -> str:
-        """One line: the total time, each part with its share, and the slowest of data loading, training compute,
-        validation and final evaluation."""
+        """One line: the total time (and how much of it came before a resume), each part with its share, and the
+        slowest of data loading, training compute, validation and final evaluation."""
         totals = self.totals()
         total = totals["time/total_s"]
         names = {
@@ -238,4 +267,5 @@ class RunTimer(pl.Callback):
             f"{name} {duration(totals[key])} ({100 * totals[key] / total:.0f}%)" for key, name in names.items()
         )
         slowest = max((key for key in names if key != "time/other_total_s"), key=lambda key: totals[key])
-        return f"time: {duration(total)} in all: {shown}; slowest: {names[slowest]}"
+        resumed = f", {duration(self.resumed_after)} of it before the run was resumed" if self.resumed_after else ""
+        return f"time: {duration(total)} in all{resumed}: {shown}; slowest: {names[slowest]}"
