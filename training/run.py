@@ -19,7 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, RichModelSummary, RichProgressBar
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.model_summary import ModelSummary
@@ -40,7 +40,7 @@ from training.checkpoints import (
 )
 from training.compat import check_checkpoint_matches
 from training.config import ConfigError, check_against_data, validate_config
-from training.console import ConsoleLog, InterruptNotice, quiet_lightning
+from training.console import ConsoleLog, InterruptNotice, ModelTable, ProgressBar, quiet_lightning
 from training.devices import select_accelerator, select_precision
 from training.ema import build_ema, check_resume_ema
 from training.loggers import AppendingCSVLogger, check_logger_packages, tensorboard_logger
@@ -247,13 +247,13 @@ def build_trainer(plan: RunPlan, config: dict[str, Any]) -> pl.Trainer:
         ConfigInCheckpoint(config),
         timer := RunTimer(),
         EpochSummary(timer),  # after its timer, whose numbers it prints
-        RichModelSummary(max_depth=2),
+        ModelTable(max_depth=2),
         LearningRateMonitor(logging_interval="step"),
         KernelPlotCallback(out / "kernels", every_n_epochs=max(1, cfg.train.epochs // 5)),
         InterruptNotice(out),
     ]
     if sys.stdout.isatty():  # a live bar in a terminal; logs and CI get EpochSummary's one line per epoch
-        callbacks.append(RichProgressBar())
+        callbacks.append(ProgressBar())
     if cfg.train.track_grad_norm is not None:
         callbacks.append(GradNormLogger(float(cfg.train.track_grad_norm)))
     ema = build_ema(cfg)
@@ -283,7 +283,7 @@ def build_trainer(plan: RunPlan, config: dict[str, Any]) -> pl.Trainer:
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(out),
         enable_progress_bar=sys.stdout.isatty(),
-        enable_model_summary=False,  # RichModelSummary above prints it (True would add a second, announced)
+        enable_model_summary=False,  # ModelTable above prints it (True would add a second, announced)
         log_every_n_steps=10,
         limit_train_batches=_limit(cfg.train.limit_train_batches),
         limit_val_batches=_limit(cfg.train.limit_val_batches),
