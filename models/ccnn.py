@@ -176,6 +176,7 @@ class CCNN(nn.Module):
         self.paired = paired
         conv_at = _conv_factory(conv_type, data_dim, conv_options or {})
         size = None if input_size is None else tuple(input_size)
+        layers = {"norm": norm, "nonlinearity": nonlinearity}  # the stem, every block and the head share them
 
         self._build_stem(
             in_channels,
@@ -185,8 +186,7 @@ class CCNN(nn.Module):
             embedding=embedding,
             embedding_dim=embedding_dim,
             dropout_in=dropout_in,
-            norm=norm,
-            nonlinearity=nonlinearity,
+            **layers,
         )
         self._build_blocks(
             hidden_channels,
@@ -196,18 +196,16 @@ class CCNN(nn.Module):
             block_type=block_type,
             downsampling=downsampling,
             downsampling_size=downsampling_size,
-            norm=norm,
-            nonlinearity=nonlinearity,
             dropout=dropout,
             dropout_type=dropout_type,
             prenorm=prenorm,
+            **layers,
         )
         self._build_head(
             widths[-1] if widths else hidden_channels,
             num_classes,
             final_norm=block_type == "S4" and prenorm,
-            norm=norm,
-            nonlinearity=nonlinearity,
+            **layers,
         )
 
     def _build_stem(

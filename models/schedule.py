@@ -7,7 +7,7 @@ with ``t = s - w``:
 - ``cosine``: ``(1 + cos(pi * t / (T - w))) / 2``, from 1 to 0 (``CosineAnnealingLR``);
 - ``multistep``: ``factor ** (t // (decay_steps * E))``, a step every ``decay_steps`` epochs (``StepLR``);
 - ``exponential``: ``factor ** (t / E)``, the per-epoch factor spread over the epoch's steps (``ExponentialLR``);
-- constant (``None``, ``""``, ``"none"``, ``"constant"``): 1;
+- ``constant`` (also ``None``, and ``""``: the original's flag value): 1;
 - ``plateau``: ``ReduceLROnPlateau`` on the validation accuracy (``mode="max"``) or loss (``"min"``), once per
   epoch; it does not combine with a warm-up.
 
@@ -34,7 +34,7 @@ from torch.optim.lr_scheduler import (
 
 from ckconv.errors import InvalidArgument
 
-CONSTANT = (None, "", "none", "constant")
+CONSTANT = (None, "", "constant")
 SCHEDULES = (*CONSTANT, "cosine", "multistep", "exponential", "plateau")
 MODES = ("max", "min")
 
@@ -51,8 +51,8 @@ class ScheduleSettings:
     Every rule is checked on construction, so a run can refuse bad settings before it starts.
 
     Args:
-        name: ``"cosine"``, ``"multistep"``, ``"exponential"``, ``"plateau"``, or a constant rate (``None``,
-            ``""``, ``"none"``, ``"constant"``).
+        name: ``"cosine"``, ``"multistep"``, ``"exponential"``, ``"plateau"``, or a constant rate (``"constant"``,
+            ``None``, or the original's ``""``).
         warmup_epochs: epochs of linear warm-up (not with ``plateau``).
         decay_steps: ``multistep``: epochs between two decays.
         factor: ``multistep``: multiplier per decay, in (0, 1]; ``exponential``: multiplier per epoch, in (0, 1];

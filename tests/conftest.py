@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,14 @@ def main_py(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.Comp
     """``python main.py <args>`` as a user runs it, from ``cwd``; its exit code and output."""
     command = [sys.executable, str(REPO / "main.py"), *args]
     return subprocess.run(command, cwd=cwd, env=main_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def start_main_py(*args: str, cwd: Path = REPO, **streams: Any) -> subprocess.Popen:
+    """``python main.py <args>`` started in the background from ``cwd`` (output discarded unless ``stdout=`` or
+    ``stderr=`` say otherwise), for tests that interrupt, kill or race a run."""
+    command = [sys.executable, str(REPO / "main.py"), *args]
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **streams}
+    return subprocess.Popen(command, cwd=cwd, env=main_env(), **streams)
 
 
 def compose(overrides: list[str] | None = None):

@@ -112,6 +112,12 @@ def no_data(tmp_path):
             "'learned'.",
         ),
         (
+            ["scheduler.factor=0.5"],
+            "scheduler.factor=0.5 is not used by scheduler.name='cosine' (only multistep and exponential and plateau "
+            "use it); leave it at its default 0.1.",
+        ),
+        (["scheduler.name=none"], "scheduler.name must be one of (None, '', 'constant', 'cosine', "),
+        (
             ["conv.type=FlexConv", "kernel.init_spatial_value=2"],
             "kernel.init_spatial_value=2 is not used by conv.type=FlexConv (its kernels start from mask.init_value)",
         ),

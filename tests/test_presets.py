@@ -268,7 +268,7 @@ def _one_step(preset: str, data: Path, extra: list[str]) -> tuple[torch.Tensor, 
     x, y = next(iter(datamodule.train_dataloader()))
     torch.manual_seed(0)
     module = build_module(cfg, datamodule.meta)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.optimizer.lr)
+    optimizer = module.optimizer_settings.build(module.net)  # the preset's optimizer, groups and mask rate
     before = [p.detach().clone() for p in module.parameters()]
     with pytest.warns(UserWarning, match="self.log"):  # no Trainer attached: logging is skipped
         loss = module.training_step((x, y), 0)

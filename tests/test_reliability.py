@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,13 +14,10 @@ from torch import nn
 
 from datamodules import DataError
 from models.module import ClassificationModule, NonFiniteLossError
-from tests.conftest import REPO, TINY, compose
+from tests.conftest import TINY, compose, main_py, start_main_py
 from training.checkpoints import atomic_torch_save, read_checkpoint
 from training.config import ConfigError
 from training.run import _wandb_run_id, train
-
-ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(REPO)}
-
 
 # TINY trains on 500 * 0.8 - 100 = 300 MNIST-1D examples in batches of 50.
 STEPS_PER_EPOCH = 6
@@ -39,13 +34,7 @@ def test_sigkill_mid_training_then_resume_reaches_the_same_epoch_count(data_dir,
     run = tmp_path / "run"
     flags = [*TINY, "train.epochs=12", f"dataset.data_dir={data_dir}", f"train.output_dir={run}"]
     last = run / "checkpoints" / "last.ckpt"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "main.py"), *flags],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_main_py(*flags)
     deadline = time.monotonic() + 240
     while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -59,14 +48,7 @@ def test_sigkill_mid_training_then_resume_reaches_the_same_epoch_count(data_dir,
     # A kill during a save may leave the save's temporary file (nothing can delete it then); the resumed run removes
     # it before it writes. Plant one so that this is checked whatever the kill's timing was.
     (run / "checkpoints" / ".last.ckpt.k1ll3d_x.tmp").write_bytes(b"half-written")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "main.py"), *flags, f"train.resume={last}"],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = main_py(*flags, f"train.resume={last}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert epochs_done(last) == 12
     assert not list((run / "checkpoints").glob("*.tmp"))

@@ -87,7 +87,7 @@ def test_a_paper_length_run_keeps_the_closed_form_to_1e_12(name, settings):
 
 
 def test_constant_rate_without_warmup_needs_no_scheduler():
-    for name in ("constant", "none", "", None):
+    for name in ("constant", "", None):
         assert ScheduleSettings(name).build(two_group_optimizer(), 5, 50) is None
     entry = ScheduleSettings("cosine").build(two_group_optimizer(), 5, 50)
     assert entry is not None and entry["interval"] == "step"

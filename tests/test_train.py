@@ -36,6 +36,13 @@ def accuracy_by_hand(cfg, checkpoint: Path, split: str, autocast: bool = False) 
     return correct / total
 
 
+def final_metrics(stdout: str) -> dict[str, float]:
+    """The ``Final: k=v, ...`` line that main.py prints last, as numbers."""
+    [line] = [line for line in stdout.splitlines() if line.startswith("Final: ")]
+    pairs = line.removeprefix("Final: ").split("  (outputs:")[0].split(", ")
+    return {key: float(value) for key, value in (pair.split("=") for pair in pairs)}
+
+
 def test_fit_then_test_only_reload_gives_the_same_test_accuracy(tiny, tmp_path):
     fitted = train(compose([*tiny, "train.epochs=2"]))
     best = Path(fitted["best_checkpoint"])
@@ -114,10 +121,13 @@ def test_dry_run_prints_the_exact_parameter_count_without_data(tmp_path):
 def test_main_py_trains_and_prints_final_test_accuracy(data_dir, tmp_path):
     from tests.conftest import TINY
 
-    result = main_py(*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={tmp_path}")
+    flags = [*TINY, f"dataset.data_dir={data_dir}"]
+    result = main_py(*flags, f"train.output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "test/acc=" in result.stdout
-    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    best = tmp_path / "checkpoints" / "best.ckpt"
+    printed = final_metrics(result.stdout)
+    assert printed["test/acc"] == pytest.approx(accuracy_by_hand(compose(flags), best, "test"), abs=1e-4)
+    assert printed["val/acc"] == pytest.approx(accuracy_by_hand(compose(flags), best, "val"), abs=1e-4)
     assert list((tmp_path / "kernels").glob("epoch_*.png"))
 
 
@@ -134,8 +144,12 @@ def test_ddp_with_two_cpu_processes_trains(data_dir, tmp_path):
         f"train.output_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "test/acc=" in result.stdout
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert "distributed_backend=gloo" in result.stdout and "Starting with 2 processes" in result.stdout
+    # The two processes each test half of the split (padded to equal halves): the whole split's accuracy, within
+    # the one padded example's weight.
+    best = tmp_path / "checkpoints" / "best.ckpt"
+    by_hand = accuracy_by_hand(compose([*TINY, f"dataset.data_dir={data_dir}"]), best, "test")
+    assert final_metrics(result.stdout)["test/acc"] == pytest.approx(by_hand, abs=2 / 1000)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, TINY, compose, main_env, main_py
+from tests.conftest import REPO, TINY, compose, main_env, main_py, start_main_py
 from training.checkpoints import CheckpointError, read_checkpoint
 from training.run import train
 from training.run_folder import RunFolderError
@@ -61,9 +61,7 @@ def test_a_new_run_never_writes_into_a_folder_that_holds_another_run(tiny, tmp_p
 def test_a_second_process_on_a_folder_in_use_is_refused(data_dir, tmp_path):
     run = tmp_path / "run"
     flags = [*TINY, "train.epochs=30", f"dataset.data_dir={data_dir}", f"train.output_dir={run}"]
-    first = subprocess.Popen(
-        [sys.executable, str(REPO / "main.py"), *flags], cwd=tmp_path, env=main_env(), stdout=subprocess.DEVNULL
-    )
+    first = start_main_py(*flags, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
         while not (run / "config.yaml").is_file() and time.monotonic() < deadline and first.poll() is None:
@@ -438,13 +436,7 @@ def _kill_after_epoch(flags: list[str], run: Path, epoch: int) -> int:
     import signal
 
     last = run / "checkpoints" / "last.ckpt"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "main.py"), *flags, f"train.output_dir={run}"],
-        cwd=run.parent,
-        env=main_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_main_py(*flags, f"train.output_dir={run}", cwd=run.parent)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if last.is_file() and read_checkpoint(last)["epoch"] >= epoch:

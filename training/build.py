@@ -199,6 +199,12 @@ KERNEL_NET_FLAGS = (
 MLP_KERNEL_FLAGS = ("kernel.norm", "kernel.nonlinearity")
 MASK_FLAGS = ("mask.init_value", "mask.threshold", "mask.dynamic_cropping", "mask.learn_mean")
 UNMASKED_FLAGS = ("kernel.init_spatial_value",)
+SCHEDULE_FLAGS = {
+    "scheduler.decay_steps": ("multistep",),
+    "scheduler.factor": ("multistep", "exponential", "plateau"),
+    "scheduler.patience": ("plateau",),
+    "scheduler.mode": ("plateau",),
+}
 
 
 def refuse_unused(cfg: DictConfig, flags: tuple[str, ...], reader: str) -> None:
@@ -315,6 +321,9 @@ def build_module(cfg: DictConfig, meta: DataMeta) -> ClassificationModule:
         "nesterov": cfg.optimizer.nesterov,
         "weight_decay_type": cfg.optimizer.weight_decay_type,
     }
+    for flag, readers in SCHEDULE_FLAGS.items():
+        if cfg.scheduler.name not in readers:
+            refuse_unused(cfg, (flag,), f"scheduler.name={cfg.scheduler.name!r} (only {' and '.join(readers)} use it)")
     scheduler = {
         "name": cfg.scheduler.name,
         "warmup_epochs": cfg.scheduler.warmup_epochs,

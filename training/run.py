@@ -26,7 +26,7 @@ from pytorch_lightning.utilities.model_summary import ModelSummary
 
 from ckconv.hints import count_parameters
 from datamodules import CCNNDataModule
-from models.module import ClassificationModule
+from models.module import ClassificationModule, NonFiniteLossError
 from models.plot_kernels import KernelPlotCallback
 from training.allocator import keep_freed_memory
 from training.build import build_datamodule, build_module, resolve_path
@@ -51,10 +51,13 @@ from training.run_folder import (
     RunLock,
     check_run_folder,
     default_run_folder,
+    holds_run,
     run_folder_of_checkpoint,
 )
 from training.timing import RunTimer
 
+# What to change after a non-finite loss, in flags (the module says it in its own arguments' names).
+NON_FINITE_FIXES = "Lower optimizer.lr, set train.grad_clip, or pass train.skip_nonfinite=True to skip such batches."
 # Set by the first process of a multi-process run (DDP) for the processes Lightning starts: they write into its folder.
 RUN_DIR_ENV = "CCNN_RUN_DIR"
 
@@ -111,6 +114,13 @@ def choose_run_folder(cfg: DictConfig, resume: Path | None) -> tuple[Path, bool]
                 f"train.resume={resume} continues the run in {own}, but train.output_dir={requested}: a resumed run "
                 "writes into its own folder (its best checkpoint and logs are there). Drop train.output_dir."
             )
+        if own is None and holds_run(requested):  # type: ignore[arg-type]
+            # Nothing ties a loose checkpoint to that folder: its best.ckpt would be evaluated as this run's.
+            raise RunFolderError(
+                f"train.resume={resume} is not one of {requested}'s checkpoints, and {requested} already holds a run: "
+                f"a checkpoint from outside a run folder continues in a new one. Choose an empty train.output_dir, or "
+                f"resume that run with train.resume={requested / 'checkpoints' / 'last.ckpt'}."
+            )
         return (own or requested), False  # type: ignore[return-value]
     if requested is not None:
         return requested, False
@@ -130,7 +140,7 @@ def _load_for_start(cfg: DictConfig, module: ClassificationModule) -> None:
 
 def _check_resume(cfg: DictConfig, path: Path, module: ClassificationModule) -> None:
     checkpoint = read_checkpoint(path)
-    check_resumable(checkpoint, path)
+    check_resumable(checkpoint, path, cfg.train.epochs)
     check_resume_ema(cfg.train.ema, checkpoint, path)
     check_checkpoint_matches(cfg, checkpoint, path, resuming=True)
     load_weights(module, path)  # the tensors fit (Lightning loads them again when it restores the trainer state)
@@ -354,6 +364,8 @@ def _fit_and_evaluate(plan: RunPlan) -> dict[str, float]:
             if trainer.interrupted:  # Ctrl-C: Lightning shut down cleanly and exits with 1; 130 is the shell's code
                 raise SystemExit(130) from None
             raise
+        except NonFiniteLossError as error:
+            raise error.with_fixes(NON_FINITE_FIXES) from None
         last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         metrics |= {f"{k}_last": v for k, v in last.items() if not k.endswith("_best")}
         best = out / "checkpoints" / "best.ckpt"  # this folder's own, whatever path a resumed state remembers
