@@ -213,13 +213,23 @@ def test_a_failed_resume_changes_nothing_in_the_run_folder(tiny, tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # 10. Checkpoints of compiled networks did not load; a weights-only file given to train.resume raised a KeyError.
 # ----------------------------------------------------------------------------------------------------------------
-def test_a_compiled_network_writes_checkpoints_with_the_eager_keys(tiny, tmp_path):
-    from training.build import build_datamodule, build_module
+def test_a_run_with_train_compile_writes_checkpoints_that_load_like_eager_ones(tiny, tmp_path, monkeypatch):
+    compiled = []
+    original = torch.nn.Module.compile
 
-    cfg = compose([*tiny, "train.compile=True"])
-    module = build_module(cfg, build_datamodule(cfg).meta)
-    module.net.compile()  # what train.compile=True does
-    assert not any("_orig_mod" in k for k in module.state_dict())
+    def compile_for_the_test(module, *args, **kwargs):
+        compiled.append(type(module).__name__)
+        return original(module, *args, **{**kwargs, "backend": "eager"})  # dynamo's tracing; no code generation
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile_for_the_test)
+    trained = train(compose([*tiny, "train.compile=True"]))
+    assert compiled == ["CCNN"]  # the run compiled its network
+    best = Path(trained["best_checkpoint"])
+    assert not any("_orig_mod" in key for key in read_checkpoint(best)["state_dict"])
+    assert not any("_orig_mod" in key for key in torch.load(best, weights_only=False)["state_dict"])  # as written
+    load = ["train.do=False", "pretrained.load=True", f"pretrained.filename={best}"]
+    evaluated = train(compose([*tiny, *load, f"train.output_dir={tmp_path / 'eval'}"]))  # an eager network
+    assert evaluated["test/acc"] == trained["test/acc"]
 
 
 def test_checkpoints_written_by_an_older_compiled_run_load_for_evaluation_and_fine_tuning(tiny, tmp_path):
