@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
+from ckconv.errors import InvalidArgument
 from datamodules.base import CCNNDataModule, DataMeta, seeded_split
 from datamodules.cache import cached_tensors
 
@@ -141,14 +142,15 @@ class Blobs3DDataModule(CCNNDataModule):
     ) -> None:
         super().__init__(**kwargs)
         if num_samples < 10:
-            raise ValueError(f"num_samples must be at least 10, got {num_samples}.")
+            raise InvalidArgument("num_samples", f"num_samples must be at least 10, got {num_samples}.")
         if resolution < 2:
-            raise ValueError(f"resolution must be at least 2 voxels per side, got {resolution}.")
+            raise InvalidArgument("resolution", f"resolution must be at least 2 voxels per side, got {resolution}.")
         n_train = num_samples - int(TEST_FRACTION * num_samples)
         if not 0 < val_size < n_train:
-            raise ValueError(
-                f"val_size (dataset.params.val_size) must be between 1 and {n_train - 1}: num_samples={num_samples} "
-                f"gives {n_train} training scenes; got {val_size}."
+            raise InvalidArgument(
+                "val_size",
+                f"val_size must be between 1 and {n_train - 1} (num_samples={num_samples} gives {n_train} training "
+                f"scenes), got {val_size}.",
             )
         self.num_samples = num_samples
         self.resolution = resolution

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ckconv.errors import InvalidArgument
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 from datamodules.download import download_url
 from datamodules.layouts import Layout, find_layout, not_found_message
@@ -161,7 +162,9 @@ class MedMNIST3DDataModule(CCNNDataModule):
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
         if resolution not in RESOLUTIONS:
-            raise ValueError(f"resolution must be one of {RESOLUTIONS} (the published sizes), got {resolution}.")
+            raise InvalidArgument(
+                "resolution", f"resolution must be one of {RESOLUTIONS} (the published sizes), got {resolution}."
+            )
         self.resolution = resolution
 
     @property

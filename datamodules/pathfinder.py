@@ -26,6 +26,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset, random_split
 
+from ckconv.errors import InvalidArgument
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 from datamodules.cache import cached_tensors
 from datamodules.layouts import Layout
@@ -131,12 +132,13 @@ class PathFinderDataModule(CCNNDataModule):
         data_type: str = "default",
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
-        if resolution not in RESOLUTIONS:
-            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution}.")
-        if difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {tuple(DIFFICULTIES)}, got {difficulty!r}.")
-        if data_type not in DATA_TYPES:
-            raise ValueError(f"data_type must be one of {DATA_TYPES}, got {data_type!r}.")
+        for argument, value, allowed in (
+            ("resolution", resolution, RESOLUTIONS),
+            ("difficulty", difficulty, tuple(DIFFICULTIES)),
+            ("data_type", data_type, DATA_TYPES),
+        ):
+            if value not in allowed:
+                raise InvalidArgument(argument, f"{argument} must be one of {allowed}, got {value!r}.")
         self.resolution = resolution
         self.difficulty = difficulty
         self.data_type = data_type

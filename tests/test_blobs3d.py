@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ckconv.errors import InvalidArgument
 from datamodules import datamodule_class
 from datamodules.base import DataMeta
 from datamodules.blobs3d import (
@@ -114,13 +115,18 @@ def test_datamodule_meta_splits_and_cache(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "argument", "message"),
     [
-        ({"num_samples": 5}, "num_samples must be at least 10"),
-        ({"resolution": 1}, "resolution must be at least 2"),
-        ({"num_samples": 100, "val_size": 80}, r"val_size \(dataset.params.val_size\) must be between 1 and 79"),
+        ({"num_samples": 5}, "num_samples", "num_samples must be at least 10"),
+        ({"resolution": 1}, "resolution", "resolution must be at least 2"),
+        (
+            {"num_samples": 100, "val_size": 80},
+            "val_size",
+            r"val_size must be between 1 and 79 \(num_samples=100 gives",
+        ),
     ],
 )
-def test_impossible_settings_are_refused_by_name(tmp_path, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_impossible_settings_are_refused_by_name(tmp_path, kwargs, argument, message):
+    with pytest.raises(InvalidArgument, match=f"^{message}") as info:
         Blobs3DDataModule(data_dir=tmp_path, **kwargs)
+    assert info.value.argument == argument  # training/build.py names the flag from it
