@@ -7,16 +7,19 @@ Layout of a batch: ``(x, y)`` with ``x`` of shape ``(B, C, *spatial)`` (float) f
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
+from ckconv.errors import check_positive_int
 from datamodules.layouts import Layout, find_layout, not_found_message, partial_copies
 from datamodules.sampling import EpochShuffle
 
@@ -48,6 +51,31 @@ class DataError(RuntimeError):
     """Missing, corrupt, misplaced or too little data: the message names the path (or flag) and what to do."""
 
 
+@functools.cache
+def _announce_hook(variable: str, path: str) -> None:
+    log.warning(f"{variable} is set: the files listed in {path} are checked against its values.")
+
+
+def fixture_hook(variable: str) -> dict[str, Any]:
+    """The test hook that the environment variable ``variable`` names: a JSON object ``{absolute path: value}``
+    read from that file, which replaces the published value (checksum, line count) of the files it lists and no
+    other; ``{}`` when the variable is unset. Only the test fixtures set it (each hook is documented where it is
+    read).
+
+    Raises:
+        DataError: the variable names no readable JSON file.
+    """
+    path = os.environ.get(variable)
+    if not path:
+        return {}
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{variable}={path} is not a readable JSON file ({error}); unset it.") from error
+    _announce_hook(variable, path)
+    return values
+
+
 def resolve_num_workers(num_workers: int) -> int:
     """Map ``no_workers=-1`` to a sensible count: half the cores, at most 8, 0 on a 1-2 core machine."""
     if num_workers >= 0:
@@ -60,7 +88,9 @@ def seeded_split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Su
     """Split ``dataset`` into (train, val) subsets: ``random_split`` with a generator seeded by ``seed`` alone.
 
     Raises:
-        DataError: ``val_size`` leaves no training example (or is not positive); the message gives the count.
+        DataError: ``val_size`` leaves no training example (or is not positive); the message gives the count. It
+            names the flag itself: it is raised by ``setup``, once the data is read, where no config builder can
+            reword it (constructor errors are :class:`~ckconv.errors.InvalidArgument`, reworded by the builder).
     """
     n = len(dataset)  # type: ignore[arg-type]
     if not 0 < val_size < n:
@@ -104,8 +134,7 @@ class CCNNDataModule(pl.LightningDataModule):
         download: bool = True,
     ) -> None:
         super().__init__()
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        check_positive_int("batch_size", batch_size)
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.test_batch_size = test_batch_size or batch_size

@@ -4,11 +4,12 @@
   received with ``Content-Length``: a cut transfer leaves a truncated file there, accepted as complete when no MD5
   is given. ``torch.hub.download_url_to_file`` (torchaudio's) renames only a finished download but never checks
   the length either, and verifies SHA-256 only (MNIST, CIFAR and STL-10 publish MD5s). Here a download streams
-  into ``<dest>.part``, renamed only once its length and checksum are verified.
+  into ``<dest>.part``, renamed only once the bytes received match the server's ``Content-Length`` (when it sends
+  one) and the file matches the checksums the caller gives (each datamodule says which it has, if any).
 * ``torchvision.datasets.utils.extract_archive`` and torchaudio's ``_extract_tar`` extract without the standard
   library's member filter (a ``..`` path or a link out of the target writes outside it) and straight into the
   target (an interrupted extraction looks complete). Here extraction goes through ``tarfile``'s ``"data"`` filter
-  into a temporary sibling folder, moved into place only once complete.
+  into a temporary sibling folder, checked there (``check``) and moved into place only once complete.
 
 ``tests/test_download.py`` shows each difference against the library functions.
 """
@@ -24,6 +25,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -55,8 +57,9 @@ def download_url(
     progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """Download ``url`` to ``dest`` atomically, verifying its size and checksum; an existing ``dest`` that passes
-    the checksums (any, without checksums: only complete downloads are renamed to it) is kept as it is.
+    """Download ``url`` to ``dest`` atomically, verifying its length (against ``Content-Length``, when the server
+    sends one) and the checksums given; an existing ``dest`` that passes the checksums (any, without checksums:
+    only complete downloads are renamed to it) is kept as it is.
 
     Args:
         url: the address to fetch (any scheme urllib supports).
@@ -172,23 +175,25 @@ def _extract_into(archive: Path, tmp: Path) -> None:
         )
 
 
-def extract_archive(archive: Path, target_dir: Path) -> Path:
+def extract_archive(archive: Path, target_dir: Path, check: Callable[[Path], None] | None = None) -> Path:
     """Extract a .tar, .tar.gz/.tgz or .gz archive into ``target_dir``, all or nothing.
 
     Extraction goes to a temporary sibling folder, with the standard library's member checks
-    (``tarfile.data_filter``); only once every member is out are the folder's top-level entries moved into
-    ``target_dir`` (replacing entries of the same name), so a refused or interrupted extraction leaves nothing
-    there. A plain ``.gz`` file is decompressed to ``target_dir/<name without .gz>``.
+    (``tarfile.data_filter``); only once every member is out and ``check`` passed are the folder's top-level entries
+    moved into ``target_dir`` (replacing entries of the same name), so a refused or interrupted extraction leaves
+    nothing there. A plain ``.gz`` file is decompressed to ``target_dir/<name without .gz>``.
 
     Args:
         archive: the archive file.
         target_dir: folder that receives the archive's contents; created if missing.
+        check: called with the temporary folder holding the extracted contents; raises DataError to refuse them.
 
     Returns:
         ``target_dir``.
 
     Raises:
-        DataError: the archive is missing, unreadable or holds a refused member; nothing is extracted.
+        DataError: the archive is missing, unreadable, holds a refused member or fails ``check``; nothing is
+            extracted.
     """
     archive, target_dir = Path(archive), Path(target_dir)
     if not archive.is_file():
@@ -203,6 +208,8 @@ def extract_archive(archive: Path, target_dir: Path) -> Path:
                 f"Cannot extract {archive}: {error!r}. The archive is corrupt or truncated: delete it and "
                 "download it again."
             ) from error
+        if check is not None:
+            check(tmp)
         target_dir.mkdir(parents=True, exist_ok=True)
         for entry in sorted(tmp.iterdir()):
             final = target_dir / entry.name
@@ -214,3 +221,40 @@ def extract_archive(archive: Path, target_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target_dir
+
+
+def download_and_extract(
+    url: str,
+    archive: Path,
+    target_dir: Path,
+    md5: str | None = None,
+    sha256: str | None = None,
+    check: Callable[[Path], None] | None = None,
+) -> Path:
+    """:func:`download_url` then :func:`extract_archive`; a refused archive is deleted, so nothing is left behind.
+
+    The archive is kept once its contents are in place (as torchvision keeps its archives). One whose extraction or
+    ``check`` fails is deleted with the folders the download created: kept, it would be found again by the next run
+    (it passed the download's checks) and refused again, rather than downloaded anew.
+
+    Args:
+        url, md5, sha256: see :func:`download_url`.
+        archive: where the archive is downloaded to.
+        target_dir, check: see :func:`extract_archive`.
+
+    Returns:
+        ``target_dir``.
+
+    Raises:
+        DataError: the download or the extraction failed its checks.
+    """
+    archive, target_dir = Path(archive), Path(target_dir)
+    created = [_missing_folders(target_dir.parent), _missing_folders(archive.parent)]
+    download_url(url, archive, md5=md5, sha256=sha256)
+    try:
+        return extract_archive(archive, target_dir, check)
+    except DataError:
+        archive.unlink(missing_ok=True)
+        for folders in created:
+            _remove_empty(folders)
+        raise

@@ -6,8 +6,17 @@ where the release puts it (``<data_dir>/lra_release/listops-1000``, the original
 extracted into a folder of its own name (``lra_release/lra_release/...``), or where the S4 repository moves it
 (``<data_dir>/listops``, ``aan``, ``pathfinder/pathfinder32/...``).
 
-No checksum is published for the release: a download is verified by its length (``Content-Length``), then by
-:func:`check_release` (every file the tasks read, with the LRA paper's example counts, and every Pathfinder folder).
+No checksum is published for the release, so nothing here is checksummed. A download is verified by its length
+(the bytes received against the server's ``Content-Length``), then extracted into a temporary folder and checked
+there by :func:`release_problems` (every file the token tasks read is present with the LRA paper's number of rows,
+every Pathfinder folder holds metadata and images) before it is moved into place; a release that fails is deleted,
+archive included, so the next run downloads it again rather than finding the same file. A copy already on disk
+(any layout) is checked per task when it is read: the rows of each ListOps and AAN file against the same counts
+(:func:`check_rows`), each Pathfinder folder's metadata and images as they are read.
+
+Test hook: when ``CCNN_FIXTURE_LINES`` names a JSON file ``{"<absolute file path>": <non-empty lines>, ...}``, the
+files listed there are checked against those counts instead of the release's, which small fixture files cannot
+match; every other file keeps the release's count. Only ``tests/fixtures/sequence_files.py`` sets it.
 
 Token sequences are stored as int16 (ids < 32768) to keep the cache and memory small, and returned as int64.
 """
@@ -15,6 +24,7 @@ Token sequences are stored as int16 (ids < 32768) to keep the cache and memory s
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
@@ -23,15 +33,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.base import CCNNDataModule, DataError
+from ckconv.errors import check_positive_int
+from datamodules.base import CCNNDataModule, DataError, fixture_hook
 from datamodules.cache import cached_tensors
-from datamodules.download import download_url, extract_archive
+from datamodules.download import download_and_extract
 from datamodules.layouts import Layout
 
 LRA_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
 LRA_FOLDER = "lra_release"
 LRA_SIZE = "about 7.7 GB"
 LRA_SOURCE = f"{LRA_URL} ({LRA_SIZE})"
+FIXTURE_LINES = "CCNN_FIXTURE_LINES"
 
 # Non-empty lines of the files the token tasks read (the LRA paper's counts; ListOps files start with a header).
 RELEASE_LINES = {
@@ -74,37 +86,57 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
-def check_release(root: Path) -> None:
-    """Check the extracted release at ``root``: every file the token tasks read, with its published number of
-    lines, and every Pathfinder folder with its metadata and images.
-
-    Raises:
-        DataError: naming each missing file or folder and each wrong count.
+def release_problems(root: Path) -> list[str]:
+    """What the release extracted at ``root`` lacks, relative to it: each file the token tasks read that is missing
+    or has another number of non-empty lines than the release's, each Pathfinder folder without metadata or images.
     """
     problems = []
     for relative, lines in RELEASE_LINES.items():
-        path = root / relative
-        if not path.is_file():
-            problems.append(f"{path} is missing")
-        elif (found := _count_lines(path)) != lines:
-            problems.append(f"{path} has {found} non-empty lines, the release {lines}")
+        if not (root / relative).is_file():
+            problems.append(f"{relative} is missing")
+        elif (found := _count_lines(root / relative)) != lines:
+            problems.append(f"{relative} has {found} non-empty lines, the release {lines}")
     for resolution, difficulty in PATHFINDER_SETS:
-        folder = root / pathfinder_folder(resolution, difficulty)
-        if not any((folder / "metadata").glob("*.npy")) or not (folder / "imgs").is_dir():
+        folder = pathfinder_folder(resolution, difficulty)
+        if not any((root / folder / "metadata").glob("*.npy")) or not (root / folder / "imgs").is_dir():
             problems.append(f"{folder} lacks metadata/*.npy or imgs/")
+    return problems
+
+
+def check_rows(files: Iterable[Path], release_folder: str) -> None:
+    """Check the files of one task found on disk (in any layout) against the release's number of non-empty lines
+    (or the test hook's, module docstring); ``release_folder`` is their folder in the release, e.g.
+    ``listops-1000``.
+
+    Raises:
+        DataError: naming each file with another count (a truncated or altered copy).
+    """
+    registered = fixture_hook(FIXTURE_LINES)
+    problems = []
+    for path in files:
+        expected = registered.get(os.path.abspath(path), RELEASE_LINES[f"{release_folder}/{path.name}"])
+        if (found := _count_lines(path)) != expected:
+            problems.append(f"{path} has {found} non-empty lines, the release {expected}")
     if problems:
         raise DataError(
-            f"The LRA release at {root} is incomplete or not the published one: {'; '.join(problems)}. Delete it "
-            f"and download {LRA_URL} again."
+            f"LRA files truncated or not the published ones: {'; '.join(problems)}. Delete them and extract "
+            f"{LRA_URL} again."
         )
 
 
 def fetch_release(data_dir: Path) -> None:
-    """Download the release into ``data_dir`` (length-checked), extract it and check it."""
+    """Download the release into ``data_dir`` (length-checked: no checksum is published), extract it into a temporary
+    folder, check it there (:func:`release_problems`) and only then move it into place."""
+
+    def check(extracted: Path) -> None:
+        if problems := release_problems(extracted / LRA_FOLDER):
+            raise DataError(
+                f"The LRA release downloaded from {LRA_URL} is incomplete or not the published one: "
+                f"{'; '.join(problems)}. It was deleted (archive included); run again to download it again."
+            )
+
     print(f"Downloading the Long Range Arena release from {LRA_URL} ({LRA_SIZE}); this takes a while.", flush=True)
-    archive = download_url(LRA_URL, data_dir / "lra_release.gz")
-    extract_archive(archive, data_dir)
-    check_release(data_dir / LRA_FOLDER)
+    download_and_extract(LRA_URL, data_dir / "lra_release.gz", data_dir, check=check)
 
 
 def files_fingerprint(paths: Iterable[Path]) -> str:
@@ -175,8 +207,7 @@ class LRASplitsDataModule(CCNNDataModule):
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
         seq_length = self.default_seq_length if seq_length is None else seq_length
-        if seq_length <= 0:
-            raise ValueError(f"seq_length must be positive, got {seq_length}.")
+        check_positive_int("seq_length", seq_length)
         self.seq_length = seq_length
 
     def read_split(self, path: Path) -> tuple[Tensor, Tensor]:
@@ -195,7 +226,8 @@ class LRASplitsDataModule(CCNNDataModule):
         def build() -> dict[str, Tensor]:
             data = {}
             for split, path in files.items():
-                data[f"x_{split}"], data[f"y_{split}"] = self.read_split(path)
+                data[f"x_{split}"], data[f"y_{split}"] = self.read_split(path)  # a malformed row is named first
+            check_rows(files.values(), self.folder)  # on a cache miss only: a cached copy was checked when built
             return data
 
         settings = {"files": files_fingerprint(files.values()), "seq_length": self.seq_length}

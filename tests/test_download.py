@@ -1,6 +1,8 @@
 """download_url and extract_archive against a local HTTP server and hand-built (hostile) archives, next to the
 library helpers they replace (torchvision's ``download_url``/``extract_archive``, torch.hub's
-``download_url_to_file`` that torchaudio uses), to show what those lack."""
+``download_url_to_file`` and ``_extract_tar`` that torchaudio uses), to show what those lack; and a real
+datamodule's download (CIFAR-10's, the LRA release's) refusing a hostile archive, a cut transfer and a wrong
+checksum with nothing left behind."""
 
 from __future__ import annotations
 
@@ -13,11 +15,17 @@ from pathlib import Path
 
 import pytest
 import torch.hub
+from torchaudio.datasets import utils as torchaudio_utils
+from torchvision.datasets import CIFAR10
 from torchvision.datasets import utils as torchvision_utils
 
+from datamodules import lra_common
 from datamodules.base import DataError
+from datamodules.cifar import CIFAR10DataModule
 from datamodules.download import download_url, extract_archive, file_digest
-from tests.fixtures.vision_files import local_http_server, make_archive
+from datamodules.listops import ListOpsDataModule
+from tests.fixtures.sequence_files import write_lra_release
+from tests.fixtures.vision_files import local_http_server, make_archive, write_cifar10
 
 PAYLOAD = bytes(range(256)) * 64  # 16 KiB
 
@@ -179,6 +187,41 @@ def test_hostile_tar_members_are_refused_and_nothing_is_extracted(tmp_path, host
     assert not (tmp_path / "evil").exists() and not (tmp_path / "sandbox" / "evil").exists()
 
 
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink_out"])
+def test_library_extraction_writes_outside_the_target_where_ours_refuses_or_stays_inside(tmp_path, kind):
+    """What extract_archive adds: torchvision's extract_archive and torchaudio's _extract_tar extract a member
+    named ``../evil`` or ``<absolute path>`` outside the target, and a link pointing out of it."""
+    outside = tmp_path / "outside_evil"
+    hostile = {
+        "dotdot": member("../outside_evil"),
+        "absolute": member(str(outside)),
+        "symlink_out": member("link", tarfile.SYMTYPE, str(outside)),
+    }[kind]
+    archive = make_tar(tmp_path / "a.tar.gz", [member("ok.txt"), hostile])
+    extractors = {
+        "torchvision": lambda target: torchvision_utils.extract_archive(str(archive), str(target)),
+        "torchaudio": lambda target: torchaudio_utils._extract_tar(str(archive), str(target)),
+    }
+    for name, extract in extractors.items():
+        target = tmp_path / name  # its parent is tmp_path: "../outside_evil" is `outside`
+        target.mkdir()
+        extract(target)
+        if kind == "symlink_out":
+            assert (target / "link").readlink() == outside, name  # a link out of the target
+        else:
+            assert outside.read_bytes() == b"data", name  # written outside the target
+            outside.unlink()
+    ours = tmp_path / "ours"
+    if kind == "absolute":  # the "data" filter makes absolute names relative: the file stays inside
+        extract_archive(archive, ours)
+        assert (ours / str(outside).lstrip("/")).read_bytes() == b"data"
+    else:
+        with pytest.raises(DataError, match="Refusing to extract"):
+            extract_archive(archive, ours)
+        assert not ours.exists()
+    assert not outside.exists() and not outside.is_symlink()
+
+
 def test_absolute_member_names_stay_inside_the_target(tmp_path):
     archive = make_tar(tmp_path / "a.tar.gz", [member("/tmp_evil_absolute/x.txt")])
     target = extract_archive(archive, tmp_path / "target")
@@ -244,3 +287,71 @@ def test_truncated_archive_raises_data_error_and_extracts_nothing(tmp_path):
     with pytest.raises(DataError, match=r"d\.tar\.gz"):
         extract_archive(archive, tmp_path / "sandbox" / "out")
     assert leftovers(tmp_path / "sandbox") == []
+
+
+# ---------------------------------------------------------------------------- through a datamodule's download
+def _hostile_member(tar: tarfile.TarFile) -> None:
+    """Append ``../evil``: extracted next to the folder the archive is extracted into."""
+    info = member("../evil")
+    info.size = 4
+    tar.addfile(info, io.BytesIO(b"evil"))
+
+
+@pytest.mark.parametrize(
+    ("fault", "refusal"),
+    [
+        ("hostile", "Refusing to extract .*'../evil'"),
+        ("cut", "was cut short: received"),
+        ("checksum", f"failed its checksum \\(md5 [0-9a-f]{{32}}, expected {'0' * 32}\\)"),
+    ],
+)
+def test_a_cifar10_download_that_fails_a_check_is_refused_and_leaves_nothing(tmp_path, monkeypatch, fault, refusal):
+    """The real download path (CIFAR10DataModule.fetch: torchvision's URL and archive MD5, pointed at a local
+    server): a hostile archive whose MD5 is the recorded one, a transfer cut short, an archive with another MD5."""
+    written = write_cifar10(tmp_path / "made", n_per_batch=2, n_test=2)
+    archive = tmp_path / "served" / CIFAR10.filename
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(written.folder, arcname=CIFAR10.base_folder)
+        if fault == "hostile":
+            _hostile_member(tar)
+    monkeypatch.setattr(CIFAR10, "tgz_md5", "0" * 32 if fault == "checksum" else file_digest(archive, "md5"))
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    with local_http_server(archive.parent) as server:
+        if fault == "cut":
+            server.truncate.add(f"/{CIFAR10.filename}")
+        monkeypatch.setattr(CIFAR10, "url", f"{server.url}/{CIFAR10.filename}")
+        datamodule = CIFAR10DataModule(data_dir=sandbox / "data", batch_size=2, num_workers=0, download=True)
+        with pytest.raises(DataError, match=refusal):
+            datamodule.prepare_data()
+        assert server.requests == [f"/{CIFAR10.filename}"]
+    # No cifar-10-batches-py/, no archive or .part file, no temporary folder, no ../evil, not even data/.
+    assert leftovers(sandbox) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "refusal"),
+    [
+        ("hostile", "Refusing to extract .*'../evil'"),
+        ("cut", "was cut short: received"),
+        ("release", "listops-1000/basic_train.tsv has 5 non-empty lines, the release 96001"),
+    ],
+)
+def test_an_lra_download_that_fails_a_check_is_refused_and_leaves_nothing(tmp_path, monkeypatch, fault, refusal):
+    """LRA publishes no checksum: the length, the archive's members and the release's files are what is checked."""
+    archive = tmp_path / "served" / "lra_release.gz"
+    lines = write_lra_release(tmp_path / "made", archive, hostile=fault == "hostile")
+    if fault != "release":  # "release": the published counts, which the small release does not have
+        monkeypatch.setattr(lra_common, "RELEASE_LINES", lines)
+    monkeypatch.setattr(lra_common, "PATHFINDER_SETS", ((32, "hard"),))
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    with local_http_server(archive.parent) as server:
+        if fault == "cut":
+            server.truncate.add("/lra_release.gz")
+        monkeypatch.setattr(lra_common, "LRA_URL", f"{server.url}/lra_release.gz")
+        with pytest.raises(DataError, match=refusal):
+            ListOpsDataModule(data_dir=sandbox / "data", batch_size=2, num_workers=0).prepare_data()
+        assert server.requests == ["/lra_release.gz"]
+    assert leftovers(sandbox) == []  # no lra_release/, no archive, no temporary folder, no ../evil
