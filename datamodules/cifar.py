@@ -14,13 +14,16 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from ckconv.errors import InvalidArgument
+from datamodules.layouts import Layout
 from datamodules.vision import VisionDataModule
 
 
 class _CIFARDataModule(VisionDataModule):
     """CIFAR, 32x32 colour images; ``val_size`` training images are held out (seeded) for validation.
 
-    Files: torchvision's ``data_dir/<base folder>/`` as extracted from the official archive.
+    Files: torchvision's ``data_dir/<base folder>/`` as extracted from the official archive (or the project's
+    earlier ``data_dir/<name>/<base folder>/``).
 
     Args:
         data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, val_size:
@@ -52,7 +55,7 @@ class _CIFARDataModule(VisionDataModule):
             data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, augment, val_size, resolution
         )
         if grayscale and not self.supports_grayscale:
-            raise ValueError(f"grayscale=True is only supported for CIFAR10, not {self.name}.")
+            raise InvalidArgument("grayscale", f"grayscale=True is only supported for CIFAR10, not {self.name}.")
         self.grayscale = grayscale
 
     @property
@@ -65,8 +68,8 @@ class _CIFARDataModule(VisionDataModule):
     def _transform_options(self) -> dict:
         return {"grayscale": self.grayscale}
 
-    def read(self, train: bool) -> tuple[Tensor, Tensor]:
-        dataset = self.checked_class()(self.data_dir, train=train, download=False)
+    def read(self, train: bool, layout: Layout) -> tuple[Tensor, Tensor]:
+        dataset = self.checked_class(layout.root)(layout.root.parent, train=train, download=False)
         images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # stored (N, H, W, C)
         return images, torch.tensor(dataset.targets, dtype=torch.int64)
 

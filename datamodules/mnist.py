@@ -1,28 +1,34 @@
-"""MNIST through ``torchvision.datasets.MNIST``: 2D images, row-major sequences of 784 pixels, or permuted sequences."""
+"""MNIST through torchvision's MNIST reader: 2D images, row-major sequences of 784 pixels, or permuted sequences."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
+from torchvision.datasets.mnist import read_image_file, read_label_file
 
+from ckconv.errors import InvalidArgument
 from datamodules.base import DataError
 from datamodules.download import FolderError, download_url, extract_archive
 from datamodules.layouts import Layout
-from datamodules.vision import TORCHVISION_LAYOUT, VisionDataModule
+from datamodules.vision import EARLIER_LAYOUT, TORCHVISION_LAYOUT, VisionDataModule
 
-RAW_FILES = tuple(name.removesuffix(".gz") for name, _ in MNIST.resources)  # train images, labels; t10k images, labels
+GZ_FILES = tuple(name for name, _ in MNIST.resources)  # train images, labels; t10k images, labels
+RAW_FILES = tuple(name.removesuffix(".gz") for name in GZ_FILES)
+LEGACY_LAYOUT = "torchvision before 0.9"
 
 
 class MNISTDataModule(VisionDataModule):
     """MNIST digits: 60k training images (``val_size`` of them held out for validation) and the 10k test set.
 
     Files: torchvision's ``data_dir/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (the decompressed IDX
-    files; torchvision before 0.9 kept ``MNIST/processed/{training,test}.pt``, which is read too).
-    Normalize(0.1307, 0.3081).
+    files), read with torchvision's IDX readers. Also read: ``MNIST/processed/{training,test}.pt`` (torchvision
+    before 0.9) and the project's earlier ``MNIST/*-ubyte.gz`` (the downloaded files, decompressed to a temporary
+    folder for reading). Normalize(0.1307, 0.3081).
 
     Args:
         data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, val_size:
@@ -61,14 +67,12 @@ class MNISTDataModule(VisionDataModule):
             data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, augment, val_size, resolution
         )
         if augment:
-            raise ValueError("augment=True is not supported for MNIST (crops and flips change digits).")
+            raise InvalidArgument("augment", "augment=True is not supported for MNIST (crops and flips change digits).")
         if permuted and data_type != "sequence":
-            raise ValueError(f"permuted=True needs data_type='sequence' for MNIST, got data_type={data_type!r}.")
+            raise InvalidArgument(
+                "permuted", f"permuted=True needs data_type='sequence' for MNIST, got data_type={data_type!r}."
+            )
         self.permuted = permuted
-
-    @property
-    def folder(self) -> Path:
-        return self.data_dir / "MNIST" / "raw"
 
     def permutation(self) -> torch.Tensor | None:
         """The pixel permutation (a function of ``seed`` alone), or ``None`` when ``permuted`` is off."""
@@ -81,22 +85,25 @@ class MNISTDataModule(VisionDataModule):
 
     def layouts(self) -> list[Layout]:
         return [
-            Layout(TORCHVISION_LAYOUT, self.folder, RAW_FILES),
-            Layout("torchvision before 0.9", self.data_dir / "MNIST" / "processed", ("training.pt", "test.pt")),
+            Layout(TORCHVISION_LAYOUT, self.data_dir / "MNIST" / "raw", RAW_FILES),
+            Layout(LEGACY_LAYOUT, self.data_dir / "MNIST" / "processed", ("training.pt", "test.pt")),
+            Layout(EARLIER_LAYOUT, self.data_dir / "MNIST", GZ_FILES),
         ]
 
-    def split_files(self, train: bool) -> list[Path]:
-        return [self.folder / name for name in (RAW_FILES[:2] if train else RAW_FILES[2:])]
+    def split_files(self, train: bool, layout: Layout) -> list[Path]:
+        half = len(layout.expected) // 2  # each layout lists the training split's files first
+        return [layout.root / name for name in (layout.expected[:half] if train else layout.expected[half:])]
 
     def fetch(self) -> None:
         """Download (MD5-checked) and decompress each missing file, trying torchvision's mirrors in turn."""
+        folder = self.layouts()[0].root
         for gz_name, md5 in MNIST.resources:
-            if (self.folder / gz_name.removesuffix(".gz")).is_file():
+            if (folder / gz_name.removesuffix(".gz")).is_file():
                 continue
             failures = []
             for mirror in MNIST.mirrors:
                 try:
-                    archive = download_url(mirror + gz_name, self.folder / gz_name, md5=md5)
+                    archive = download_url(mirror + gz_name, folder / gz_name, md5=md5)
                     break
                 except FolderError:  # no other mirror will do better
                     raise
@@ -104,8 +111,15 @@ class MNISTDataModule(VisionDataModule):
                     failures.append(str(error))
             else:
                 raise DataError(f"MNIST: every mirror failed for {gz_name}: " + " | ".join(failures))
-            extract_archive(archive, self.folder)
+            extract_archive(archive, folder)
 
-    def read(self, train: bool) -> tuple[Tensor, Tensor]:
-        dataset = MNIST(self.data_dir, train=train, download=False)
-        return dataset.data.unsqueeze(1), dataset.targets  # (N, 1, 28, 28) uint8, (N,) int64
+    def read(self, train: bool, layout: Layout) -> tuple[Tensor, Tensor]:
+        if layout.name == LEGACY_LAYOUT:  # torchvision's MNIST reads processed/<split>.pt before raw/
+            dataset = MNIST(self.data_dir, train=train, download=False)
+            return dataset.data.unsqueeze(1), dataset.targets  # (N, 1, 28, 28) uint8, (N,) int64
+        images, labels = self.split_files(train, layout)
+        with tempfile.TemporaryDirectory() as tmp:
+            if layout.name == EARLIER_LAYOUT:  # torchvision's readers take decompressed IDX files only
+                images, labels = (extract_archive(path, Path(tmp)) / path.stem for path in (images, labels))
+            # What MNIST._load_data runs on raw/, without its preference for processed/ when both exist.
+            return read_image_file(str(images)).unsqueeze(1), read_label_file(str(labels))

@@ -8,13 +8,15 @@ import torch
 from torch import Tensor
 from torchvision.datasets import STL10
 
+from datamodules.layouts import Layout
 from datamodules.vision import VisionDataModule
 
 
 class STL10DataModule(VisionDataModule):
     """STL-10, labelled split: ``val_size`` of the 5000 training images held out (seeded), 8000 test images.
 
-    Files: torchvision's ``data_dir/stl10_binary/`` as extracted from ``stl10_binary.tar.gz``. torchvision checks
+    Files: torchvision's ``data_dir/stl10_binary/`` as extracted from ``stl10_binary.tar.gz`` (or the project's
+    earlier ``data_dir/STL10/stl10_binary/``). torchvision checks
     the MD5 of every file of the archive, the 2.6 GB ``unlabeled_X.bin`` included, although only the labelled
     images are used: it must be present, and checking it takes a few seconds per split.
 
@@ -53,8 +55,9 @@ class STL10DataModule(VisionDataModule):
             data_dir, batch_size, test_batch_size, num_workers, seed, download, data_type, augment, val_size, resolution
         )
 
-    def read(self, train: bool) -> tuple[Tensor, Tensor]:
-        dataset = self.checked_class()(self.data_dir, split="train" if train else "test", download=False)
+    def read(self, train: bool, layout: Layout) -> tuple[Tensor, Tensor]:
+        split = "train" if train else "test"
+        dataset = self.checked_class(layout.root)(layout.root.parent, split=split, download=False)
         # torchvision subtracts 1 from the uint8 label bytes (1..10): a byte 0 wraps to 255, which the base refuses.
         images = torch.from_numpy(dataset.data).contiguous()  # (N, 3, 96, 96): torchvision un-transposes the planes
         return images, torch.from_numpy(dataset.labels.astype("int64"))

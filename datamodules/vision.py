@@ -2,8 +2,10 @@
 ``torchvision.transforms.v2`` builds the per-example transform, one base class fetches, checks and splits.
 
 Files are found in torchvision's layout under ``data_dir`` (``MNIST/raw/``, ``cifar-10-batches-py/``, ...), which
-the original CCNN code used too, and read by ``torchvision.datasets`` with its integrity checks (the MD5 of every
-CIFAR and STL-10 file, MNIST's IDX headers). Added here, as torchvision leaves them unchecked: images of the
+the original CCNN code used too, or in the project's earlier one (the same folders inside ``data_dir/<name>/``,
+e.g. ``CIFAR10/cifar-10-batches-py/``), and read by ``torchvision.datasets`` with its integrity checks (the MD5 of
+every CIFAR and STL-10 file, MNIST's IDX headers). A download is the archive torchvision records, verified against
+torchvision's MD5 of it. Added here, as torchvision leaves them unchecked: images of the
 expected size, one label per image, every label a class index (its STL-10 reader turns a label byte 0 into 255).
 
 Images stay uint8 ``(N, C, H, W)`` and are converted per example (150 MB rather than 600 MB for 50k images). The
@@ -23,8 +25,6 @@ files cannot match; every other file keeps its published digest. Only ``tests/fi
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,15 +35,15 @@ from torch.utils.data import Dataset, Subset
 from torchvision.datasets.utils import check_integrity
 from torchvision.transforms import v2
 
-from datamodules.base import CCNNDataModule, DataError, DataMeta, seeded_split
-from datamodules.download import download_url, extract_archive
+from ckconv.errors import InvalidArgument, check_positive_int
+from datamodules.base import CCNNDataModule, DataError, DataMeta, fixture_hook, seeded_split
+from datamodules.download import download_and_extract
 from datamodules.layouts import Layout
-
-log = logging.getLogger(__name__)
 
 DATA_TYPES = ("default", "sequence")
 FIXTURE_CHECKSUMS = "CCNN_FIXTURE_CHECKSUMS"
 TORCHVISION_LAYOUT = "torchvision (also the original CCNN code's)"
+EARLIER_LAYOUT = "project's earlier"  # before the move to torchvision: data_dir/<name>/<torchvision's folder>
 
 
 def scale_to_unit(image: Tensor) -> Tensor:
@@ -117,22 +117,12 @@ class ImageDataset(Dataset):
         return self.transform(self.images[index]), self.labels[index]
 
 
-@functools.cache
-def _announce_hook(hook: str) -> None:
-    log.warning(f"{FIXTURE_CHECKSUMS} is set: the files listed in {hook} are checked against its digests.")
-
-
 def with_fixture_checksums(cls: type, folder: Path) -> type:
     """torchvision's class ``cls`` or, under the test hook (module docstring), a same-named subclass expecting the
     fixture's MD5s for the files of ``folder``."""
-    hook = os.environ.get(FIXTURE_CHECKSUMS)
-    if not hook or not hasattr(cls, "train_list"):  # MNIST checks no MD5 when it reads
+    digests = fixture_hook(FIXTURE_CHECKSUMS) if hasattr(cls, "train_list") else {}  # MNIST checks no MD5
+    if not digests:
         return cls
-    try:
-        digests = json.loads(Path(hook).read_text())
-    except (OSError, ValueError) as error:
-        raise DataError(f"{FIXTURE_CHECKSUMS}={hook} is not a readable JSON file ({error}); unset it.") from error
-    _announce_hook(hook)
 
     def swap(entries: list[list[str]]) -> list[list[str]]:
         return [[name, digests.get(str(folder / name), md5)] for name, md5 in entries]
@@ -181,41 +171,43 @@ class VisionDataModule(CCNNDataModule):
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
         if data_type not in DATA_TYPES:
-            raise ValueError(f"data_type must be one of {DATA_TYPES} for {self.name}, got {data_type!r}.")
-        if val_size <= 0:
-            raise ValueError(f"val_size must be a positive number of images, got {val_size}.")
-        resolution = self.image_size if resolution is None else resolution
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution <= 0:
-            raise ValueError(
-                f"resolution (dataset.params.resolution) must be a positive number of pixels, got {resolution!r}."
+            raise InvalidArgument(
+                "data_type", f"data_type must be one of {DATA_TYPES} for {self.name}, got {data_type!r}."
             )
+        check_positive_int("val_size", val_size)
+        resolution = self.image_size if resolution is None else resolution
+        check_positive_int("resolution", resolution)
         if data_type == "sequence" and resolution != self.image_size:
-            raise ValueError(
+            raise InvalidArgument(
+                "resolution",
                 f"resolution={resolution} with data_type='sequence': {self.name} images flattened to sequences keep "
                 f"their stored side ({self.image_size}), as their 1D positions do not keep the image's geometry at "
-                "another side. Use data_type='default' (2D images) to change the resolution."
+                "another side. Use data_type='default' (2D images) to change the resolution.",
             )
         self.data_type = data_type
         self.augment = augment
         self.val_size = val_size
         self.resolution = resolution
 
-    def read(self, train: bool) -> tuple[Tensor, Tensor]:
-        """The training or test split as uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
+    def read(self, train: bool, layout: Layout) -> tuple[Tensor, Tensor]:
+        """The training or test split of the copy in ``layout`` as uint8 images ``(N, C, H, W)`` and int64 labels
+        ``(N,)``. torchvision's classes take the folder above their own (``layout.root.parent``)."""
         raise NotImplementedError
 
-    def split_files(self, train: bool) -> list[Path]:
-        """The files ``read(train)`` reads, for messages."""
-        return [
-            self.folder / name for name, _ in getattr(self.torchvision_class, "train_list" if train else "test_list")
-        ]
+    def split_files(self, train: bool, layout: Layout) -> list[Path]:
+        """The files ``read(train, layout)`` reads, for messages."""
+        entries = getattr(self.torchvision_class, "train_list" if train else "test_list")
+        return [layout.root / name for name, _ in entries]
 
     def layouts(self) -> list[Layout]:
         cls = self.torchvision_class
         names = [name for name, _ in cls.train_list + cls.test_list]
         if isinstance(getattr(cls, "meta", None), dict):  # CIFAR's label names, MD5-checked as well
             names.append(cls.meta["filename"])
-        return [Layout(TORCHVISION_LAYOUT, self.folder, tuple(names))]
+        return [
+            Layout(TORCHVISION_LAYOUT, self.data_dir / cls.base_folder, tuple(names)),
+            Layout(EARLIER_LAYOUT, self.data_dir / self.name / cls.base_folder, tuple(names)),
+        ]
 
     def _normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel (mean, std) applied after scaling to [0, 1]."""
@@ -224,11 +216,6 @@ class VisionDataModule(CCNNDataModule):
     def _transform_options(self) -> dict:
         """Extra :func:`image_transform` arguments (grayscale, permutation)."""
         return {}
-
-    @property
-    def folder(self) -> Path:
-        """The dataset's folder in torchvision's layout."""
-        return self.data_dir / self.torchvision_class.base_folder
 
     @property
     def size(self) -> int:
@@ -254,14 +241,14 @@ class VisionDataModule(CCNNDataModule):
             return DataMeta(1, self.in_channels, self.num_classes, (self.size * self.size,))
         return DataMeta(2, self.in_channels, self.num_classes, (self.size, self.size))
 
-    def checked_class(self) -> type:
-        """torchvision's class for reading the files (with the fixture digests under the test hook)."""
-        return with_fixture_checksums(self.torchvision_class, self.folder)
+    def checked_class(self, folder: Path) -> type:
+        """torchvision's class for reading the files in ``folder`` (with the fixture digests under the test hook)."""
+        return with_fixture_checksums(self.torchvision_class, folder)
 
     def fetch(self) -> None:
         cls = self.torchvision_class
-        archive = download_url(cls.url, self.data_dir / cls.filename, md5=cls.tgz_md5)
-        extract_archive(archive, self.data_dir)  # the archive's top folder is torchvision's base_folder
+        # The archive's top folder is torchvision's base_folder.
+        download_and_extract(cls.url, self.data_dir / cls.filename, self.data_dir, md5=cls.tgz_md5)
 
     def evaluation_transform(self) -> v2.Compose:
         """What validation and test apply to one stored image (no augmentation); also for a user's own images."""
@@ -281,26 +268,26 @@ class VisionDataModule(CCNNDataModule):
             **self._transform_options(),
         )
 
-    def _checked_read(self, train: bool) -> tuple[Tensor, Tensor]:
-        split = "train" if train else "test"
+    def _checked_read(self, train: bool, layout: Layout) -> tuple[Tensor, Tensor]:
+        split, folder = "train" if train else "test", layout.root
         refetch = (
-            f"Delete {self.folder} and run `python -m datamodules.prepare {self.name} --data-dir {self.data_dir}` "
+            f"Delete {folder} and run `python -m datamodules.prepare {self.name} --data-dir {self.data_dir}` "
             "(or set dataset.download=True) to download it again."
         )
         try:
-            images, labels = self.read(train)
+            images, labels = self.read(train, layout)
         except DataError:
             raise
         except Exception as error:  # torchvision reports a bad file as RuntimeError, ValueError, KeyError, ...
-            cls = self.checked_class()  # CIFAR and STL-10 check the MD5 of all their files at each load
+            cls = self.checked_class(folder)  # CIFAR and STL-10 check the MD5 of all their files at each load
             entries = getattr(cls, "train_list", []) + getattr(cls, "test_list", [])
-            bad = [self.folder / name for name, md5 in entries if not check_integrity(str(self.folder / name), md5)]
-            problem = f"cannot read {', '.join(map(str, self.split_files(train)))} ({error!r})"
+            bad = [folder / name for name, md5 in entries if not check_integrity(str(folder / name), md5)]
+            problem = f"cannot read {', '.join(map(str, self.split_files(train, layout)))} ({error!r})"
             if bad:
                 problem = f"{', '.join(map(str, bad))} failed torchvision's MD5 check (corrupt, truncated or altered)"
             raise DataError(f"{self.name} {split} data: {problem}. {refetch}") from error
         files, expected = (
-            ", ".join(map(str, self.split_files(train))),
+            ", ".join(map(str, self.split_files(train, layout))),
             (self.channels, self.image_size, self.image_size),
         )
         if tuple(images.shape[1:]) != expected or len(images) != len(labels):
@@ -316,11 +303,11 @@ class VisionDataModule(CCNNDataModule):
         return images, labels
 
     def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
-        self.locate()
-        images, labels = self._checked_read(train=True)
+        layout = self.locate()
+        images, labels = self._checked_read(True, layout)
         evaluation = ImageDataset(images, labels, self._transform(train=False))
         train, val = seeded_split(evaluation, self.val_size, self.seed)
         # Same indices, but the training subset reads through the (possibly augmenting) train transform.
         train = Subset(ImageDataset(images, labels, self._transform(train=True)), train.indices)
-        test_images, test_labels = self._checked_read(train=False)
+        test_images, test_labels = self._checked_read(False, layout)
         return train, val, ImageDataset(test_images, test_labels, self._transform(train=False))

@@ -210,17 +210,30 @@ def test_mnist_permutation_is_a_fixed_function_of_the_seed(mnist_dir):
     assert torch.equal(perm_a.val_set[0][0], plain.val_set[0][0][:, order])
 
 
-def test_mnist_legacy_torchvision_layout_is_read(tmp_path, mnist_dir):
-    """torchvision before 0.9 kept ``MNIST/processed/{training,test}.pt``; torchvision still reads them."""
-    root, written = mnist_dir
-    processed = tmp_path / "MNIST" / "processed"
-    processed.mkdir(parents=True)
-    for train, name in ((True, "training.pt"), (False, "test.pt")):
-        dataset = MNIST(root, train=train)
-        torch.save((dataset.data, dataset.targets), processed / name)
-    dm = MNISTDataModule(**dm_kwargs(tmp_path, val_size=10))
+@pytest.mark.parametrize("layout", ["legacy", "earlier"])
+def test_mnist_older_layouts_give_the_same_tensors(tmp_path, mnist_dir, layout):
+    """torchvision before 0.9 kept ``MNIST/processed/{training,test}.pt`` (torchvision still reads them); the
+    project's earlier readers kept the downloaded ``MNIST/*-ubyte.gz`` (decompressed to a temporary folder here)."""
+    root, _ = mnist_dir
+    written = write_mnist(tmp_path, n_train=50, n_test=20, layout=layout)  # the same images as mnist_dir's
+    reference, dm = (MNISTDataModule(**dm_kwargs(folder, val_size=10)) for folder in (root, tmp_path))
     dm.prepare_data()
+    for module in (reference, dm):
+        module.setup()
+    assert dm.locate().root == written.folder
+    for split in ("train_set", "val_set", "test_set"):
+        for a, b in zip(stack(getattr(reference, split)), stack(getattr(dm, split))):
+            assert torch.equal(a, b)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(written.files)  # nothing decompressed here
+
+
+def test_mnist_reads_the_layout_it_found_when_processed_files_lie_next_to_raw_ones(tmp_path):
+    """torchvision's MNIST prefers processed/ over raw/; the layout found first (raw/) is the one read."""
+    write_mnist(tmp_path, n_train=50, n_test=20, seed=1, layout="legacy")  # other images and labels
+    written = write_mnist(tmp_path, n_train=50, n_test=20)
+    dm = MNISTDataModule(**dm_kwargs(tmp_path, val_size=10))
     dm.setup()
+    assert dm.locate().root == tmp_path / "MNIST" / "raw"
     assert stack(dm.test_set)[1].tolist() == written.test_labels.tolist()
 
 
@@ -233,6 +246,7 @@ def test_mnist_missing_folder_lists_the_layouts_searched_and_the_exact_paths(tmp
     assert f"torchvision (also the original CCNN code's) layout at {tmp_path / 'MNIST' / 'raw'}" in message
     assert "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte" in message
     assert f"torchvision before 0.9 layout at {tmp_path / 'MNIST' / 'processed'}: expects training.pt" in message
+    assert f"the project's earlier layout at {tmp_path / 'MNIST'}: expects train-images-idx3-ubyte.gz" in message
     assert f"python -m datamodules.prepare MNIST --data-dir {tmp_path}" in message
     assert "dataset.download=True" in message
     with pytest.raises(DataError, match="MNIST data not found"):
@@ -413,6 +427,29 @@ def test_cifar100_reads_fine_labels(tmp_path):
     torch.testing.assert_close(
         unnormalize(x, mean, std), torch.from_numpy(written.test_images).float(), atol=1e-3, rtol=0
     )
+
+
+@pytest.mark.parametrize(
+    ("cls", "writer", "folder"),
+    [
+        (CIFAR10DataModule, lambda root: write_cifar10(root, n_per_batch=2, n_test=4), "CIFAR10/cifar-10-batches-py"),
+        (CIFAR100DataModule, lambda root: write_cifar100(root, n_train=10, n_test=4), "CIFAR100/cifar-100-python"),
+        (STL10DataModule, lambda root: write_stl10(root, n_train=10, n_test=4), "STL10/stl10_binary"),
+    ],
+)
+def test_the_projects_earlier_image_layout_gives_the_same_tensors(tmp_path, cls, writer, folder):
+    """Before torchvision read the files, the project kept torchvision's folders one level down, in
+    ``data_dir/<name>/``."""
+    writer(tmp_path / "torchvision")
+    writer(tmp_path / "earlier" / folder.split("/")[0])
+    reference, dm = (cls(**dm_kwargs(tmp_path / layout, val_size=2)) for layout in ("torchvision", "earlier"))
+    for module in (reference, dm):
+        module.prepare_data()
+        module.setup()
+    assert dm.locate().root == tmp_path / "earlier" / folder and dm.locate().name == "project's earlier"
+    for split in ("train_set", "val_set", "test_set"):
+        for a, b in zip(stack(getattr(reference, split)), stack(getattr(dm, split))):
+            assert torch.equal(a, b)
 
 
 def test_cifar_missing_folder_names_the_exact_paths_and_the_archive(tmp_path):
