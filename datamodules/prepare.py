@@ -5,14 +5,19 @@ Usage: ``python -m datamodules.prepare <dataset> [--data-dir DIR]``, where ``<da
 ListOps, Retrieval and every Pathfinder folder) or ``all``.
 
 A dataset complete in one of its known layouts under ``DIR`` (``datamodules/layouts.py``) is left as it is;
-otherwise it is downloaded with a progress bar, verified, extracted and looked for again. Each dataset ends with one
-line saying where it is, in which layout, and how big. MNIST-1D is generated and cached.
+otherwise it is downloaded with a progress bar, verified, extracted and looked for again. Then every split is read
+and checked by the datamodule's own ``setup``, as a run would (with the dataset's default options, e.g. Speech
+Commands' ten words), and its preprocessed tensors are cached for the runs; only then does the dataset's one line
+say where it is, in which layout, and how big. For ``LRA`` that reads every Pathfinder set, the 128 and 256 pixel
+ones included (tens of GB of images): ``PathFinder`` alone reads the default set only. A dataset that fails prints
+the run's one-line message instead, and the command exits with status 1. MNIST-1D is generated and cached.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from datamodules import DATAMODULES, datamodule_class, lra_common
@@ -35,21 +40,31 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def datamodules_for(name: str, data_dir: Path) -> dict[str, CCNNDataModule]:
-    """The datamodules that ``<dataset>`` stands for, by the label of their line."""
+def datamodules_for(name: str, data_dir: Path) -> Iterator[tuple[str, CCNNDataModule]]:
+    """The datamodules that ``<dataset>`` stands for, with the label of their line, made one at a time (each holds
+    its data once prepared: the previous one is freed when the next is made)."""
     if name != "LRA":
-        return {name: datamodule_class(name)(data_dir=data_dir, num_workers=0)}
-    modules = {task: datamodule_class(task)(data_dir=data_dir, num_workers=0) for task in ("ListOps", "AAN")}
+        yield name, datamodule_class(name)(data_dir=data_dir, num_workers=0)
+        return
+    for task in ("ListOps", "AAN"):
+        yield task, datamodule_class(task)(data_dir=data_dir, num_workers=0)
     for resolution, difficulty in lra_common.PATHFINDER_SETS:
-        modules[f"PathFinder resolution={resolution} difficulty={difficulty}"] = datamodule_class("PathFinder")(
-            data_dir=data_dir, num_workers=0, resolution=resolution, difficulty=difficulty
+        yield (
+            f"PathFinder resolution={resolution} difficulty={difficulty}",
+            datamodule_class("PathFinder")(
+                data_dir=data_dir, num_workers=0, resolution=resolution, difficulty=difficulty
+            ),
         )
-    return modules
 
 
 def prepare(label: str, datamodule: CCNNDataModule) -> str:
-    """Fetch the data when needed (``download=True``); returns the line saying where it is."""
+    """Fetch the data when needed (``download=True``) and read every split; returns the line saying where it is.
+
+    Raises:
+        DataError: the data is missing, partial or corrupt, as a run would find it.
+    """
     datamodule.prepare_data()
+    datamodule.setup()  # the checks of a run: a copy whose folders all exist can still be partial or corrupt
     if not datamodule.layouts():
         return f"{label}: ready under {datamodule.data_dir}"  # generated locally, or a datamodule without layouts
     layout = datamodule.locate()
@@ -65,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     status = 0
     for name in [*names, "LRA"] if args.dataset == "all" else [args.dataset]:
-        for label, datamodule in datamodules_for(name, args.data_dir).items():
+        for label, datamodule in datamodules_for(name, args.data_dir):
             try:
                 print(prepare(label, datamodule), flush=True)
             except DataError as error:

@@ -1,7 +1,7 @@
 """Speech Commands v0.02 (Warden, 2018): one-second 16 kHz spoken words, as raw audio or MFCC features.
 
 Found under ``data_dir`` in torchaudio's ``SpeechCommands/speech_commands_v0.02/`` (where downloads go), the
-original CCNN code's ``SpeechCommands/`` (the archive's words extracted straight into it) or this project's earlier
+original CCNN code's ``SpeechCommands/`` (the archive's words extracted straight into it) or the project's earlier
 ``speech_commands_v0.02/``, searched in this order. Each holds::
 
     <word>/<speaker>_nohash_<n>.wav    16 kHz mono int16 PCM, at most 16000 samples
@@ -9,8 +9,10 @@ original CCNN code's ``SpeechCommands/`` (the archive's words extracted straight
     testing_list.txt
     _background_noise_/                (not used)
 
-The download is torchaudio's archive, verified against the SHA-256 torchaudio records for it. WAV files are decoded
-with scipy: ``torchaudio.load`` needs TorchCodec and FFmpeg in this torchaudio version.
+The download is torchaudio's archive, verified against the SHA-256 torchaudio records for it. A copy is complete
+when every word folder holds clips and every clip of those words that the lists name is there (the lists name
+every validation and test clip of the archive). WAV files are decoded with scipy: ``torchaudio.load`` needs
+TorchCodec and FFmpeg in this torchaudio version.
 
 Differences from the original code, on purpose: the official lists define the splits (train = every other clip, as
 torchaudio's ``subset="training"``), so that no speaker is in two splits (the original re-split all clips 70/15/15,
@@ -35,9 +37,10 @@ from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 from torchaudio.datasets import speechcommands
 
+from ckconv.errors import InvalidArgument, check_positive_int
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 from datamodules.cache import cached_tensors
-from datamodules.download import download_url, extract_archive
+from datamodules.download import download_and_extract
 from datamodules.layouts import Layout
 
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
@@ -114,15 +117,12 @@ class SpeechCommandsDataModule(CCNNDataModule):
         sample_rate: int = SAMPLE_RATE,
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-            raise ValueError(
-                f"sample_rate (dataset.params.sample_rate) must be a positive number of samples per second, got "
-                f"{sample_rate!r}."
-            )
+        check_positive_int("sample_rate", sample_rate)
         if mfcc and sample_rate != SAMPLE_RATE:
-            raise ValueError(
+            raise InvalidArgument(
+                "sample_rate",
                 f"sample_rate={sample_rate} with mfcc=True: MFCC frames of resampled audio are other features (the "
-                f"frame length is fixed in samples); resample the raw audio (mfcc=False) or keep {SAMPLE_RATE}."
+                f"frame length is fixed in samples); resample the raw audio (mfcc=False) or keep {SAMPLE_RATE}.",
             )
         self.mfcc = mfcc
         self.sample_rate = sample_rate
@@ -148,31 +148,50 @@ class SpeechCommandsDataModule(CCNNDataModule):
         return [
             Layout("torchaudio", torchaudio_root / FOLDER, expected),
             Layout("original CCNN code's", torchaudio_root, expected),
-            Layout("this project's earlier", self.data_dir / FOLDER, expected),
+            Layout("project's earlier", self.data_dir / FOLDER, expected),
         ]
 
     def fetch(self) -> None:
-        archive = download_url(URL, self.data_dir / f"{FOLDER}.tar.gz", sha256=SHA256)
-        extract_archive(archive, self.layouts()[0].root)  # the archive has no top folder: words sit at its root
+        # The archive has no top folder: its words go straight into torchaudio's folder.
+        download_and_extract(URL, self.data_dir / f"{FOLDER}.tar.gz", self.layouts()[0].root, sha256=SHA256)
 
     def _split_files(self, root: Path) -> dict[str, list[str]]:
-        """Relative paths ``<word>/<file>.wav`` of each split, from the official lists."""
+        """Relative paths ``<word>/<file>.wav`` of each split: the clips of ``words`` that the official lists name
+        are the validation and test sets, all their other clips the training set (torchaudio's ``subset=``).
+
+        Not torchaudio's ``SPEECHCOMMANDS(subset=...)``, which does the same: it reads
+        ``<root>/<folder_in_archive>/<the URL's base name>``, always ending in ``speech_commands_v0.02``, so it cannot
+        read the original's layout (the words straight in ``SpeechCommands/``); and it would not notice a partial
+        copy (it walks whatever ``*/*.wav`` exists and never looks for the listed clips).
+
+        Raises:
+            DataError: a word folder holds no clip, or clips that the lists name are missing (a partial copy).
+        """
         listed = {}
         for split, list_name in (("val", "validation_list.txt"), ("test", "testing_list.txt")):
             lines = (root / list_name).read_text().splitlines()
-            listed[split] = {line.strip() for line in lines if line.strip()}
+            listed[split] = {line.strip() for line in lines if line.strip().split("/")[0] in self.words}
+        clips = {word: sorted(f"{word}/{wav.name}" for wav in (root / word).glob("*.wav")) for word in self.words}
+        empty = [word for word in self.words if not clips[word]]
+        # The listed clips of an empty folder are named by the folder alone.
+        expected = {name for name in listed["val"] | listed["test"] if name.split("/")[0] not in empty}
+        missing = sorted(expected - {name for names in clips.values() for name in names})
         splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-        for word in self.words:
-            for wav in sorted((root / word).glob("*.wav")):
-                name = f"{word}/{wav.name}"
-                split = "val" if name in listed["val"] else "test" if name in listed["test"] else "train"
-                splits[split].append(name)
-        for split, names in splits.items():
-            if not names:
-                raise DataError(
-                    f"Speech Commands under {root} has no {split} clips for the words {', '.join(self.words)}: the "
-                    f"copy is incomplete. Delete it and download {URL} again."
-                )
+        for name in (name for word in self.words for name in clips[word]):
+            splits["val" if name in listed["val"] else "test" if name in listed["test"] else "train"].append(name)
+        problems = [f"the word folder {root / word} holds no clip" for word in empty]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            problems.append(
+                f"{len(missing)} of the {len(expected)} clips that validation_list.txt and testing_list.txt name are "
+                f"missing: {shown}"
+            )
+        problems += [f"the {split} split has no clip" for split, names in splits.items() if not names]
+        if problems:
+            raise DataError(
+                f"Speech Commands under {root} is incomplete: {'; '.join(problems)}. Delete {root} and run `python -m "
+                f"datamodules.prepare {self.name} --data-dir {self.data_dir}` to download {URL} again."
+            )
         return splits
 
     def _build(self, root: Path, splits: dict[str, list[str]]) -> dict[str, Tensor]:
@@ -209,7 +228,8 @@ class SpeechCommandsDataModule(CCNNDataModule):
         digest = hashlib.sha256()
         for split, names in splits.items():
             for name in names:
-                digest.update(f"{split}:{name}:{(root / name).stat().st_size}\n".encode())
+                status = (root / name).stat()  # a replaced clip changes its size or modification time
+                digest.update(f"{split}:{name}:{status.st_size}:{status.st_mtime_ns}\n".encode())
         settings = {"mfcc": self.mfcc, "all_classes": self.all_classes, "files": digest.hexdigest()}
         data = cached_tensors(self.data_dir / "cache", "speech_commands", settings, lambda: self._build(root, splits))
         if self.sample_rate != SAMPLE_RATE:  # the 16 kHz files keep their key: only other rates add one

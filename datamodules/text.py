@@ -6,7 +6,7 @@ into ``<data_dir>/IMDB``)::
     aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt        one review per file, UTF-8; neg = 0, pos = 1
 
 The download is verified against the archive's MD5 as torchtext's ``IMDB`` dataset records it (Stanford publishes
-none itself).
+none itself); a copy found on disk must hold reviews of both classes in each split.
 
 Each review becomes byte ids ``byte + 1`` (0 pads), truncated or right-padded to ``seq_length``. The
 validation set is carved from the training reviews with a seeded split; the test set is never used for model
@@ -21,9 +21,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ckconv.errors import check_positive_int, check_positive_number
 from datamodules.base import CCNNDataModule, DataError, DataMeta, seeded_split
 from datamodules.cache import cached_tensors
-from datamodules.download import download_url, extract_archive
+from datamodules.download import download_and_extract
 from datamodules.layouts import Layout
 from datamodules.lra_common import BYTE_VOCAB_SIZE, TokenDataset, encode_bytes, files_fingerprint
 
@@ -58,10 +59,8 @@ class IMDBDataModule(CCNNDataModule):
         val_size: float = 0.1,
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
-        if seq_length <= 0:
-            raise ValueError(f"seq_length must be positive, got {seq_length}.")
-        if val_size <= 0:
-            raise ValueError(f"val_size must be a positive fraction or count, got {val_size}.")
+        check_positive_int("seq_length", seq_length)
+        check_positive_number("val_size", val_size)  # a fraction below 1, else a count
         self.seq_length = seq_length
         self.val_size = val_size
 
@@ -77,13 +76,18 @@ class IMDBDataModule(CCNNDataModule):
         ]
 
     def fetch(self) -> None:
-        archive = download_url(IMDB_URL, self.data_dir / "aclImdb_v1.tar.gz", md5=IMDB_MD5)
-        extract_archive(archive, self.data_dir)
+        download_and_extract(IMDB_URL, self.data_dir / "aclImdb_v1.tar.gz", self.data_dir, md5=IMDB_MD5)
 
     def _read_split(self, root: Path, split: str) -> tuple[Tensor, Tensor]:
         tokens, labels = [], []
         for label, name in enumerate(LABELS):
-            for path in sorted((root / split / name).glob("*.txt")):
+            paths = sorted((root / split / name).glob("*.txt"))
+            if not paths:  # training on one class "works" and learns nothing
+                raise DataError(
+                    f"IMDB folder {root / split / name} holds no reviews: each split needs both classes. Delete "
+                    f"{root} and extract {IMDB_URL} again."
+                )
+            for path in paths:
                 try:
                     text = path.read_bytes().decode("utf-8")
                 except (OSError, UnicodeDecodeError) as error:
@@ -93,8 +97,6 @@ class IMDBDataModule(CCNNDataModule):
                     ) from error
                 tokens.append(encode_bytes(text.encode("utf-8"), self.seq_length))
                 labels.append(label)
-        if not tokens:
-            raise DataError(f"IMDB folder {root / split} holds no reviews. Extract {IMDB_URL} again.")
         return torch.stack(tokens), torch.tensor(labels)
 
     def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from ckconv.errors import InvalidArgument
 from datamodules import lra_common, speech_commands
+from datamodules import mnist1d as mnist1d_module
 from datamodules import text as imdb_module
 from datamodules.base import DataError
 from datamodules.download import file_digest
@@ -25,9 +28,11 @@ from tests.fixtures.sequence_files import (
     LRA_LAYOUTS,
     SC10_WORDS,
     SPEECH_COMMANDS_FOLDERS,
+    lra_folder,
     write_aan,
     write_imdb,
     write_listops,
+    write_lra_release,
     write_pathfinder,
     write_speech_commands,
 )
@@ -125,7 +130,7 @@ def test_speech_commands_missing_folder_names_every_layout_and_the_url(tmp_path)
     for layout, folder in (
         ("torchaudio", "SpeechCommands/speech_commands_v0.02"),
         ("original CCNN code's", "SpeechCommands"),
-        ("this project's earlier", "speech_commands_v0.02"),
+        ("project's earlier", "speech_commands_v0.02"),
     ):
         assert (
             f"the {layout} layout at {tmp_path / folder}: expects validation_list.txt, testing_list.txt, yes" in message
@@ -144,6 +149,41 @@ def test_speech_commands_is_found_in_every_layout_with_the_same_tensors(tmp_path
     for split in ("train_set", "val_set", "test_set"):
         for a, b in zip(_stack(getattr(reference, split)), _stack(getattr(dm, split))):
             assert torch.equal(a, b)
+
+
+def test_speech_commands_partial_copy_names_the_empty_word_folder_and_the_missing_listed_clips(tmp_path):
+    """Every word folder exists, so the layout is found; the official lists name every clip, so a clip deleted
+    from a folder that still holds others is found missing too."""
+    written = write_speech_commands(tmp_path, n_per_word=3)
+    folder = written["folder"]
+    for wav in (folder / "yes").glob("*.wav"):
+        wav.unlink()
+    gone = next(name for name in written["val"] if name.startswith("no/"))
+    (folder / gone).unlink()
+    with pytest.raises(DataError) as info:
+        _setup(SpeechCommandsDataModule(tmp_path, batch_size=4, num_workers=0, download=False))
+    message = str(info.value)
+    assert message.startswith(f"Speech Commands under {folder} is incomplete: the word folder {folder / 'yes'} holds")
+    # yes/'s listed clips are named by their folder; of the 18 other listed clips, one is gone.
+    assert f"1 of the 18 clips that validation_list.txt and testing_list.txt name are missing: {gone}." in message
+    assert "\n" not in message and not (tmp_path / "cache").exists()
+
+
+def test_speech_commands_cache_key_changes_when_a_clip_is_replaced_by_one_of_the_same_size(tmp_path):
+    written = write_speech_commands(tmp_path, n_per_word=3)
+    first = _setup(SpeechCommandsDataModule(tmp_path, batch_size=4, num_workers=0, download=False))
+    name = next(n for n in sorted(written["clips"]) if n not in written["val"] + written["test"])  # a training clip
+    path = written["folder"] / name
+    size, mtime = path.stat().st_size, path.stat().st_mtime_ns
+    samples = -written["clips"][name]  # other samples, same length: the file keeps its size
+    from scipy.io import wavfile
+
+    wavfile.write(path, 16000, samples)
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))
+    assert path.stat().st_size == size
+    second = _setup(SpeechCommandsDataModule(tmp_path, batch_size=4, num_workers=0, download=False))
+    assert len(list((tmp_path / "cache").glob("speech_commands-*.pt"))) == 2  # built again, not read from the cache
+    assert not torch.equal(_stack(first.train_set)[0], _stack(second.train_set)[0])
 
 
 def test_speech_commands_truncated_wav_names_the_file(tmp_path):
@@ -266,6 +306,17 @@ def test_imdb_invalid_utf8_names_the_file(tmp_path):
         _setup(IMDBDataModule(tmp_path, batch_size=4, download=False, val_size=1))
 
 
+@pytest.mark.parametrize("folder", ["train/neg", "test/pos"])
+def test_imdb_split_without_one_class_names_the_empty_folder(tmp_path, folder):
+    write_imdb(tmp_path, n=3)
+    for review in (tmp_path / "aclImdb" / folder).glob("*.txt"):
+        review.unlink()
+    with pytest.raises(DataError) as info:
+        _setup(IMDBDataModule(tmp_path, batch_size=2, num_workers=0, download=False, val_size=1))
+    assert str(info.value).startswith(f"IMDB folder {tmp_path / 'aclImdb' / folder} holds no reviews: each split needs")
+    assert not (tmp_path / "cache").exists()
+
+
 def test_imdb_is_found_where_torchtext_extracts_it(tmp_path):
     reviews = write_imdb(tmp_path, n=3, layout="torchtext")
     dm = _setup(IMDBDataModule(tmp_path, batch_size=2, num_workers=0, download=False, seq_length=64, val_size=1))
@@ -281,10 +332,16 @@ def test_imdb_validation_split_as_large_as_the_training_set_names_the_flag(tmp_p
         _setup(dm)
 
 
-def test_mnist1d_validation_split_as_large_as_the_training_set_names_the_flag(data_dir):
-    dm = MNIST1DDataModule(data_dir=data_dir, batch_size=2, num_samples=500, val_size=400)
-    with pytest.raises(DataError, match=r"val_size=400 \(flag dataset\.params\.val_size\).* holds 400 examples"):
-        _setup(dm)
+@pytest.mark.parametrize("val_size", [0, 400, 600])
+def test_mnist1d_validation_split_the_training_set_cannot_spare_is_refused_before_generating(tmp_path, val_size):
+    message = rf"^val_size must be between 1 and 399 \(num_samples=500 gives 400 training examples\), got {val_size}\.$"
+    with pytest.raises(InvalidArgument, match=message) as info:
+        MNIST1DDataModule(data_dir=tmp_path, batch_size=2, num_samples=500, val_size=val_size)
+    assert info.value.argument == "val_size"
+    assert list(tmp_path.iterdir()) == []  # nothing generated or cached
+    from mnist1d.data import get_dataset_args
+
+    assert get_dataset_args().train_split == mnist1d_module.TRAIN_SPLIT  # the split the check assumes
 
 
 def test_setup_loads_every_split_once_whatever_the_stage(tmp_path, monkeypatch):
@@ -514,15 +571,8 @@ def test_imdb_download_is_verified_by_md5(tmp_path, monkeypatch):
 def lra_release_server(tmp_path, monkeypatch):
     """A local server holding a small LRA release (ListOps, AAN, one Pathfinder folder), with the release checks
     set to its contents."""
-    made = tmp_path / "made"
-    write_listops(made, n=4)
-    write_aan(made, n=4)
-    write_pathfinder(made, n=6)
     served = tmp_path / "served"
-    served.mkdir()
-    _tar_gz(served / "lra_release.gz", made / "lra_release", top_level=True)
-    lines = {path: lra_common._count_lines(made / "lra_release" / path) for path in lra_common.RELEASE_LINES}
-    monkeypatch.setattr(lra_common, "RELEASE_LINES", lines)
+    monkeypatch.setattr(lra_common, "RELEASE_LINES", write_lra_release(tmp_path / "made", served / "lra_release.gz"))
     monkeypatch.setattr(lra_common, "PATHFINDER_SETS", ((32, "hard"),))
     with local_http_server(served) as server:
         monkeypatch.setattr(lra_common, "LRA_URL", f"{server.url}/lra_release.gz")
@@ -539,20 +589,100 @@ def test_lra_download_fetches_extracts_and_checks_the_release(tmp_path, lra_rele
     assert lra_release_server.requests == ["/lra_release.gz"]
 
 
-def test_lra_release_with_a_wrong_row_count_is_refused_naming_the_file(tmp_path, lra_release_server, monkeypatch):
+def test_a_refused_lra_release_is_checked_before_it_is_moved_into_place_and_leaves_nothing(
+    tmp_path, lra_release_server, monkeypatch
+):
     lines = dict(lra_common.RELEASE_LINES)
     lines["tsv_data/new_aan_pairs.test.tsv"] += 1
     monkeypatch.setattr(lra_common, "RELEASE_LINES", lines)
-    expected = tmp_path / "data" / "lra_release" / "tsv_data" / "new_aan_pairs.test.tsv"
-    with pytest.raises(DataError, match=rf"{expected} has 2 non-empty lines, the release 3"):
-        AANDataModule(tmp_path / "data", batch_size=2, num_workers=0).prepare_data()
+    (tmp_path / "sandbox").mkdir()
+    with pytest.raises(DataError, match=r"tsv_data/new_aan_pairs\.test\.tsv has 2 non-empty lines, the release 3\."):
+        AANDataModule(tmp_path / "sandbox" / "data", batch_size=2, num_workers=0).prepare_data()
+    # No lra_release/ (it would be found complete by the next run), no archive (it would be extracted again), no
+    # temporary folder, not even the data folder the download created.
+    assert list((tmp_path / "sandbox").iterdir()) == []
 
 
 def test_lra_release_check_names_every_missing_task_folder(tmp_path):
     write_listops(tmp_path, n=4)
-    with pytest.raises(DataError) as error:
-        lra_common.check_release(tmp_path / "lra_release")
-    message = str(error.value)
-    assert f"{tmp_path / 'lra_release' / 'tsv_data' / 'new_aan_pairs.train.tsv'} is missing" in message
-    assert "basic_train.tsv has 5 non-empty lines, the release 96001" in message
-    assert f"{tmp_path / 'lra_release' / 'pathfinder256' / 'curv_baseline'} lacks metadata" in message
+    problems = lra_common.release_problems(tmp_path / "lra_release")
+    assert "tsv_data/new_aan_pairs.train.tsv is missing" in problems
+    assert "listops-1000/basic_train.tsv has 5 non-empty lines, the release 96001" in problems
+    assert "pathfinder256/curv_baseline lacks metadata/*.npy or imgs/" in problems
+    assert len(problems) == 3 + 3 + 12 - 0  # AAN's 3 files, ListOps' 3 counts, the 12 Pathfinder folders
+
+
+@pytest.mark.parametrize("layout", LRA_LAYOUTS)
+@pytest.mark.parametrize(
+    ("task", "cls", "name"),
+    [("listops", ListOpsDataModule, "basic_train.tsv"), ("aan", AANDataModule, "new_aan_pairs.train.tsv")],
+)
+def test_a_truncated_lra_file_found_on_disk_is_refused_before_training(tmp_path, layout, task, cls, name):
+    """Cut at a row boundary, the file still parses: the row count of the release (here the fixture's, through
+    the test hook) is what catches it."""
+    writer, release_folder, s4_folder = {
+        "listops": (write_listops, "listops-1000", "listops"),
+        "aan": (write_aan, "tsv_data", "aan"),
+    }[task]
+    writer(tmp_path, n=8, layout=layout)
+    path = lra_folder(tmp_path, release_folder, s4_folder, layout) / name
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join(rows[:-3]) + "\n")
+    with pytest.raises(DataError) as info:
+        _setup(cls(tmp_path, batch_size=2, num_workers=0, download=False, seq_length=16))
+    assert str(info.value).startswith(
+        f"LRA files truncated or not the published ones: {path} has {len(rows) - 3} non-empty lines, the release "
+        f"{len(rows)}. Delete them"
+    )
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_lra_row_counts_of_the_release_apply_to_files_the_test_hook_does_not_list(tmp_path, monkeypatch):
+    write_listops(tmp_path, n=4)
+    monkeypatch.delenv(lra_common.FIXTURE_LINES)
+    with pytest.raises(DataError, match=r"basic_train\.tsv has 5 non-empty lines, the release 96001;"):
+        _setup(ListOpsDataModule(tmp_path, batch_size=2, num_workers=0, download=False, seq_length=16))
+
+
+# ------------------------------------------------------------------------------------ argument errors
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["train.batch_size=0"], "dataset.name=MNIST1D: train.batch_size must be a positive integer (>= 1), got 0."),
+        (
+            ["dataset.params.val_size=0"],
+            "dataset.name=MNIST1D: dataset.params.val_size must be between 1 and 3999 (num_samples=5000 gives 4000 "
+            "training examples), got 0.",
+        ),
+        (
+            ["dataset.name=CIFAR10", "dataset.params.resolution=0"],
+            "dataset.name=CIFAR10: dataset.params.resolution must be a positive integer (>= 1), got 0.",
+        ),
+        (
+            ["dataset.name=MNIST", "dataset.augment=True"],
+            "dataset.name=MNIST: dataset.augment=True is not supported for MNIST (crops and flips change digits).",
+        ),
+        (
+            ["dataset.name=SpeechCommands", "dataset.params.mfcc=True", "dataset.params.sample_rate=8000"],
+            "dataset.name=SpeechCommands: dataset.params.sample_rate=8000 with mfcc=True: MFCC frames of resampled",
+        ),
+        (
+            ["dataset.name=PathFinder", "dataset.params.difficulty=medium"],
+            "dataset.name=PathFinder: dataset.params.difficulty must be one of ('easy', 'intermediate', 'hard'), "
+            "got 'medium'.",
+        ),
+        (
+            ["dataset.name=IMDB", "dataset.params.seq_length=0"],
+            "dataset.name=IMDB: dataset.params.seq_length must be a positive integer (>= 1), got 0.",
+        ),
+    ],
+)
+def test_a_datamodule_argument_error_names_the_flag_the_value_came_from(flags, message):
+    """The datamodules name their own arguments (InvalidArgument); training/build.py puts the flag in their place."""
+    from tests.conftest import compose
+    from training.build import build_datamodule
+    from training.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        build_datamodule(compose(flags))
+    assert str(info.value).startswith(message)

@@ -5,17 +5,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 from torchvision.datasets import MNIST
 
-from datamodules import lra_common
+from datamodules import datamodule_class, lra_common
+from datamodules.base import DataError
 from datamodules.download import file_digest
 from datamodules.prepare import folder_size, human_size, main
 from tests.conftest import REPO
-from tests.fixtures.sequence_files import write_aan, write_listops, write_pathfinder, write_speech_commands
+from tests.fixtures.sequence_files import (
+    write_aan,
+    write_imdb,
+    write_listops,
+    write_lra_release,
+    write_pathfinder,
+    write_speech_commands,
+)
 from tests.fixtures.vision_files import local_http_server, write_cifar10, write_mnist
 
 
@@ -25,7 +32,7 @@ def test_human_size_uses_powers_of_1024():
 
 
 def test_present_dataset_is_checked_and_reported_without_a_download(tmp_path, capsys, monkeypatch):
-    written = write_cifar10(tmp_path)
+    written = write_cifar10(tmp_path, n_per_batch=1001, n_test=4)  # read with the defaults: 5000 held out
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # any download attempt would fail loudly
     assert main(["CIFAR10", "--data-dir", str(tmp_path)]) == 0
     size = human_size(folder_size(written.folder))
@@ -36,7 +43,7 @@ def test_present_dataset_is_checked_and_reported_without_a_download(tmp_path, ca
 
 def test_missing_dataset_is_downloaded_with_a_progress_bar(tmp_path, capsys, monkeypatch):
     served = tmp_path / "served"
-    written = write_mnist(served, n_train=20, n_test=5)
+    written = write_mnist(served, n_train=5001, n_test=5)  # read with the defaults: 5000 held out
     monkeypatch.setattr(MNIST, "resources", [(f"{p.name}.gz", file_digest(f"{p}.gz", "md5")) for p in written.files])
     with local_http_server(served) as server:
         monkeypatch.setattr(MNIST, "mirrors", [f"{server.url}/MNIST/raw/"])
@@ -59,16 +66,8 @@ def test_a_dataset_that_cannot_be_fetched_exits_1_naming_the_url(tmp_path, capsy
 @pytest.fixture
 def lra_release(tmp_path, monkeypatch) -> Path:
     """A small LRA release archive (ListOps, AAN, one Pathfinder folder), with the release checks set to it."""
-    made = tmp_path / "made"
-    write_listops(made, n=4)
-    write_aan(made, n=4)
-    write_pathfinder(made, n=6)
     archive = tmp_path / "served" / "lra_release.gz"
-    archive.parent.mkdir()
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(made / "lra_release", arcname="lra_release")
-    lines = {path: lra_common._count_lines(made / "lra_release" / path) for path in lra_common.RELEASE_LINES}
-    monkeypatch.setattr(lra_common, "RELEASE_LINES", lines)
+    monkeypatch.setattr(lra_common, "RELEASE_LINES", write_lra_release(tmp_path / "made", archive))
     monkeypatch.setattr(lra_common, "PATHFINDER_SETS", ((32, "hard"),))
     return archive
 
@@ -98,7 +97,7 @@ def test_lra_in_the_s4_layout_is_reported_where_it_is_without_a_download(tmp_pat
 
 
 def test_command_line_reports_speech_commands_in_torchaudio_layout(tmp_path):
-    written = write_speech_commands(tmp_path, n_per_word=1)
+    written = write_speech_commands(tmp_path, n_per_word=3)
     result = subprocess.run(
         [sys.executable, "-m", "datamodules.prepare", "SpeechCommands", "--data-dir", str(tmp_path)],
         cwd=REPO,
@@ -122,3 +121,35 @@ def test_generated_dataset_is_generated_and_cached(data_dir, capsys):
     assert main(["MNIST1D", "--data-dir", str(data_dir)]) == 0
     assert capsys.readouterr().out.strip() == f"MNIST1D: ready under {data_dir}"
     assert list((data_dir / "MNIST1D").glob("mnist1d-*.pt"))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _damage(name: str, root: Path) -> None:
+    """Write dataset ``name`` under ``root`` with every expected path present but its data partial or corrupt."""
+    if name == "MNIST":  # an IDX file cut in half: its header promises more images than it holds
+        _truncate(write_mnist(root, n_train=20, n_test=5).files[0])
+    elif name == "CIFAR10":  # a batch that fails torchvision's MD5 check
+        _truncate(write_cifar10(root, n_per_batch=2, n_test=2).files[1])
+    elif name == "SpeechCommands":  # a word folder emptied
+        folder = write_speech_commands(root, n_per_word=3)["folder"]
+        for clip in (folder / "yes").glob("*.wav"):
+            clip.unlink()
+    else:  # IMDB with no negative training review
+        write_imdb(root, n=3)
+        for review in (root / "aclImdb" / "train" / "neg").glob("*.txt"):
+            review.unlink()
+
+
+@pytest.mark.parametrize("name", ["MNIST", "CIFAR10", "SpeechCommands", "IMDB"])
+def test_a_copy_whose_paths_exist_but_whose_data_is_corrupt_or_partial_is_not_ready(tmp_path, capsys, name):
+    """prepare reads every split as a run does, and fails with the run's one-line message."""
+    _damage(name, tmp_path)
+    with pytest.raises(DataError) as run:
+        datamodule_class(name)(data_dir=tmp_path, num_workers=0, download=False).setup()
+    assert main([name, "--data-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "ready" not in out
+    assert err.splitlines() == [f"{name}: {run.value}"]

@@ -92,16 +92,26 @@ def test_image_datasets_train_from_torchvision_layout(tmp_path):
         assert_fraction_of(values["val/acc"], 4)
 
 
-def test_the_issue_command_finds_mnist_in_torchvision_raw_folder(tmp_path):
+def test_the_issue_command_finds_mnist_in_torchvision_raw_and_processed_folders(tmp_path):
     """``python main.py dataset.name=MNIST dataset.data_type=sequence dataset.data_dir=<data_dir>`` with the four
-    files in ``<data_dir>/MNIST/raw/``: it used to download again (and fail offline)."""
-    data = tmp_path / "data"
-    vf.write_mnist(data, n_train=24, n_test=8)
-    flags = ["dataset.name=MNIST", "dataset.data_type=sequence", f"dataset.data_dir={data}"]
+    files in ``<data_dir>/MNIST/raw/``: it used to download again (and fail offline). The same with torchvision
+    0.8's ``MNIST/processed/`` instead, a second job of the same process (the project's earlier ``MNIST/*.gz`` is
+    read in process, ``tests/test_datamodules_vision.py``)."""
+    folders = {layout: tmp_path / layout for layout in ("torchvision", "legacy")}
+    for layout, folder in folders.items():
+        vf.write_mnist(folder, n_train=24, n_test=8, layout=layout)
+    flags = [
+        "dataset.name=MNIST",
+        "dataset.data_type=sequence",
+        f"dataset.data_dir={','.join(map(str, folders.values()))}",
+    ]
     flags += ["dataset.params.permuted=True", "dataset.params.val_size=8", "conv.causal=True"]
-    metrics = run_main(tmp_path, [data], flags)
-    assert_fraction_of(metrics["MNIST@data"]["test/acc"], 8)
-    assert_fraction_of(metrics["MNIST@data"]["val/acc"], 8)
+    metrics = run_main(tmp_path, list(folders.values()), flags)
+    assert sorted(metrics) == sorted(f"MNIST@{layout}" for layout in folders)
+    for values in metrics.values():
+        assert_fraction_of(values["test/acc"], 8)
+        assert_fraction_of(values["val/acc"], 8)
+    assert len({values["test/acc"] for values in metrics.values()}) == 1  # the same images, the same run
 
 
 def test_speech_commands_trains_from_torchaudio_original_and_earlier_layouts(tmp_path):
@@ -131,12 +141,39 @@ def test_lra_tasks_and_imdb_train_from_the_release_nested_s4_and_torchtext_layou
         assert_fraction_of(values["test/acc"], tests[key.split("@")[0]])
 
 
-def test_missing_data_with_downloads_off_is_refused_in_one_line_naming_every_path(tmp_path):
+def _missing_cifar10(data: Path) -> tuple[list[str], list[str]]:
+    """No CIFAR-10 under ``data`` (a copy elsewhere, which must not be found)."""
+    vf.write_cifar10(data.parent / "elsewhere")
+    expected = [
+        f"CIFAR10 data not found under {data}",
+        f"layout at {data / 'cifar-10-batches-py'}: expects data_batch_1, data_batch_2",
+        f"python -m datamodules.prepare CIFAR10 --data-dir {data}",
+    ]
+    return ["dataset.name=CIFAR10"], expected
+
+
+def _partial_speech_commands(data: Path) -> tuple[list[str], list[str]]:
+    """Every folder of the torchaudio layout is there, but yes/ is empty and a listed validation clip is gone."""
+    written = sf.write_speech_commands(data, n_per_word=3)
+    for clip in (written["folder"] / "yes").glob("*.wav"):
+        clip.unlink()
+    gone = next(name for name in written["val"] if name.startswith("no/"))
+    (written["folder"] / gone).unlink()
+    expected = [
+        f"Speech Commands under {written['folder']} is incomplete: the word folder {written['folder'] / 'yes'} holds",
+        f"clips that validation_list.txt and testing_list.txt name are missing: {gone}.",
+    ]
+    return ["dataset.name=SpeechCommands", "dataset.params.mfcc=True"], expected
+
+
+@pytest.mark.parametrize("case", [_missing_cifar10, _partial_speech_commands], ids=["missing", "partial"])
+def test_missing_or_partial_data_with_downloads_off_is_refused_in_one_line_naming_every_path(tmp_path, case):
     data = tmp_path / "data"
-    vf.write_cifar10(tmp_path / "elsewhere")  # a copy the run must not find
-    no_download = ["dataset.download=False", f"train.output_dir={tmp_path / 'run'}"]
+    flags, expected = case(data)
+    before = snapshot(data) if data.exists() else None
+    no_download = ["dataset.download=False", f"dataset.data_dir={data}", f"train.output_dir={tmp_path / 'run'}"]
     result = subprocess.run(
-        [sys.executable, "main.py", *SMALL, "dataset.name=CIFAR10", f"dataset.data_dir={data}", *no_download],
+        [sys.executable, "main.py", *SMALL, *flags, *no_download],
         cwd=REPO,
         env={**os.environ, "WANDB_MODE": "disabled"},
         capture_output=True,
@@ -146,7 +183,7 @@ def test_missing_data_with_downloads_off_is_refused_in_one_line_naming_every_pat
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
-    assert f"CIFAR10 data not found under {data}" in errors[0]
-    assert f"layout at {data / 'cifar-10-batches-py'}: expects data_batch_1, data_batch_2" in errors[0]
-    assert f"python -m datamodules.prepare CIFAR10 --data-dir {data}" in errors[0]
-    assert not data.exists() and not (tmp_path / "run").exists()
+    assert all(part in errors[0] for part in expected), errors[0]
+    assert not (tmp_path / "run").exists()
+    # Nothing written to the data folder either: no cache, no download.
+    assert (snapshot(data) if data.exists() else None) == before and not (data / "cache").exists()
