@@ -36,6 +36,7 @@ from ckconv.errors import InvalidArgument
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 from datamodules.download import download_url
 from datamodules.layouts import Layout, find_layout, not_found_message
+from datamodules.vision import ImageDataset
 
 RESOLUTIONS = (28, 64)
 SPLITS = ("train", "val", "test")
@@ -119,18 +120,9 @@ def read_split(path: Path, split: str, num_classes: int, fix: str = _FIX) -> tup
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)
 
 
-class VolumeDataset(Dataset):
-    """uint8 volumes ``(N, 1, R, R, R)`` returned as float ``(1, R, R, R)`` in [-1, 1], with int64 labels."""
-
-    def __init__(self, volumes: Tensor, labels: Tensor) -> None:
-        self.volumes = volumes
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.volumes[index].float().div_(127.5).sub_(1.0), self.labels[index]
+def voxels_to_unit_range(volume: Tensor) -> Tensor:
+    """uint8 voxels ``(1, R, R, R)`` -> float in [-1, 1]: ``v / 127.5 - 1``."""
+    return volume.float().div_(127.5).sub_(1.0)
 
 
 # ---------------------------------------------------------------------------------------------------- datamodule
@@ -207,7 +199,8 @@ class MedMNIST3DDataModule(CCNNDataModule):
         path = self.locate().root / self.filename
         fix = f"Delete it and set dataset.download=True to download {self.source} again."
         check_layout(path, npz_arrays(path, fix), self.resolution, fix)
-        train, val, test = (VolumeDataset(*read_split(path, split, self.num_classes, fix)) for split in SPLITS)
+        splits = (read_split(path, split, self.num_classes, fix) for split in SPLITS)
+        train, val, test = (ImageDataset(*split, voxels_to_unit_range) for split in splits)
         return train, val, test
 
 

@@ -32,6 +32,7 @@ from datamodules.cache import cached_tensors
 from datamodules.layouts import Layout
 from datamodules.lra_common import LRA_SOURCE, LRA_URL, fetch_release, files_fingerprint, lra_layouts, pathfinder_folder
 from datamodules.lra_common import PATHFINDER_DIFFICULTIES as DIFFICULTIES
+from datamodules.vision import ImageDataset, image_transform
 
 RESOLUTIONS = (32, 64, 128, 256)
 DATA_TYPES = ("default", "sequence")
@@ -83,22 +84,6 @@ def read_png(path: Path, resolution: int) -> np.ndarray:
     if pixels.shape != (resolution, resolution):
         raise DataError(f"Pathfinder image {path} is {pixels.shape}, expected {(resolution, resolution)}.")
     return pixels
-
-
-class PathfinderImages(Dataset):
-    """Images stored as uint8 ``(N, R, R)``, returned as float ``(1, R, R)`` (or ``(1, R*R)``) in [-1, 1]."""
-
-    def __init__(self, images: Tensor, labels: Tensor, sequence: bool) -> None:
-        self.images = images
-        self.labels = labels.long()
-        self.sequence = sequence
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        x = self.images[index].float().div(255.0).sub(0.5).div(0.5).unsqueeze(0)  # (1, R, R)
-        return (x.flatten(1) if self.sequence else x), self.labels[index]
 
 
 class PathFinderDataModule(CCNNDataModule):
@@ -201,7 +186,9 @@ class PathFinderDataModule(CCNNDataModule):
         data = cached_tensors(
             self.data_dir / "cache", "lra_pathfinder", settings, lambda: self._build(root, metadata_files)
         )
-        full = PathfinderImages(data["images"], data["labels"], sequence=self.data_type == "sequence")
+        # [0, 1], then mean 0.5 and std 0.5: the image datamodules' transform, on images stored (N, R, R).
+        transform = image_transform((0.5,), (0.5,), self.resolution, sequence=self.data_type == "sequence")
+        full = ImageDataset(data["images"].unsqueeze(1), data["labels"], transform)
         n_eval = max(1, len(full) // 10)
         generator = torch.Generator().manual_seed(self.seed)
         val, test, train = random_split(full, [n_eval, n_eval, len(full) - 2 * n_eval], generator=generator)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -103,9 +103,10 @@ def image_transform(
 
 
 class ImageDataset(Dataset):
-    """uint8 images ``(N, C, H, W)`` with int64 labels ``(N,)``; items are ``(transform(image), label)``."""
+    """uint8 images ``(N, C, *spatial)`` with int64 labels ``(N,)``; items are ``(transform(image), label)``: the
+    images stay compact (uint8) in memory and are converted one at a time (also Pathfinder's and MedMNIST's)."""
 
-    def __init__(self, images: Tensor, labels: Tensor, transform: v2.Compose) -> None:
+    def __init__(self, images: Tensor, labels: Tensor, transform: Callable[[Tensor], Tensor]) -> None:
         self.images = images
         self.labels = labels.long()
         self.transform = transform
