@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 
 from tests.conftest import REPO, TINY
 from tests.test_packaging import requirement_pins
-from training.cli import RefusedError, _composition_message, _job_overrides, preflight
+from training.cli import RefusedError, _job_overrides, composition_message, preflight
 
 ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
 OPTUNA = ["+hparams_search=omega_mask_optuna", "hydra.sweeper.n_trials=2"]
@@ -52,7 +52,10 @@ def assert_job_wrote_its_results(job: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("extra", "packages"),
-    [("sweep", ["hydra-optuna-sweeper", "optuna"]), ("slurm", ["hydra-submitit-launcher", "submitit"])],
+    [
+        ("sweep", ["hydra-optuna-sweeper", "optuna", "sqlalchemy", "alembic"]),
+        ("slurm", ["hydra-submitit-launcher", "submitit"]),
+    ],
 )
 def test_extras_admit_the_pinned_plugins_and_the_pins_are_installed(extra, packages):
     specs = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"][extra]
@@ -62,6 +65,22 @@ def test_extras_admit_the_pinned_plugins_and_the_pins_are_installed(extra, packa
     for name in packages:
         assert requirements[name].specifier.contains(pins[name]), (name, pins[name])
         assert version(name) == pins[name]  # make test installs requirements.txt
+
+
+def test_an_optuna_study_in_a_sqlite_file_is_written_and_read_back_by_a_later_process(tmp_path):
+    # What hydra.sweeper.storage=sqlite:///<file> does: the pinned optuna 2.10 with SQLAlchemy 2 failed right here.
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
+    code = (
+        f"import optuna; s = optuna.load_study(study_name='s', storage={storage!r}); print(len(s.trials), s.best_value)"
+    )
+    later = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert later.returncode == 0, later.stderr[-2000:]
+    assert later.stdout.split() == ["2", repr(study.best_value)]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -127,7 +146,7 @@ def test_a_missing_plugin_is_named_with_the_extra_that_installs_it(missing, hint
 
     extra = "sweep" if "sweeper" in missing else "slurm"
     error = MissingConfigException(f"In 'hydra/config': Could not find '{missing}'", missing_cfg_file=missing)
-    message = _composition_message(error, [])
+    message = composition_message(error, [])
     assert message.startswith(hint) and message.endswith(f"pip install -e '.[{extra}]'.")
 
 
@@ -136,8 +155,11 @@ def test_a_missing_plugin_is_named_with_the_extra_that_installs_it(missing, hint
 # ---------------------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_optuna_search_runs_its_trials_and_reports_the_best_jobs_validation_accuracy(data_dir, tmp_path):
-    result = run_main(*OPTUNA, *TINY, f"dataset.data_dir={data_dir}", f"hydra.sweep.dir={tmp_path}")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"  # a study kept on disk, as a resumable search keeps it
+    sweep = [f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path}"]
+    result = run_main(*OPTUNA, *TINY, f"dataset.data_dir={data_dir}", *sweep)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "setup plugin" not in result.stdout + result.stderr  # alembic's import-time announcements
     jobs = [tmp_path / "0", tmp_path / "1"]
     for job in jobs:
         assert_job_wrote_its_results(job)
@@ -151,6 +173,11 @@ def test_optuna_search_runs_its_trials_and_reports_the_best_jobs_validation_accu
     assert results["best_value"] == pytest.approx(max(accuracies), abs=1e-7)
     best = (results["best_params"]["kernel.omega_0"], results["best_params"]["mask.init_value"])
     assert any(params == pytest.approx(best) and acc == max(accuracies) for params, acc in zip(sampled, accuracies))
+    import optuna
+
+    trials = optuna.load_study(study_name="omega_mask", storage=storage).trials  # the file holds both trials
+    assert [t.params["kernel.omega_0"] for t in trials] == pytest.approx([omega_0 for omega_0, _ in sampled])
+    assert [t.value for t in trials] == pytest.approx(accuracies, abs=1e-7)
 
 
 @pytest.mark.slow

@@ -16,6 +16,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from training.console import quiet_sweep_libraries
+
 RECORD_NAME = "jobs.jsonl"
 exit_code = 0  # 2 when a job of the last multirun failed; main.py exits with it
 
@@ -59,12 +61,14 @@ def summary_lines(jobs: list[dict[str, Any]]) -> list[str]:
 
 
 class JobSummary(Callback):
-    """Hydra callback: remembers where this multirun's records start, and prints its summary when it ends."""
+    """Hydra callback: remembers where this multirun's records start, and prints its summary when it ends. As the
+    multirun's first hook it also quiets the sweeper's libraries (:func:`training.console.quiet_sweep_libraries`)."""
 
     def __init__(self) -> None:
         self._offset = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        quiet_sweep_libraries()  # before Hydra imports the sweeper (and optuna, and alembic)
         record = Path(config.hydra.sweep.dir) / RECORD_NAME
         self._offset = record.stat().st_size if record.is_file() else 0
 
