@@ -64,16 +64,22 @@ def _quiet_trainer(callbacks: list[pl.Callback], epochs: int = 2) -> pl.Trainer:
     )
 
 
-def test_the_average_is_the_hand_computed_ema_of_weights_and_batchnorm_statistics():
+# The decay of the update after n updates: constant, or growing as min(decay, (1 + n) / (10 + n)). With decay 0.5 the
+# warm-up's rule gives 0.18, 0.25, ..., 0.47 over the first 7 updates and is capped at 0.5 from n = 8 on: both parts.
+DECAYS = {False: lambda n: 0.5, True: lambda n: min(0.5, (1 + n) / (10 + n))}
+
+
+@pytest.mark.parametrize("warmup", [False, True], ids=["constant", "warm-up"])
+def test_the_average_is_the_hand_computed_ema_of_weights_and_batchnorm_statistics(warmup):
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(64, 3), torch.randint(0, 2, (64,)))
-    module, snapshots, decay = _Tiny(), _Snapshots(), 0.8
-    _quiet_trainer([snapshots, EMAWeights(decay)]).fit(module, DataLoader(data, batch_size=8))
+    module, snapshots, decay = _Tiny(), _Snapshots(), DECAYS[warmup]
+    _quiet_trainer([snapshots, EMAWeights(0.5, warmup=warmup)]).fit(module, DataLoader(data, batch_size=8))
 
     assert len(snapshots.states) == 16  # 2 epochs of 8 steps
     expected = dict(snapshots.states[0])  # the average starts from the weights after the first step
-    for state in snapshots.states[1:]:
-        expected = {k: decay * expected[k] + (1 - decay) * state[k] for k in expected}
+    for n, state in enumerate(snapshots.states[1:], start=1):  # n updates were made before this one
+        expected = {k: decay(n) * expected[k] + (1 - decay(n)) * state[k] for k in expected}
     averaged = module.state_dict()  # fit ends with the average in the module
     averaged_keys = (
         "0.weight",
@@ -90,6 +96,11 @@ def test_the_average_is_the_hand_computed_ema_of_weights_and_batchnorm_statistic
         torch.testing.assert_close(averaged[key].double(), value, rtol=0, atol=1e-6, msg=key)
     raw = snapshots.states[-1]
     assert min((averaged[k].double() - raw[k]).abs().max().item() for k in ("net.0.weight", "net.2.weight")) > 1e-3
+    # The other rule's average misses by more than 10 times the tolerance above: the test tells the two apart.
+    other = dict(snapshots.states[0])
+    for n, state in enumerate(snapshots.states[1:], start=1):
+        other = {k: DECAYS[not warmup](n) * other[k] + (1 - DECAYS[not warmup](n)) * state[k] for k in other}
+    assert max((averaged[k].double() - other[k]).abs().max().item() for k in other) > 1e-5
 
 
 def test_the_decay_must_lie_strictly_between_0_and_1():
@@ -225,7 +236,7 @@ def test_validation_in_fit_the_best_checkpoint_and_its_evaluation_all_use_the_av
 
 
 @pytest.mark.slow
-def test_resuming_with_another_train_ema_is_refused_naming_both_values_and_changes_nothing(ema_run):
+def test_resuming_with_another_train_ema_or_warmup_is_refused_naming_both_values_and_changes_nothing(ema_run):
     run, _, flags = ema_run
     last = run / "checkpoints" / "last.ckpt"
     before = tree(run)
@@ -234,6 +245,8 @@ def test_resuming_with_another_train_ema_is_refused_naming_both_values_and_chang
         train(compose([*resume, "train.ema=null"]))
     with pytest.raises(CheckpointError, match=r"train\.ema=0\.9, not train\.ema=0\.99: resume it with train\.ema=0\.9"):
         train(compose([*resume, "train.ema=0.99"]))
+    with pytest.raises(CheckpointError, match=r"train\.ema_warmup=False \(checkpoint: True\)"):
+        train(compose([*resume, "train.ema_warmup=False"]))  # the same decay, another sequence of decays
     assert tree(run) == before
 
 

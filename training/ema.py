@@ -1,8 +1,14 @@
 """Exponential moving average (EMA) of the weights: ``train.ema=<decay>`` (``null``: off).
 
 Lightning's ``WeightAveraging`` callback keeps the average in a ``torch.optim.swa_utils.AveragedModel`` and updates
-it after every optimizer step with ``get_ema_multi_avg_fn`` (one fused ``torch._foreach_lerp_`` per device and
-dtype): ``average <- decay * average + (1 - decay) * weights``, starting from the weights after the first step.
+it after every optimizer step (one fused ``torch._foreach_lerp_`` per device and dtype):
+``average <- d * average + (1 - d) * weights``, starting from the weights after the first step. With the warm-up
+(``train.ema_warmup``, on by default) the decay grows with the number ``n`` of updates made so far,
+``d = min(decay, (1 + n) / (10 + n))`` (0.18 at the second step, 0.5 at the ninth, 0.9 after 80 updates; the rule of
+TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` that timm and YOLO-style trainers use), so the average
+forgets the random initial weights within tens of steps instead of ``1 / (1 - decay)``; without it ``d = decay``
+from the second step (``get_ema_multi_avg_fn``). ``n`` is the average's own count (``n_averaged``), saved in every
+checkpoint, so a resumed run continues the same sequence of decays.
 Validation inside ``fit`` runs on the average, so ``val/acc``, early stopping and the choice of ``best.ckpt`` follow
 the averaged network. Every checkpoint holds the average as its ``state_dict`` (what the final evaluation,
 ``pretrained.*`` and ``training.predict`` load) and the raw weights as ``current_model_state`` with the average's
@@ -32,13 +38,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.trainer.states import TrainerFn
+from torch import Tensor
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ckconv.errors import InvalidArgument
@@ -50,22 +58,47 @@ from training.config import ConfigError
 RAW_WEIGHTS_KEY = "current_model_state"
 
 
+def warmup_decay(decay: float, updates: Tensor) -> Tensor:
+    """The decay of the next update after ``updates`` updates: ``min(decay, (1 + n) / (10 + n))`` (float32, on the
+    device of ``updates``, so that no step waits for the device to read it)."""
+    n = updates.to(torch.float32)
+    return torch.clamp((1 + n) / (10 + n), max=decay)
+
+
+def warmup_ema_multi_avg_fn(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """``get_ema_multi_avg_fn`` with the decay of :func:`warmup_decay`, for ``AveragedModel(multi_avg_fn=...)``."""
+
+    @torch.no_grad()
+    def update(averaged: list[Tensor], current: list[Tensor], updates: Tensor) -> None:
+        d = warmup_decay(decay, updates)
+        if torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0]):
+            torch._foreach_lerp_(averaged, current, (1 - d).to(averaged[0].dtype))
+        else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA function treats them
+            for average, weights in zip(averaged, current, strict=True):
+                average.copy_(average * d + weights * (1 - d))
+
+    return update
+
+
 class EMAWeights(WeightAveraging):
-    """Keeps ``average <- decay * average + (1 - decay) * weights`` after every optimizer step (see the module
-    docstring for what uses the average and what a checkpoint holds).
+    """Keeps ``average <- d * average + (1 - d) * weights`` after every optimizer step, ``d = decay`` or its
+    warm-up (see the module docstring for the warm-up, what uses the average and what a checkpoint holds).
 
     Args:
         decay: weight of the old average, in (0, 1); the average spans about ``1 / (1 - decay)`` steps.
+        warmup: let the decay grow as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates.
 
     Raises:
         InvalidArgument: ``decay`` outside (0, 1).
     """
 
-    def __init__(self, decay: float) -> None:
+    def __init__(self, decay: float, warmup: bool = True) -> None:
         if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0.0 < decay < 1.0:
             raise InvalidArgument("decay", f"decay must be a number in (0, 1), e.g. 0.999, got {decay!r}.")
-        super().__init__(multi_avg_fn=get_ema_multi_avg_fn(float(decay)))
+        average = warmup_ema_multi_avg_fn if warmup else get_ema_multi_avg_fn
+        super().__init__(multi_avg_fn=average(float(decay)))
         self.decay = float(decay)
+        self.warmup = bool(warmup)
 
     @staticmethod
     def _fitting(trainer: pl.Trainer) -> bool:
@@ -105,7 +138,7 @@ def build_ema(cfg: DictConfig) -> EMAWeights | None:
     if cfg.train.ema is None:
         return None
     try:
-        return EMAWeights(cfg.train.ema)
+        return EMAWeights(cfg.train.ema, warmup=bool(cfg.train.ema_warmup))
     except InvalidArgument as error:
         raise ConfigError(str(error.renamed("train.ema"))) from error
 
