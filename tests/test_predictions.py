@@ -16,6 +16,7 @@ from tests.conftest import TINY, compose, main_env
 from tests.fixtures.vision_files import WrittenImages, write_mnist
 from training.build import build_datamodule
 from training.config import ConfigError, validate_config
+from training.predict import check_device
 from training.predictions import confusion_figure
 from training.run import train
 
@@ -123,7 +124,15 @@ def test_the_folder_command_refuses_in_one_line(mnist_run, tiny, tmp_path):
     (broken / "bad.png").write_bytes(b"not a png")
     train(compose(tiny))  # an MNIST-1D run: no images
     signals = str(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    out = ["--out", str(tmp_path / "preds.csv")]
+    no_gpu = "error: --device cuda:99 but no CUDA device is visible here; use --device cpu."
     cases = [
+        # --out and --device are checked before anything is read (they failed with tracebacks after the inference).
+        ((best, str(empty), "--out", "/proc/preds.csv"), "error: --out /proc/preds.csv cannot be written ("),
+        (
+            (best, str(empty), *out, "--device", "cuda:99"),
+            "error: --device cuda:99 but only " if torch.cuda.is_available() else no_gpu,
+        ),
         ((best, str(tmp_path / "missing")), f"error: {tmp_path / 'missing'} is not a folder; pass a folder of images."),
         (
             (best, str(empty)),
@@ -137,10 +146,20 @@ def test_the_folder_command_refuses_in_one_line(mnist_run, tiny, tmp_path):
         ),
     ]
     for args, message in cases:
-        result = predict_py(*args, "--out", str(tmp_path / "preds.csv"), cwd=tmp_path)
+        result = predict_py(*args, *([] if "--out" in args else out), cwd=tmp_path)
         assert result.returncode == 2, result.stderr[-2000:]
         assert result.stderr.strip().startswith(message) and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "preds.csv").exists()
+
+
+def test_the_device_must_be_one_this_machine_has():
+    assert check_device("cpu") == torch.device("cpu")
+    for name, message in [
+        ("banana", r"^--device banana is not a torch device; pass cpu, cuda, cuda:<n> or mps\.$"),
+        ("meta", r"^--device meta: training\.predict runs on cpu, cuda, cuda:<n> or mps\.$"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            check_device(name)
 
 
 def test_predictions_of_a_distributed_run_are_refused_with_the_single_process_command():

@@ -9,13 +9,15 @@ passed through the dataset's own evaluation transform (``torchvision.transforms.
 and flattening as its test split). The CSV holds
 ``file,predicted,prob_0,...,prob_<K-1>``. Only the image datasets (MNIST, CIFAR-10/100, STL-10) are supported.
 
-Exit codes: 0 done, 2 refused (the message names the checkpoint, folder or file).
+Exit codes: 0 done, 2 refused (one line naming the checkpoint, folder, file, ``--out`` or ``--device``; ``--out``
+and ``--device`` are checked before anything is read).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,55 @@ def image_files(folder: Path) -> list[Path]:
     if not files:
         raise DataError(f"{folder} holds no image file ({', '.join(IMAGE_SUFFIXES)}).")
     return files
+
+
+def check_output(out: Path) -> None:
+    """Make sure the CSV can be written at ``out`` (its folder is created), before any inference runs.
+
+    Raises:
+        ConfigError: naming ``--out`` and why not (a folder, or a place where no file can be created).
+    """
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; pass a file name, e.g. --out {out / 'predictions.csv'}.")
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:  # the folders write_predictions_csv would create
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):  # what the permission bits do not say (read-only mounts, /proc)
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(
+            f"--out {out} cannot be written ({reason}); pass a path in a folder you can write to."
+        ) from error
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device ``--device`` names, if this machine has it.
+
+    Raises:
+        ConfigError: naming ``--device``: not a device name, not cpu/cuda/mps, or not on this machine.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"--device {name} is not a torch device; pass cpu, cuda, cuda:<n> or mps.") from error
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {name} but no CUDA device is visible here; use --device cpu.")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"--device {name} but only {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1})."
+            )
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {name} but MPS is not available here; use --device cpu.")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {name}: training.predict runs on cpu, cuda, cuda:<n> or mps.")
+    return device
 
 
 def load_classifier(checkpoint_path: Path) -> tuple[ClassificationModule, VisionDataModule]:
@@ -118,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
+        check_output(args.out)
+        device = check_device(args.device)
         files = image_files(args.folder)
         module, datamodule = load_classifier(args.checkpoint)
-        predicted, probabilities = predict_folder(module.to(args.device), datamodule, files, args.batch_size)
+        predicted, probabilities = predict_folder(module.to(device), datamodule, files, args.batch_size)
     except (CheckpointError, ConfigError, DataError) as error:
         print(one_line(error), file=sys.stderr)
         return EXIT_REFUSED
