@@ -70,14 +70,15 @@ class KernelView:
         return tuple(s.stop - s.start for s in self.kept)
 
     def mask_summary(self) -> str:
-        """``σ=0.173, 14/40 taps`` (one value per dimension where they differ)."""
+        """``σ=0.173, 14/40 taps`` (one value per dimension where they differ), 3 significant digits throughout
+        (``σ=0.160``, not ``σ=0.16``, beside ``σ=0.173``)."""
         if self.mask is None:
             return "no mask"
-        widths = ", ".join(f"{w:.3g}" for w in self.widths)
+        widths = ", ".join(f"{w:#.3g}" for w in self.widths)  # "#": keep trailing zeros
         taps = "×".join(map(str, self.kept_size)) + "/" + "×".join(map(str, self.size))
         text = f"σ={widths if len(self.widths) == 1 else '(' + widths + ')'}, {taps} taps"
         if any(m not in (0.0, 1.0) for m in self.means):  # a learned centre
-            text += ", μ=" + ", ".join(f"{m:.3g}" for m in self.means)
+            text += ", μ=" + ", ".join(f"{m:#.3g}" for m in self.means)
         return text
 
 

@@ -17,7 +17,7 @@ from ckconv import CKConv, FlexConv, SeparableFlexConv
 from models.plot_kernels import kernel_view, plot_kernels
 from tests.conftest import REPO
 from training.checkpoints import CheckpointError
-from training.plot_kernels import main
+from training.plot_kernels import OutputPathError, main
 
 SHIPPED = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
 GRID_40 = torch.linspace(-1.0, 1.0, 40)
@@ -70,8 +70,8 @@ def test_mask_panel_of_each_layer_is_that_layers_mask_on_the_whole_grid(net_1d):
         drawn.append(y)
     assert not torch.allclose(drawn[0], drawn[1], atol=0.1)  # a narrow and a wide mask look different
     # sigma 0.1 keeps |x| <= 0.1 * sqrt(2 ln 10) = 0.2146, i.e. 4 taps on each side of 0 (step 2/39): 8 of 40.
-    assert rows[0][-1].get_title() == "mask: σ=0.1, 8/40 taps"
-    assert rows[1][-1].get_title().startswith("mask: σ=0.5, ")
+    assert rows[0][-1].get_title() == "mask: σ=0.100, 8/40 taps"  # 3 significant digits, as every width is shown
+    assert rows[1][-1].get_title().startswith("mask: σ=0.500, ")
 
 
 def test_kernel_panel_draws_the_layers_kernel_at_its_kept_positions_under_the_mask(net_1d):
@@ -160,14 +160,17 @@ def test_3d_kernels_are_shown_by_their_middle_slice_in_depth():
 # ---------------------------------------------------------------------------------------------------------------------
 # python -m training.plot_kernels
 # ---------------------------------------------------------------------------------------------------------------------
-def test_the_command_writes_into_the_current_folder_and_prints_each_layers_learned_width(tmp_path, monkeypatch, capsys):
+def test_the_command_writes_under_outputs_of_the_current_folder_and_prints_each_layers_width(
+    tmp_path, monkeypatch, capsys
+):
     pretrained_before = sorted(p.name for p in SHIPPED.parent.iterdir())
     monkeypatch.chdir(tmp_path)
     out = main([str(SHIPPED), "--channels", "2"])
-    assert out == tmp_path / "mnist1d_ccnn_model_kernels.png"
+    assert out == tmp_path / "outputs" / "kernels" / "mnist1d_ccnn_model.png"  # outputs/: ignored by git
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert sorted(p.name for p in SHIPPED.parent.iterdir()) == pretrained_before
     printed = dict(re.findall(r"^(\S+): mask σ=([0-9.]+), ", capsys.readouterr().out, re.M))
+    assert all(len(width.replace("0.", "", 1)) == 3 for width in printed.values()), printed  # 0.160 beside 0.173
     state = torch.load(SHIPPED, map_location="cpu", weights_only=False)["state_dict"]
     learned = {key.removeprefix("net.").removesuffix(".mask.width"): value for key, value in state.items()}
     learned = {name: float(value) for name, value in learned.items() if name in printed}
@@ -187,6 +190,20 @@ def test_a_picture_inside_pretrained_is_refused_in_one_line_and_nothing_is_writt
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: --out {target} is inside {SHIPPED.parent.parent}"), lines
     assert not target.exists()
+
+
+def test_run_from_inside_pretrained_without_out_the_refusal_says_to_run_it_elsewhere(monkeypatch):
+    monkeypatch.chdir(SHIPPED.parent)
+    before = sorted(p.name for p in SHIPPED.parent.iterdir())
+    with pytest.raises(OutputPathError, match=r"because the current folder is in it; run the command from another "):
+        main([str(SHIPPED)])
+    assert sorted(p.name for p in SHIPPED.parent.iterdir()) == before
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
+def test_the_repositorys_own_outputs_folder_is_ignored_by_git():
+    ignored = subprocess.run(["git", "check-ignore", "-q", "outputs/kernels/x.png"], cwd=REPO, timeout=60)
+    assert ignored.returncode == 0  # the README's command, run from the repository, leaves git status clean
 
 
 def test_a_checkpoint_that_does_not_exist_is_named(tmp_path):

@@ -1,9 +1,10 @@
 """``python -m training.plot_kernels <checkpoint.ckpt> [--out kernels.png]``: draw a checkpoint's kernels and masks.
 
 The network is rebuilt from the config stored in the checkpoint and the dataset's metadata (no data is read). The
-picture goes to the current folder (``<run>_<checkpoint>_kernels.png``) or to ``--out``, never into ``pretrained/``,
-whose files are the shipped checkpoints. Each layer's learned mask width and the taps its crop keeps are printed too.
-Errors print one line and exit with 2, as ``main.py`` does.
+picture goes to ``outputs/kernels/<run>_<checkpoint>.png`` under the current folder (``outputs/`` is where runs write
+too, and git ignores it, so the command run from the repository leaves its tree clean) or to ``--out``, never into
+``pretrained/``, whose files are the shipped checkpoints. Each layer's learned mask width and the taps its crop keeps
+are printed too. Errors print one line and exit with 2, as ``main.py`` does.
 """
 
 from __future__ import annotations
@@ -26,20 +27,36 @@ class OutputPathError(ValueError):
     """The picture cannot be written where asked; the message names the path and another place."""
 
 
+DEFAULT_FOLDER = Path("outputs") / "kernels"  # under the current folder
+
+
 def default_output(checkpoint: Path) -> Path:
-    """``./<run>_<name>_kernels.png``: in the current folder, named after the run folder (or the checkpoint's folder)
-    and the checkpoint, so that pictures of several checkpoints do not overwrite each other."""
+    """``./outputs/kernels/<run>_<name>.png``, named after the run folder (or the checkpoint's folder) and the
+    checkpoint, so that pictures of several checkpoints do not overwrite each other."""
     folder = run_folder_of_checkpoint(checkpoint) or checkpoint.parent
-    return Path.cwd() / f"{folder.resolve().name}_{checkpoint.stem}_kernels.png"
+    return Path.cwd() / DEFAULT_FOLDER / f"{folder.resolve().name}_{checkpoint.stem}.png"
 
 
-def check_output(out: Path) -> None:
-    """Raise :class:`OutputPathError` for a path inside ``pretrained/`` (the shipped checkpoints, tracked by git)."""
-    if out.resolve().is_relative_to(SHIPPED_CHECKPOINTS):
+def check_output(out: Path, chosen: bool = True) -> None:
+    """Raise :class:`OutputPathError` for a path inside ``pretrained/`` (the shipped checkpoints, tracked by git).
+
+    Args:
+        out: where the picture would go.
+        chosen: whether the user passed ``out`` (``--out``) or it is the default under the current folder.
+    """
+    if not out.resolve().is_relative_to(SHIPPED_CHECKPOINTS):
+        return
+    if chosen:
         raise OutputPathError(
             f"--out {out} is inside {SHIPPED_CHECKPOINTS}, which holds the shipped checkpoints (tracked by git); "
-            "write the picture elsewhere, e.g. --out kernels.png (the default is the current folder)."
+            f"pass a path outside it, or drop --out (the picture then goes to {DEFAULT_FOLDER}/ under the current "
+            "folder)."
         )
+    raise OutputPathError(
+        f"the default picture {out} would be inside {SHIPPED_CHECKPOINTS}, which holds the shipped checkpoints "
+        f"(tracked by git), because the current folder is in it; run the command from another folder (it writes "
+        f"to {DEFAULT_FOLDER}/ there) or pass --out <a path outside {SHIPPED_CHECKPOINTS}>."
+    )
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -51,11 +68,13 @@ def main(argv: list[str] | None = None) -> Path:
     """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
-    parser.add_argument("--out", type=Path, default=None, help="PNG path (default: ./<run>_<checkpoint>_kernels.png)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"PNG path (default: ./{DEFAULT_FOLDER}/<run>_<checkpoint>.png)"
+    )
     parser.add_argument("--channels", type=int, default=4, help="kernel channels drawn per layer")
     args = parser.parse_args(argv)
     out = args.out or default_output(args.checkpoint)
-    check_output(out)
+    check_output(out, chosen=args.out is not None)
     checkpoint = read_checkpoint(args.checkpoint)
     if "ccnn_config" not in checkpoint:
         raise CheckpointError(
