@@ -27,6 +27,8 @@ def test_tensorboard_receives_the_same_epoch_metrics_as_the_csv_log(tiny, tmp_pa
 
     train(compose([*tiny, "train.epochs=2", "train.tensorboard=True"]))
     run = tmp_path / "run"
+    # fit, validate, test and the final metrics in one event file (Lightning's logger started four)
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
@@ -67,3 +69,22 @@ def test_a_missing_tensorboard_package_is_refused_in_one_line_before_anything_is
         "pip install -e '.[tensorboard]' (or set train.tensorboard=False)."
     ]
     assert not run.exists()
+
+
+@pytest.mark.slow
+def test_a_wandb_run_starts_without_the_warning_about_the_anonymous_setting(tmp_path, monkeypatch, capfd):
+    import wandb
+
+    from training.loggers import RunWandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # a real W&B run, written to tmp_path only
+    monkeypatch.setenv("WANDB_SILENT", "false")
+    logger = RunWandbLogger(project="ccnn-test", save_dir=str(tmp_path), id="anontest")
+    try:
+        logger.experiment.log({"x": 1.0})
+    finally:
+        wandb.finish()
+    shown = capfd.readouterr()
+    assert "anonymous" not in shown.out + shown.err
+    assert "wandb" in shown.out + shown.err  # wandb did print its other lines: the warning would have been seen
+    assert list((tmp_path / "wandb").glob("offline-run-*-anontest"))

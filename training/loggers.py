@@ -1,4 +1,5 @@
-"""The run's loggers besides W&B: a CSV log that survives resuming (always), and TensorBoard (``train.tensorboard``).
+"""The run's loggers: a CSV log that survives resuming (always), TensorBoard (``train.tensorboard``) with one event
+file per process, and W&B without the setting that makes it warn at every run.
 
 TensorBoard needs the ``tensorboard`` package, an optional extra (``pip install -e '.[tensorboard]'``);
 :func:`check_logger_packages` refuses the flag before anything is written when the package is missing. MLflow is not
@@ -12,10 +13,12 @@ import csv
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 from lightning_fabric.loggers.logger import rank_zero_experiment
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from training.config import ConfigError
@@ -62,7 +65,42 @@ def check_logger_packages(cfg: DictConfig) -> None:
         )
 
 
+class RunTensorBoardLogger(TensorBoardLogger):
+    """``TensorBoardLogger`` that writes one event file per process instead of one per trainer call.
+
+    Lightning closes the writer when each of ``fit``, ``validate`` and ``test`` ends, and the next value opens a new
+    event file: a run wrote four (the last for its final metrics). Here the end of a trainer call only flushes the
+    writer; it is closed when the logger is collected, and everything logged is on disk after each flush and after
+    the run's final ``save()``.
+    """
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self.experiment.flush()
+        if status == "success":
+            self.save()  # the hparams file, as Lightning's finalize writes it
+
+    def __del__(self) -> None:
+        if getattr(self, "_experiment", None) is not None:
+            self._experiment.close()
+
+
 def tensorboard_logger(out: Path) -> TensorBoardLogger:
-    """TensorBoard event files in ``<run>/tensorboard`` (``tensorboard --logdir <run>/tensorboard``); a resumed
-    run adds a new event file next to the earlier ones."""
-    return TensorBoardLogger(save_dir=str(out), name="", version="tensorboard", default_hp_metric=False)
+    """TensorBoard event files in ``<run>/tensorboard`` (``tensorboard --logdir <run>/tensorboard``): one per
+    process, so a resumed run adds a second next to the first."""
+    return RunTensorBoardLogger(save_dir=str(out), name="", version="tensorboard", default_hp_metric=False)
+
+
+class RunWandbLogger(WandbLogger):
+    """``WandbLogger`` without the ``anonymous`` setting, which the pinned wandb (0.31) ignores and warns about.
+
+    Lightning passes ``anonymous=None`` to ``wandb.init`` when none is given, and wandb prints "The anonymous setting
+    has no effect and will be removed in a future version" for any value passed, None included. Leaving it out is
+    what wandb's own default is, so nothing else changes. Arguments are ``WandbLogger``'s.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor
-from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.model_summary import ModelSummary
 
@@ -43,7 +43,7 @@ from training.config import ConfigError, check_against_data, validate_config
 from training.console import ConsoleLog, InterruptNotice, ModelTable, ProgressBar, quiet_lightning
 from training.devices import select_accelerator, select_precision
 from training.ema import build_ema, check_resume_ema
-from training.loggers import AppendingCSVLogger, check_logger_packages, tensorboard_logger
+from training.loggers import AppendingCSVLogger, RunWandbLogger, check_logger_packages, tensorboard_logger
 from training.predictions import PredictionWriter
 from training.resolution import check_resolution_data, check_resolutions, evaluate_resolutions
 from training.run_folder import (
@@ -208,7 +208,7 @@ def _loggers(cfg: DictConfig, out: Path) -> list[Logger]:
         loggers.append(tensorboard_logger(out))
     if not cfg.debug and os.environ.get("WANDB_MODE") != "disabled":
         loggers.append(
-            WandbLogger(
+            RunWandbLogger(
                 project=cfg.wandb.project,
                 entity=cfg.wandb.entity,
                 save_dir=str(out),
