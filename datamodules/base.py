@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
-from ckconv.errors import check_positive_int
+from ckconv.errors import InvalidArgument, check_positive_int
 from datamodules.layouts import Layout, find_layout, not_found_message, partial_copies
 from datamodules.sampling import EpochShuffle
 
@@ -105,9 +105,9 @@ def seeded_split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Su
 class CCNNDataModule(pl.LightningDataModule):
     """Shared loader settings, download and split bookkeeping.
 
-    Constructing a datamodule never touches the disk: ``meta`` comes from the arguments alone, so that
-    ``train.dry_run`` can build a model without data. Subclasses say where their files may already be
-    (``layouts``), how to fetch them (``fetch``) and how to read them (``load_splits``).
+    Constructing a datamodule reads and writes no data (it only checks that ``data_dir`` is not a file): ``meta``
+    comes from the arguments alone, so that ``train.dry_run`` can build a model without data. Subclasses say where
+    their files may already be (``layouts``), how to fetch them (``fetch``) and how to read them (``load_splits``).
 
     Args:
         data_dir: folder that holds (or will receive) the dataset files.
@@ -135,6 +135,12 @@ class CCNNDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         check_positive_int("batch_size", batch_size)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < -1:
+            raise InvalidArgument(
+                "num_workers", f"num_workers must be -1 (a count from the machine) or >= 0, got {num_workers!r}."
+            )
+        if Path(data_dir).exists() and not Path(data_dir).is_dir():  # the only look at the disk: a path, not data
+            raise InvalidArgument("data_dir", f"data_dir {data_dir} is a file, not a folder; pass the data's folder.")
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.test_batch_size = test_batch_size or batch_size

@@ -77,7 +77,9 @@ def run_main(tmp_path: Path, data_dirs: list[Path], flags: list[str]) -> dict[st
 
 
 def assert_fraction_of(value: float, count: int) -> None:
-    """``value`` (printed with 4 decimals) is k / ``count``: an accuracy over exactly ``count`` examples."""
+    """``value`` (printed with 4 decimals) is k / ``count`` with 0 <= k <= count: an accuracy over exactly ``count``
+    examples."""
+    assert 0.0 <= value <= 1.0, f"{value} is no accuracy"
     assert abs(value * count - round(value * count)) <= count * 5e-5, f"{value} is no multiple of 1/{count}"
 
 

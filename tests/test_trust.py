@@ -297,6 +297,7 @@ BAD_COMMAND_LINES: dict[str, tuple[list[str], str]] = {
     "flag of another layer": (["conv.type=CKConv", "mask.threshold=0.2"], "mask.threshold=0.2 is not used by"),
     "unwritable run folder": (["train.output_dir=/proc/1/no/run"], "run folder /proc/1/no/run cannot be created"),
     "resume a folder": (["train.resume=."], "is a folder; pass the path of a .ckpt file"),
+    "negative workers": (["no_workers=-5"], "no_workers must be -1 (a count from the machine) or >= 0, got -5."),
     "one folder for many jobs": (["-m", "seed=0,1", "train.output_dir=o"], "train.output_dir=o is the same folder"),
     "no GPU": (["device=cuda"], "device=cuda but no CUDA device is visible"),
     "causal 2D": (["dataset.name=MNIST", "conv.causal=True"], "conv.causal=True needs 1D data"),
@@ -335,6 +336,8 @@ def bad_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subpro
     occupied = _fake_run(base / "occupied")
     cases = dict(BAD_COMMAND_LINES)
     cases["another run's folder"] = ([f"train.output_dir={occupied}"], f"run folder {occupied} already holds a run")
+    a_file = occupied / "config.yaml"
+    cases["data folder is a file"] = ([f"dataset.data_dir={a_file}"], f"dataset.data_dir {a_file} is a file")
 
     def run(name: str) -> tuple[str, tuple[subprocess.CompletedProcess, dict, tuple]]:
         cwd = base / name.replace(" ", "_").replace("'", "")
@@ -349,7 +352,7 @@ def bad_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subpro
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [*BAD_COMMAND_LINES, "another run's folder"])
+@pytest.mark.parametrize("name", [*BAD_COMMAND_LINES, "another run's folder", "data folder is a file"])
 def test_a_bad_command_line_is_refused_in_one_line_and_writes_nothing(bad_runs, name):
     result, left, (args, expected) = bad_runs[name]
     assert result.returncode == 2, (args, result.stdout[-1500:], result.stderr[-1500:])
