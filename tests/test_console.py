@@ -97,7 +97,8 @@ def test_the_console_is_quiet_and_main_log_holds_what_it_showed(data_dir, tmp_pa
     noises = ("💡 Tip", "was configured so", "TPU available", "LeafSpec", "smaller than the logging interval", "FLOPs")
     for noise in noises:
         assert noise not in shown, noise
-    assert "Trainable params: 8.0 K" in shown  # the model summary is still there, without its column of zeros
+    # The model summary is still there, without its column of zeros: 870 parameters, counted without padding.
+    assert "Trainable params: 870, non-trainable: 0, size: 0.003 MB" in shown
     log = (run / "main.log").read_text()
     lines = [line for line in result.stdout.splitlines() if line.startswith(("run folder:", "epoch", "Final:"))]
     assert lines[0] == f"run folder: {run}, note: first try" and lines[-1].startswith("Final: ")
