@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from tests.conftest import compose
 from training.build import ARGUMENT_FLAGS, as_flag_error, flag_of
 from training.checkpoints import CheckpointError
-from training.config import NULL_DEFAULT_TYPES, ConfigError, flag_names, check_known_flags, defaults
+from training.config import NULL_DEFAULT_TYPES, ConfigError, check_known_flags, defaults, flag_names
 from training.run import train
 
 
@@ -83,6 +83,7 @@ def no_data(tmp_path):
         ),
         (["train.accumulate_grad_steps=0"], "train.accumulate_grad_steps must be positive, got 0."),
         (["seed=-1"], "seed must be in [0, 2**32 - 1], got -1."),
+        (["train.ema_warmup=False"], "train.ema_warmup=False changes the weight average's decays; it needs train.ema"),
         (["~optimizer.lr"], "optimizer.lr was removed (~optimizer.lr); every flag has a value"),
         (["optimizer.name=LBFGS"], "optimizer.name='LBFGS' cannot train this model's parameter groups: LBFGS doesn't"),
         (["dataset.name=MNIST", "dataset.params.difficulty=hard"], "dataset.params.difficulty='hard' is not used by"),

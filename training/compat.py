@@ -114,6 +114,12 @@ _LEGACY_UNSET: dict[str, Any] = {
 }
 
 
+# Flags added after checkpoints were written whose absence means the behaviour before them, not today's default.
+_ABSENT_MEANS: dict[str, Any] = {
+    "train.ema_warmup": False,  # averages before the warm-up existed decayed at train.ema from the first update
+}
+
+
 def upgraded_config(stored: Mapping[str, Any]) -> DictConfig:
     """A config stored in a checkpoint, in today's terms: values that meant "not set" become null, and flags that did
     not exist when it was written take their defaults. Flags it has that no longer exist are dropped."""
@@ -125,6 +131,8 @@ def upgraded_config(stored: Mapping[str, Any]) -> DictConfig:
     for name in flag_names(config):
         value = OmegaConf.select(stored_cfg, name, default="<absent>")
         if isinstance(value, str) and value == "<absent>":
+            if name in _ABSENT_MEANS:
+                OmegaConf.update(config, name, _ABSENT_MEANS[name], force_add=True)
             continue
         legacy = _LEGACY_UNSET.get(name, "<none>")
         if value == legacy and isinstance(value, bool) == isinstance(legacy, bool):  # 0 == False in Python
@@ -146,6 +154,8 @@ def _effective(flag: str, value: Any, config: DictConfig) -> Any:
     """The value a flag takes effect with, so that spellings of the same choice compare equal."""
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value)
+    if flag == "train.ema_warmup" and OmegaConf.select(config, "train.ema") is None:
+        return None  # no average, no warm-up of it
     if value is None and flag.startswith("dataset.params."):
         value = _dataset_default(OmegaConf.select(config, "dataset.name"), flag.rsplit(".", 1)[1])
     if flag == "net.block_width_factors":

@@ -211,6 +211,8 @@ def validate_config(cfg: DictConfig) -> None:
             f"train.accumulate_grad_steps={cfg.train.accumulate_grad_steps} (each step sees batch_size / steps)."
         )
     _check_count_flags(cfg)
+    if cfg.train.ema is None and cfg.train.ema_warmup is not True:
+        raise ConfigError("train.ema_warmup=False changes the weight average's decays; it needs train.ema=<decay>.")
     if cfg.test.batch_size_multiplier <= 0:
         raise ConfigError(f"test.batch_size_multiplier must be positive, got {cfg.test.batch_size_multiplier}.")
     if not cfg.train.do and not cfg.pretrained.load and not cfg.train.dry_run:

@@ -299,3 +299,18 @@ class ModelTable(RichModelSummary):
         console.print(f"[bold]Trainable params[/]: {trainable}, non-trainable: {frozen}, size: {size} MB")
         modes = total_training_modes
         console.print(f"[bold]Modules in train mode[/]: {modes['train']}, in eval mode: {modes['eval']}")
+
+    @classmethod
+    def show(cls, module: Any, max_depth: int) -> None:
+        """Print ``module``'s table now, outside a fit (``train.dry_run``)."""
+        from pytorch_lightning.utilities.model_summary import ModelSummary
+
+        summary = ModelSummary(module, max_depth=max_depth)
+        cls.summarize(
+            summary._get_summary_data(),
+            summary.total_parameters,
+            summary.trainable_parameters,
+            summary.model_size,
+            summary.total_training_modes,
+            total_flops=0,
+        )

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
-from pytorch_lightning.utilities.model_summary import ModelSummary
 
 from ckconv.hints import count_parameters
 from datamodules import CCNNDataModule
@@ -410,7 +409,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         torch.use_deterministic_algorithms(True, warn_only=True)
     plan = plan_run(cfg)
     if cfg.train.dry_run:
-        print(ModelSummary(plan.module, max_depth=3))
+        ModelTable.show(plan.module, max_depth=3)
         print(f"parameters: {plan.parameters}")
         return {"parameters": float(plan.parameters)}
     return execute(plan)
