@@ -14,7 +14,7 @@ import time
 import pytest
 import pytorch_lightning as pl
 
-from tests.conftest import REPO, TINY
+from tests.conftest import REPO, TINY, main_py
 from training.checkpoints import read_checkpoint
 from training.console import ConsoleLog, ProgressBar
 
@@ -170,6 +170,18 @@ def test_a_multirun_ends_with_one_line_per_job(data_dir, tmp_path):
     assert "val/acc=" in summary[0] and "test/acc=" in summary[0]
     assert summary[1].split()[:3] == ["1", "dataset.params.val_size=1000", "error:"]
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "jobs.jsonl", "multirun.yaml"]  # no folder for job 1
+
+
+def test_a_multirun_whose_jobs_name_their_folders_summarises_where_each_wrote(data_dir, tmp_path):
+    sweep, runs = tmp_path / "sweep", tmp_path / "runs"
+    folders = [f"train.output_dir={runs}/" + "${hydra:job.num}", f"hydra.sweep.dir={sweep}"]
+    result = main_py("-m", *TINY, "seed=0,1", f"dataset.data_dir={data_dir}", *folders, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = result.stdout.split("multirun: 2 of 2 jobs done\n")[1].splitlines()
+    assert [line.split()[:2] for line in summary] == [["0", "seed=0"], ["1", "seed=1"]]
+    assert summary[0].endswith(str(runs / "0")) and summary[1].endswith(str(runs / "1"))
+    assert all((runs / n / "checkpoints" / "best.ckpt").is_file() for n in ("0", "1"))
+    assert sorted(p.name for p in sweep.iterdir()) == ["jobs.jsonl", "multirun.yaml"]  # no empty job folders
 
 
 def test_the_multirun_record_survives_parallel_writers_and_summarises_each_job(tmp_path):

@@ -214,11 +214,16 @@ def preflight(argv: list[str]) -> None:
         if wants_traceback():
             raise
         raise RefusedError(composition_message(error, overrides)) from error
+    from hydra.core.hydra_config import HydraConfig
+
     output_dirs = set()
     for job in jobs:
         try:
             with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-                cfg = compose(config_name, overrides=job)
+                cfg = compose(config_name, overrides=job, return_hydra_config=True)
+            # Values may refer to Hydra's own config (train.output_dir='runs/${hydra:job.num}'): resolvable now as
+            # they will be in the job (a job's number is not known yet; Hydra sets its config again for each job).
+            HydraConfig.instance().set_config(cfg)
         except (HydraException, OmegaConfBaseException) as error:
             if wants_traceback():
                 raise
@@ -305,8 +310,12 @@ def run_task(cfg: Any) -> float | None:
         record_job(sweep, folder, overrides, one_line(error), failed=True)
         return None
     if job is not None:
+        overrides, folder, sweep = job
         shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k in ("val/acc", "test/acc"))
-        record_job(job[2], job[1], job[0], shown, failed=False)
+        run_folder = Path(metrics["run_folder"]) if "run_folder" in metrics else folder
+        if run_folder.resolve() != folder.resolve() and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # the job wrote into a train.output_dir of its own: Hydra's folder stayed empty
+        record_job(sweep, folder, overrides, shown, failed=False, run_folder=run_folder)
     return float(metrics.get("val/acc", math.nan))
 
 

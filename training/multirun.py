@@ -22,14 +22,22 @@ RECORD_NAME = "jobs.jsonl"
 exit_code = 0  # 2 when a job of the last multirun failed; main.py exits with it
 
 
-def record_job(sweep_dir: Path, folder: Path, overrides: list[str], outcome: str, failed: bool) -> None:
-    """Append one job's outcome to the sweep's record."""
-    line = (
-        json.dumps(
-            {"job": folder.name, "folder": str(folder), "overrides": overrides, "outcome": outcome, "failed": failed}
-        )
-        + "\n"
-    )
+def record_job(
+    sweep_dir: Path, folder: Path, overrides: list[str], outcome: str, failed: bool, run_folder: Path | None = None
+) -> None:
+    """Append one job's outcome to the sweep's record.
+
+    Args:
+        sweep_dir: the multirun's ``hydra.sweep.dir``.
+        folder: Hydra's folder of the job (its name is the job's number).
+        overrides: the job's overrides.
+        outcome: the job's accuracies, or its error.
+        failed: whether the job failed.
+        run_folder: where the job's run wrote, when not ``folder`` (a ``train.output_dir`` of its own).
+    """
+    where = str(run_folder or folder)
+    record = {"job": folder.name, "folder": where, "overrides": overrides, "outcome": outcome, "failed": failed}
+    line = json.dumps(record) + "\n"
     sweep_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(sweep_dir / RECORD_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

@@ -353,6 +353,7 @@ def _fit_and_evaluate(plan: RunPlan) -> dict[str, float]:
         module.net.compile()  # in place: the state_dict keys stay those of the eager network
     trainer = build_trainer(plan, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     metrics: dict[str, float] = {"parameters": float(plan.parameters)}
+    metrics["run_folder"] = str(out)  # type: ignore[assignment]  # where the run wrote, for sweeps' summaries
     if cfg.test.before_train:
         before = _metrics(trainer.test(module, datamodule=datamodule))
         metrics |= {f"before_train/{k}": v for k, v in before.items()}
