@@ -145,6 +145,7 @@ def test_ddp_with_two_cpu_processes_trains(data_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stdout and "Starting with 2 processes" in result.stdout
+    assert "sync_dist=True" not in result.stderr  # every epoch-level metric is reduced across the processes
     # The two processes each test half of the split (padded to equal halves): the whole split's accuracy, within
     # the one padded example's weight.
     best = tmp_path / "checkpoints" / "best.ckpt"

@@ -206,7 +206,9 @@ class RunTimer(pl.Callback):
         self._totals.data += record.data
         self._totals.compute += record.compute
         self._totals.validation += record.validation
-        pl_module.log_dict(record.metrics(), on_step=False, on_epoch=True)
+        # Under DDP: the slowest process's times and the largest process's memory (throughput already counts every
+        # process's samples); one reduction per epoch, nothing on a single process.
+        pl_module.log_dict(record.metrics(), on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
 
     def state_dict(self) -> dict[str, float]:
         """The run's time so far by part (this process's and that before its resumes), saved in every checkpoint so
