@@ -14,6 +14,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from packaging.requirements import Requirement
 
@@ -44,7 +45,13 @@ def job_config(job: Path) -> dict:
 def assert_job_wrote_its_results(job: Path) -> None:
     assert (job / "config.yaml").is_file()
     assert (job / "checkpoints" / "best.ckpt").is_file() and (job / "checkpoints" / "last.ckpt").is_file()
-    assert 0.0 <= final_val_acc(job) <= 1.0
+    best = torch.load(job / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    score = next(
+        v["best_model_score"]
+        for k, v in best["callbacks"].items()
+        if k.startswith("RunCheckpoint{'monitor': 'val/acc'")
+    )
+    assert final_val_acc(job) == pytest.approx(float(score), abs=1e-6)  # the job's result is its best checkpoint's
 
 
 # ---------------------------------------------------------------------------------------------------------------------
