@@ -5,6 +5,7 @@ written, each with one message naming the flag."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -112,8 +113,8 @@ def test_datasets_without_a_resolution_are_refused(tmp_path):
 def test_a_resolution_the_dataset_does_not_hold_is_refused_by_the_dataset(tmp_path):
     message = refusal(["dataset.name=PathFinder", "test.resolutions=[32,48]"], tmp_path)
     assert message == (
-        "test.resolutions: 48 cannot be used: dataset.name=PathFinder: resolution must be one of (32, 64, 128, 256), "
-        "got 48."
+        "test.resolutions: 48 cannot be used: dataset.name=PathFinder: dataset.params.resolution must be one of (32, "
+        "64, 128, 256), got 48."
     )
 
 
@@ -130,6 +131,23 @@ def test_a_side_below_what_the_pools_need_is_refused(tmp_path):
 def test_the_training_size_is_checked_against_the_pools_too(tmp_path):
     message = refusal(["dataset.params.seq_length=3", "net.downsampling=[0,1,2]", "net.no_blocks=3"], tmp_path)
     assert message.startswith("dataset.params.seq_length=3 gives inputs of size (3,), too small for net.downsampling")
+
+
+@pytest.mark.parametrize(
+    ("flags", "value"),
+    [
+        (["dataset.name=CIFAR10"], 100000),  # once trained, then a 132-line traceback
+        (["experiment=sc_raw/ccnn_4_140"], 100000000),  # once trained, then killed for memory while evaluating
+    ],
+)
+def test_a_resolution_beyond_the_machines_memory_is_refused_before_the_data_is_looked_for(tmp_path, flags, value):
+    message = refusal([*flags, "net.no_hidden=8", "net.no_blocks=1", f"test.resolutions=[{value}]"], tmp_path)
+    assert re.fullmatch(
+        rf"test\.resolutions: {value} needs about [\d.]+ [GTPE]B to evaluate \(one evaluation batch of \d+ through the "
+        r"network: [\d.]+ [GTPE]B\), more than the [\d.]+ [kMGT]?B available on this machine \(MemAvailable\); use a "
+        r"(smaller value|value of at most about \d+)\.",
+        message,
+    ), message
 
 
 def test_a_side_the_pools_can_reduce_passes():

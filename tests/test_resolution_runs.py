@@ -161,6 +161,13 @@ def test_blobs3d_trained_at_8_cubed_tested_at_6_and_12_cubed_with_direct_gaborne
             "sequences (data_type='sequence') do not keep the image's geometry",
         ),
         (["test.resolutions=[20,0]"], "error: test.resolutions must be a list of positive integers"),
+        # Beyond the machine's memory: refused before MNIST-1D's generator or Blobs3D's renderer would run.
+        (["test.resolutions=[40,100000000]"], "error: test.resolutions: 100000000 needs about "),
+        (["experiment=blobs3d/ccnn_2_16", "test.resolutions=[100000]"], "error: test.resolutions: 100000 needs about "),
+        (
+            ["dataset.name=SpeechCommands", "test.resolutions=[1]"],
+            "error: test.resolutions: 1 gives inputs of size (1,), too coarse for the network's continuous kernels",
+        ),
     ],
 )
 def test_refusals_are_one_line_exit_2_and_write_nothing(tmp_path, flags, start):

@@ -8,8 +8,9 @@ The model is the one the run evaluated, unchanged: each continuous kernel is sam
 same extent with more or fewer taps (``ckconv.conv``). The test split is read by a datamodule built from the run's
 flags with only the resolution option changed, so everything else (normalisation, splits, batch size) is the run's.
 
-A run checks the list in :func:`check_resolutions` and loads the data of each resolution in
-:func:`check_resolution_data`, both in ``training.run.plan_run``, before anything is written; after the run's own
+A run checks the list in :func:`check_resolutions`, each resolution's kernel grids and the memory its evaluation
+needs in :func:`check_resolutions_fit` (``training.resolution_memory``), and loads the data of each resolution in
+:func:`check_resolution_data`, all in ``training.run.plan_run``, before anything is written; after the run's own
 test, :func:`evaluate_resolutions` evaluates, prints the table, writes ``<run>/resolutions.csv`` and returns the
 metrics ``test@<resolution>/acc`` and ``test@<resolution>/loss``, which the run logs with its other final metrics.
 """
@@ -23,16 +24,28 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
+from torch import nn
 
 from datamodules import CCNNDataModule
 from training.build import build_datamodule
 from training.config import ConfigError
+from training.resolution_memory import (
+    conv_layers,
+    data_bytes,
+    device_available,
+    format_bytes,
+    held_examples,
+    host_available,
+    layer_taps,
+    network_bytes,
+)
 
 if TYPE_CHECKING:
     from training.run import RunPlan
@@ -138,16 +151,165 @@ def check_resolutions(cfg: DictConfig, datamodule: CCNNDataModule) -> None:
         check_pooling(cfg, datamodule_at(cfg, datamodule, value).meta.size, f"{FLAG}: {value}")
 
 
-def check_resolution_data(cfg: DictConfig, datamodule: CCNNDataModule) -> None:
-    """Prepare (find, download or generate) and load the data at each resolution of ``test.resolutions``, so that
-    missing or corrupt files are found before the run folder exists. Only the first process, the one that evaluates.
+def check_kernel_grid(cfg: DictConfig, net: nn.Module, trained: Sequence[int], size: Sequence[int], what: str) -> None:
+    """Refuse a size at which a continuous kernel can no longer be resampled: a layer whose input had two positions
+    or more along an axis in training has one, or whose kernel had several taps there keeps one (its whole extent
+    lies within one sample spacing of the new grid). A grid of one position has no spacing, and ``ckconv`` rescales
+    a kernel by the ratio of spacings (``(k - 1) / (s - 1)``): the layer would compute no continuous convolution
+    but a pointwise product on another scale. Discrete kernels keep their taps at any size and are not refused.
+
+    Args:
+        cfg: the run's flags (for the message).
+        net: the run's network.
+        trained: the spatial size of one training example.
+        size: the spatial size of one example at the resolution.
+        what: names the size in the message, e.g. ``test.resolutions: 1``.
+    """
+    for index, ((layer, at_train), (_, at)) in enumerate(zip(conv_layers(net, trained), conv_layers(net, size))):
+        if not layer.continuous:
+            continue
+        taps_train, taps = layer_taps(layer, at_train), layer_taps(layer, at)
+        for axis in range(len(at)):
+            few_positions = at[axis] < 2 <= at_train[axis]
+            one_tap = taps[axis] == 1 < taps_train[axis]
+            if few_positions or one_tap:
+                seen = f"{at[axis]} position(s)" if few_positions else f"a kernel of 1 tap (of {taps_train[axis]})"
+                raise ConfigError(
+                    f"{what} gives inputs of size {tuple(size)}, too coarse for the network's continuous kernels: "
+                    f"convolution layer {index} (conv.type={cfg.conv.type}) would see {seen} along axis {axis}, where "
+                    f"it saw {at_train[axis]} position(s) and {taps_train[axis]} taps in training, and a kernel "
+                    f"sampled at one position has no sample spacing to be rescaled by. Use a larger value."
+                )
+
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """What the evaluation at one resolution needs (``training.resolution_memory``), in bytes."""
+
+    batch: int  # the evaluation batch
+    network: int  # its peak through the network
+    data: int | None  # the data held at that resolution; None: not known before the run's data is read
+
+    def over(self, host: int, device: int | None) -> tuple[int, int, str] | None:
+        """(needed, available, where) for the first limit exceeded, or ``None``: on a GPU (``device`` given) the
+        network runs in the device's memory and the data stays on the host; on a CPU both share the host's."""
+        data = self.data or 0
+        if device is not None and self.network > device:
+            return self.network, device, "on the GPU (free memory)"
+        needed = data if device is not None else data + self.network
+        return (needed, host, "on this machine (MemAvailable)") if needed > host else None
+
+
+def memory_need(datamodule: CCNNDataModule, net: nn.Module, examples: int | None) -> MemoryNeed:
+    """The estimate for evaluating ``net`` on ``datamodule`` (at the resolution it is constructed with).
+
+    Args:
+        examples: the examples the run's datamodule holds once it has read its data (:func:`held_examples`); a
+            batch holds no more than the test split (fewer than all examples), so it bounds the batch too.
+    """
+    batch = datamodule.test_batch_size if examples is None else max(1, min(datamodule.test_batch_size, examples))
+    return MemoryNeed(batch, network_bytes(net, datamodule.meta.size, batch), data_bytes(datamodule, examples))
+
+
+def check_memory(
+    cfg: DictConfig, datamodule: CCNNDataModule, net: nn.Module, accelerator: str, examples: int | None = None
+) -> None:
+    """Refuse a resolution whose evaluation needs more memory than the machine has available now (the estimate of
+    ``training.resolution_memory``: nothing is allocated).
+
+    Args:
+        cfg: the run's flags.
+        datamodule: the run's datamodule.
+        net: the run's network.
+        accelerator: ``"gpu"`` or ``"cpu"`` (``training.devices.select_accelerator``).
+        examples: the examples the run's datamodule holds once it has read its data (:func:`held_examples`).
 
     Raises:
+        ConfigError: one line naming the resolution, the estimate, the limit and what to lower.
+    """
+    resolutions = requested_resolutions(cfg)
+    host = host_available()
+    if resolutions is None or host is None:
+        return
+    device = device_available() if accelerator == "gpu" else None
+    for value in resolutions:
+        need = memory_need(datamodule_at(cfg, datamodule, value), net, examples)
+        over = need.over(host, device)
+        if over is None:
+            continue
+        needed, available, where = over
+        parts = f"one evaluation batch of {need.batch} through the network: {format_bytes(need.network)}"
+        if need.data:
+            parts = f"the test data at {value}: {format_bytes(need.data)}; {parts}"
+        # Where the data is not counted yet (Speech Commands' clips), a largest value would promise too much.
+        fits = None if need.data is None else _largest_fitting(cfg, datamodule, net, examples, host, device, value)
+        fix = "a smaller value" if fits is None else f"a value of at most about {fits}"
+        if cfg.test.batch_size_multiplier > 1:
+            fix += f" or a smaller test.batch_size_multiplier (now {cfg.test.batch_size_multiplier})"
+        raise ConfigError(
+            f"{FLAG}: {value} needs about {format_bytes(needed)} to evaluate ({parts}), more than the "
+            f"{format_bytes(available)} available {where}; use {fix}."
+        )
+
+
+def _largest_fitting(
+    cfg: DictConfig,
+    datamodule: CCNNDataModule,
+    net: nn.Module,
+    examples: int | None,
+    host: int,
+    device: int | None,
+    refused: int,
+) -> int | None:
+    """The largest value between the training resolution and ``refused`` whose estimate fits, by bisection (the
+    estimate grows with the resolution); ``None`` when the training resolution does not fit either, or when the
+    dataset takes only some values (PathFinder's and MedMNIST's published sides)."""
+
+    def fits(value: int) -> bool:
+        return memory_need(datamodule_at(cfg, datamodule, value), net, examples).over(host, device) is None
+
+    low, high = getattr(datamodule, datamodule.resolution_option), refused  # type: ignore[arg-type]
+    try:
+        if low >= high or not fits(low):
+            return None
+        while high - low > 1:  # fits(low), not fits(high)
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+    except ConfigError:
+        return None
+    return low
+
+
+def check_resolutions_fit(cfg: DictConfig, datamodule: CCNNDataModule, net: nn.Module, accelerator: str) -> None:
+    """The checks of ``test.resolutions`` that need the network but no data: each resolution's kernel grids
+    (:func:`check_kernel_grid`) and the memory of its evaluation (:func:`check_memory`; the data of Speech
+    Commands, counted in clips, again in :func:`check_resolution_data`).
+
+    Raises:
+        ConfigError: one line naming ``test.resolutions`` and the fix.
+    """
+    resolutions = requested_resolutions(cfg)
+    if resolutions is None:
+        return
+    for value in resolutions:
+        size = datamodule_at(cfg, datamodule, value).meta.size
+        check_kernel_grid(cfg, net, datamodule.meta.size, size, f"{FLAG}: {value}")
+    check_memory(cfg, datamodule, net, accelerator)
+
+
+def check_resolution_data(cfg: DictConfig, datamodule: CCNNDataModule, net: nn.Module, accelerator: str) -> None:
+    """Prepare (find, download or generate) and load the data at each resolution of ``test.resolutions``, so that
+    missing or corrupt files are found before the run folder exists. Only the first process, the one that evaluates.
+    Call it once the run's own data is loaded: the memory check is made again first, with the examples counted.
+
+    Raises:
+        ConfigError: the evaluation at a resolution needs more memory than is available (:func:`check_memory`).
         DataError: naming the file or folder at fault.
     """
     resolutions = requested_resolutions(cfg)
     if resolutions is None or rank_zero_only.rank != 0:
         return
+    check_memory(cfg, datamodule, net, accelerator, held_examples(datamodule))
     for value in resolutions:
         other = datamodule_at(cfg, datamodule, value)
         other.prepare_data()
@@ -190,8 +352,28 @@ def evaluation_trainer(plan: RunPlan, trainer: pl.Trainer) -> pl.Trainer:
         )
 
 
-def resolutions_table(option: str, trained_at: int, rows: Sequence[tuple[int, float, float]]) -> str:
-    """The printed table: one line per resolution, accuracy in %, the training resolution marked."""
+def discrete_kernel_note(cfg: DictConfig, net: nn.Module, trained_at: int, resolutions: Sequence[int]) -> str | None:
+    """The note printed under the table when the network's kernels are discrete and a resolution differs from the
+    training one: such a kernel keeps its taps on any grid, so its extent relative to the signal changes with the
+    grid. Comparing discrete baselines at other resolutions is legitimate (the FlexConv paper does), but these rows
+    do not evaluate the same kernels resampled, as they do for continuous ones. ``None`` otherwise."""
+    other = [value for value in resolutions if value != trained_at]
+    layers = [layer for layer, _ in conv_layers(net, (1,) * net.data_dim)]
+    if not other or any(layer.continuous for layer in layers):
+        return None
+    taps = "x".join(map(str, layers[0].kernel_size))
+    scales = ", ".join(f"at {value}: {trained_at / value:.3g}x" for value in other)
+    return (
+        f"Note: conv.type={cfg.conv.type} has discrete kernels, which keep their {taps} taps at every resolution, so a "
+        f"kernel covers another part of the signal than in training ({scales} the part it covered at {trained_at}): "
+        f"these rows test the same taps on other extents, not the same kernels resampled as continuous ones are."
+    )
+
+
+def resolutions_table(
+    option: str, trained_at: int, rows: Sequence[tuple[int, float, float]], note: str | None = None
+) -> str:
+    """The printed table: one line per resolution, accuracy in %, the training resolution marked; then ``note``."""
     lines = [
         f"Test accuracy at other resolutions (dataset.params.{option}; trained at {trained_at}):",
         f"  {option:>12}  {'test acc %':>10}  {'test loss':>10}",
@@ -199,6 +381,8 @@ def resolutions_table(option: str, trained_at: int, rows: Sequence[tuple[int, fl
     for value, acc, loss in rows:
         mark = "  (training resolution)" if value == trained_at else ""
         lines.append(f"  {value:>12}  {100 * acc:>10.2f}  {loss:>10.4f}{mark}")
+    if note is not None:
+        lines.append(note)
     return "\n".join(lines)
 
 
@@ -238,7 +422,8 @@ def evaluate_resolutions(plan: RunPlan, trainer: pl.Trainer) -> dict[str, float]
         )[0]
         rows.append((value, float(results["test/acc"]), float(results["test/loss"])))
     write_csv(plan.folder / CSV_NAME, trained_at, rows)
-    print(resolutions_table(option, trained_at, rows), flush=True)
+    note = discrete_kernel_note(plan.cfg, plan.module.net, trained_at, resolutions)
+    print(resolutions_table(option, trained_at, rows, note), flush=True)  # main.log keeps the note too
     metrics: dict[str, float] = {}
     for value, acc, loss in rows:
         metrics |= {f"test@{value}/acc": acc, f"test@{value}/loss": loss}
@@ -247,8 +432,10 @@ def evaluate_resolutions(plan: RunPlan, trainer: pl.Trainer) -> dict[str, float]
 
 __all__ = [
     "CSV_NAME",
+    "check_memory",
     "check_resolution_data",
     "check_resolutions",
+    "check_resolutions_fit",
     "evaluate_resolutions",
     "requested_resolutions",
 ]

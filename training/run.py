@@ -44,7 +44,12 @@ from training.devices import select_accelerator, select_precision
 from training.ema import build_ema, check_resume_ema
 from training.loggers import AppendingCSVLogger, RunWandbLogger, check_logger_packages, tensorboard_logger
 from training.predictions import PredictionWriter
-from training.resolution import check_resolution_data, check_resolutions, evaluate_resolutions
+from training.resolution import (
+    check_resolution_data,
+    check_resolutions,
+    check_resolutions_fit,
+    evaluate_resolutions,
+)
 from training.run_folder import (
     RunFolderError,
     RunLock,
@@ -179,13 +184,14 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         _check_resume(cfg, resume, module)
     if cfg.pretrained.load:
         _load_for_start(cfg, module)
+    check_resolutions_fit(cfg, datamodule, module.net, accelerator)  # test.resolutions: kernel grids, memory
     if _is_first_process():
         folder, default = choose_run_folder(cfg, resume)
         check_run_folder(folder, resuming=resume is not None)
     else:
         folder, default = _worker_folder(cfg), False
     _check_data(datamodule)
-    check_resolution_data(cfg, datamodule)  # the test data at each of test.resolutions
+    check_resolution_data(cfg, datamodule, module.net, accelerator)  # the test data at each of test.resolutions
     return RunPlan(cfg, datamodule, module, parameters, folder, resume, accelerator, precision, default)
 
 
