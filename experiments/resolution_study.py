@@ -15,8 +15,9 @@ dataset's resolution flag (an image side, the MNIST-1D length or the Speech Comm
 skips the (setting, seed) pairs already there (several processes may share one output folder, each with other
 settings or seeds; run the command once more at the end to tabulate them all). At the end, ``<output>/results.md``
 holds the table (mean ± sample standard deviation over seeds, in %) and ``<output>/results.png`` the plot. Refused
-in one line (exit 2) before anything trains: an unknown preset or flag, a repeated seed or setting, a dataset without
-a resolution flag, a run folder that is not empty.
+in one line (exit 2) before anything trains: an unknown preset or flag, a setting without ``=``, a repeated seed or
+setting, a dataset without a resolution flag, a resolution too coarse for the network's kernels or too large for the
+machine's memory (``training.resolution_memory``), a run folder that is not empty.
 """
 
 from __future__ import annotations
@@ -60,12 +61,16 @@ class StudyRefusedError(Exception):
 
 
 def parse_setting(text: str) -> tuple[str, list[str]]:
-    """``"name=flag=value flag=value"`` -> ``("name", ["flag=value", ...])``; ``"plain="`` has no flags."""
-    name, _, flags = text.partition("=")
-    if not name or not name.replace("_", "").replace("-", "").isalnum():
+    """``"name=flag=value flag=value"`` -> ``("name", ["flag=value", ...])``; ``"plain="`` has no flags.
+
+    A text without ``=`` is refused: ``--setting bandlimit`` (the flags forgotten) would otherwise train the plain
+    network under that name.
+    """
+    name, equals, flags = text.partition("=")
+    if not equals or not name or not name.replace("_", "").replace("-", "").isalnum():
         raise StudyRefusedError(
-            f"--setting {text!r}: expected NAME=FLAGS with a name of letters, digits, '-' or '_' (e.g. plain= or "
-            "'bandlimit=kernel.bandlimit=1.0')"
+            f"--setting {text!r}: expected NAME=FLAGS with a name of letters, digits, '-' or '_' (e.g. plain= for no "
+            "flags, or 'bandlimit=kernel.bandlimit=1.0')"
         )
     return name, shlex.split(flags)
 
@@ -90,20 +95,23 @@ def resolution_option(cfg: DictConfig) -> str:
 
 
 def check_flags(cfg: DictConfig) -> None:
-    """The checks ``main.py`` makes before it reads any data: the flags, ``test.resolutions``, and the network and
-    optimizer settings (by building the module).
+    """The checks ``main.py`` makes before it reads any data: the flags, ``test.resolutions``, the network and
+    optimizer settings (by building the module), and each resolution's kernel grids and the memory its evaluation
+    needs (so that a resolution the machine cannot hold is refused before the first run trains).
 
     Raises:
         ConfigError: naming the flag.
     """
     from training.build import build_datamodule, build_module
     from training.config import validate_config
-    from training.resolution import check_resolutions
+    from training.devices import select_accelerator
+    from training.resolution import check_resolutions, check_resolutions_fit
 
     validate_config(cfg)
     datamodule = build_datamodule(cfg)
     check_resolutions(cfg, datamodule)
-    build_module(cfg, datamodule.meta)
+    module = build_module(cfg, datamodule.meta)
+    check_resolutions_fit(cfg, datamodule, module.net, select_accelerator(cfg.device))
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

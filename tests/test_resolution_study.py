@@ -20,7 +20,7 @@ def test_settings_are_a_name_and_flags():
         "band_limit-1",
         ["kernel.bandlimit=1.0", "mask.threshold=0.05"],
     )
-    for bad in ("=kernel.bandlimit=1.0", "half.band=kernel.bandlimit=0.5", "no flags"):
+    for bad in ("=kernel.bandlimit=1.0", "half.band=kernel.bandlimit=0.5", "no flags", "bad", "bandlimit"):
         with pytest.raises(study.StudyRefusedError, match="expected NAME=FLAGS"):
             study.parse_setting(bad)
 
@@ -44,6 +44,8 @@ def refusal(argv: list[str], capsys, tmp_path: Path) -> str:
         (["--extra", "kernel.bandlimt=1.0"], "setting plain: Could not override 'kernel.bandlimt'"),
         (["--setting", "b=kernel.bandlimit=2.0"], r"setting b: kernel.bandlimit must be a fraction in (0, 1]"),
         (["--preset", "listops/ccnn_4_140"], "dataset.name=ListOps has no resolution to change"),
+        (["--setting", "bad"], "--setting 'bad': expected NAME=FLAGS"),  # not a setting "bad" without flags
+        (["--evaluate-at", "40", "100000000"], "setting plain: test.resolutions: 100000000 needs about "),
     ],
 )
 def test_what_cannot_run_is_refused_before_anything_trains(argv, message, capsys, tmp_path):
