@@ -162,6 +162,17 @@ class CCNNDataModule(pl.LightningDataModule):
             return f"{self.name} has no resolution to change (no image side, sequence length or sample rate)"
         return None
 
+    def held_bytes(self, examples: int | None = None) -> int | None:
+        """Bytes this datamodule holds once it has read all its splits at its resolution, from its arguments alone
+        (nothing is read), for the memory check of an evaluation at another resolution (training.resolution_memory);
+        ``None`` where it is not known (yet).
+
+        Args:
+            examples: how many examples all splits hold, where the datamodule cannot tell without reading them (the
+                same examples are held at every resolution).
+        """
+        return None
+
     def layouts(self) -> list[Layout]:
         """Where this dataset's files may already be under ``data_dir``, in the order searched; the first is where
         ``fetch`` puts them. Empty for data generated locally."""

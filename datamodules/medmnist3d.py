@@ -163,6 +163,9 @@ class MedMNIST3DDataModule(CCNNDataModule):
     def meta(self) -> DataMeta:
         return DataMeta(data_dim=3, in_channels=1, num_classes=self.num_classes, size=(self.resolution,) * 3)
 
+    def held_bytes(self, examples: int | None = None) -> int | None:
+        return None if examples is None else examples * self.resolution**3  # the published uint8 volumes
+
     @property
     def filename(self) -> str:
         return f"{self.flag}.npz" if self.resolution == 28 else f"{self.flag}_{self.resolution}.npz"

@@ -18,6 +18,7 @@ Decoded images are cached (as uint8) under ``<data_dir>/cache``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,9 @@ class PathFinderDataModule(CCNNDataModule):
         if self.data_type == "sequence":
             return DataMeta(data_dim=1, in_channels=1, num_classes=2, size=(self.resolution**2,))
         return DataMeta(data_dim=2, in_channels=1, num_classes=2, size=(self.resolution, self.resolution))
+
+    def held_bytes(self, examples: int | None = None) -> int | None:
+        return None if examples is None else examples * math.prod(self.meta.size)  # the release's uint8 images
 
     def resolution_refusal(self) -> str | None:
         if self.data_type == "sequence":

@@ -137,6 +137,12 @@ class SpeechCommandsDataModule(CCNNDataModule):
             return DataMeta(data_dim=1, in_channels=20, num_classes=len(self.words), size=(MFCC_FRAMES,))
         return DataMeta(data_dim=1, in_channels=1, num_classes=len(self.words), size=(self.sample_rate,))
 
+    def held_bytes(self, examples: int | None = None) -> int | None:
+        if examples is None:
+            return None  # the clips are counted from the official lists when the data is read
+        # The standardised 16 kHz clips (float32) and their resampled copies, held together while resampling.
+        return examples * (SAMPLE_RATE + self.sample_rate) * 4
+
     def resolution_refusal(self) -> str | None:
         if self.mfcc:
             return "MFCC features (mfcc=True) have no sample rate to change; evaluate raw audio (mfcc=False)"

@@ -223,6 +223,9 @@ class VisionDataModule(CCNNDataModule):
         """Side of the square image the model sees."""
         return self.resolution
 
+    def held_bytes(self, examples: int | None = None) -> int | None:
+        return 0  # the stored images, at their own side, are resized one at a time as the loader reads them
+
     def resolution_refusal(self) -> str | None:
         if self.data_type == "sequence":
             return (

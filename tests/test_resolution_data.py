@@ -10,6 +10,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
+from ckconv.errors import InvalidArgument
 from datamodules import DATAMODULES, datamodule_class
 from datamodules.cache import cache_path
 from datamodules.cifar import CIFAR10DataModule
@@ -79,8 +80,9 @@ def test_mnist1d_length_sets_the_shape_and_keeps_the_standard_cache_file(tmp_pat
 
 @pytest.mark.parametrize("value", [1, 0, True])
 def test_mnist1d_length_below_two_is_refused_by_its_flag(value):
-    with pytest.raises(ValueError, match=r"^seq_length \(dataset\.params\.seq_length\) must be an integer >= 2"):
+    with pytest.raises(InvalidArgument, match=r"^seq_length must be an integer >= 2") as refused:
         MNIST1DDataModule(seq_length=value)
+    assert refused.value.argument == "seq_length"  # the builder names the flag (dataset.params.seq_length)
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -123,8 +125,9 @@ def test_flattened_images_keep_their_stored_side(cls, stored):
 
 @pytest.mark.parametrize("value", [0, -32, True])
 def test_a_side_that_is_no_positive_integer_is_refused_by_its_flag(value):
-    with pytest.raises(ValueError, match=r"^resolution \(dataset\.params\.resolution\) must be a positive number"):
+    with pytest.raises(InvalidArgument, match=r"^resolution must be a positive integer \(>= 1\)") as refused:
         CIFAR10DataModule(resolution=value)
+    assert refused.value.argument == "resolution"
 
 
 def test_pathfinder_sequences_cannot_change_resolution_but_select_their_native_one():
@@ -159,5 +162,6 @@ def test_speech_commands_mfcc_has_no_sample_rate_to_change():
     assert "MFCC features (mfcc=True) have no sample rate" in (
         SpeechCommandsDataModule(mfcc=True).resolution_refusal() or ""
     )
-    with pytest.raises(ValueError, match=r"^sample_rate \(dataset\.params\.sample_rate\) must be a positive"):
+    with pytest.raises(InvalidArgument, match=r"^sample_rate must be a positive integer \(>= 1\)") as refused:
         SpeechCommandsDataModule(sample_rate=0)
+    assert refused.value.argument == "sample_rate"

@@ -4,11 +4,11 @@ swapping, or dying in the allocator after the run has trained.
 
 The estimate has two parts, both computed from sizes alone (nothing is allocated):
 
-- the data: what the datamodule holds once it has read its test split at that resolution (:func:`data_bytes`).
-  Datasets made in memory hold every split at that resolution: MNIST-1D's generator builds all ``num_samples``
-  signals as float64 NumPy arrays (three copies at its peak), Blobs3D renders all its scenes, Speech Commands
-  resamples every clip. Image datasets hold their stored images and resize one image at a time as the loader reads it,
-  so their data does not grow with the resolution.
+- the data: what the datamodule holds once it has read its splits at that resolution, as the datamodule itself says
+  (``held_bytes``). Datasets made in memory hold every split at that resolution: MNIST-1D's generator builds all
+  ``num_samples`` signals as float64 NumPy arrays (three copies at its peak), Blobs3D renders all its scenes, Speech
+  Commands resamples every clip. Image datasets hold their stored images and resize one image at a time as the loader
+  reads it, so their data does not grow with the resolution.
 - the network: the peak of one evaluation batch (:func:`network_bytes`), the largest over the convolution layers,
   each at the size its input has after the pools before it. For an FFT convolution the buffers of
   ``ckconv.functional.fft_conv`` at the layer's FFT size ``M`` (the input zero-padded per axis to
@@ -27,7 +27,7 @@ device's free memory (``torch.cuda.mem_get_info``). Where neither can be read (n
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -52,15 +52,6 @@ DIRECT_BUFFERS = 3
 # Batch-sized activations at the layer's input size alive around its convolution: the block's input (kept for the
 # residual sum), its norm, and the output the convolution writes or (FFT) the pointwise mixer's copy of its window.
 ACTIVATIONS = 3
-# MNIST-1D's generator (mnist1d.data.make_dataset): a list of per-example float64 arrays, their np.stack, its
-# shuffled copy and the standardisation's temporary, then our float32 copy (measured: 32 bytes per value at the peak,
-# 1000 signals of length 20000 or 5000 of length 4000).
-MNIST1D_BYTES_PER_VALUE = 4 * 8 + 4
-# Blobs3D renders chunks of float32 volumes and concatenates them: two copies of every voxel at the peak (measured:
-# 8.5 bytes per voxel, 500 scenes at 64^3 or 3000 at 32^3).
-BLOBS3D_BYTES_PER_VOXEL = 2 * 4
-# Speech Commands resamples the standardised 16 kHz clips (float32) to the rate; both are held while it does.
-SPEECH_SOURCE_RATE = 16000
 _MEMINFO = Path("/proc/meminfo")
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -125,53 +116,16 @@ def network_bytes(net: nn.Module, size: Sequence[int], batch: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- the data
-def _mnist1d(datamodule: CCNNDataModule, examples: int | None) -> int:
-    return datamodule.num_samples * datamodule.seq_length * MNIST1D_BYTES_PER_VALUE
-
-
-def _blobs3d(datamodule: CCNNDataModule, examples: int | None) -> int:
-    return datamodule.num_samples * datamodule.resolution**3 * BLOBS3D_BYTES_PER_VOXEL
-
-
-def _speech_commands(datamodule: CCNNDataModule, examples: int | None) -> int | None:
-    if examples is None:
-        return None  # the clips are counted from the official lists when the run's data is read
-    return examples * (SPEECH_SOURCE_RATE + datamodule.sample_rate) * FLOAT_BYTES
-
-
-def _stored_images(datamodule: CCNNDataModule, examples: int | None) -> int:
-    return 0  # the stored images, held at their own side whatever the resolution, are the run's own
-
-
-def _published_images(datamodule: CCNNDataModule, examples: int | None) -> int | None:
-    # The release's images at that side, uint8; the same examples at every side.
-    return None if examples is None else examples * math.prod(datamodule.meta.size)
-
-
-# By class path, so that no datamodule module is imported for this (choosing MNIST-1D imports no image stack).
-_HELD: dict[str, Callable[[CCNNDataModule, int | None], int | None]] = {
-    "datamodules.mnist1d.MNIST1DDataModule": _mnist1d,
-    "datamodules.blobs3d.Blobs3DDataModule": _blobs3d,
-    "datamodules.speech_commands.SpeechCommandsDataModule": _speech_commands,
-    "datamodules.vision.VisionDataModule": _stored_images,
-    "datamodules.pathfinder.PathFinderDataModule": _published_images,
-    "datamodules.medmnist3d.MedMNIST3DDataModule": _published_images,
-}
-
-
 def data_bytes(datamodule: CCNNDataModule, examples: int | None = None) -> int | None:
-    """Bytes ``datamodule`` holds, at its resolution, once it has read its data; ``None`` where that is not known yet.
+    """Bytes ``datamodule`` holds, at its resolution, once it has read its data (its own
+    :meth:`~datamodules.base.CCNNDataModule.held_bytes`); ``None`` where that is not known yet.
 
     Args:
         datamodule: the datamodule at the resolution to evaluate (constructed only).
         examples: how many examples the run's own datamodule holds in all its splits, once it has read them; the
             same examples are held at every resolution.
     """
-    for cls in type(datamodule).__mro__:
-        held = _HELD.get(f"{cls.__module__}.{cls.__qualname__}")
-        if held is not None:
-            return held(datamodule, examples)
-    return None
+    return datamodule.held_bytes(examples)
 
 
 def held_examples(datamodule: CCNNDataModule) -> int | None:
