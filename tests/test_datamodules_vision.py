@@ -341,9 +341,9 @@ def test_mnist_download_over_a_partial_copy_says_so_and_fetches_only_what_is_mis
 def test_mnist_download_into_a_folder_that_cannot_be_created_names_it_once(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(DataError) as info:
-        MNISTDataModule(**dm_kwargs(blocker, download=True)).prepare_data()
-    assert str(info.value).startswith(f"Cannot create {blocker / 'MNIST' / 'raw'} to download ")
+    with pytest.raises(DataError) as info:  # the data folder's parent is a file: no folder can be made there
+        MNISTDataModule(**dm_kwargs(blocker / "data", download=True)).prepare_data()
+    assert str(info.value).startswith(f"Cannot create {blocker / 'data' / 'MNIST' / 'raw'} to download ")
     assert str(info.value).endswith("Set dataset.data_dir to a writable folder.")
 
 

@@ -131,7 +131,25 @@ def test_deterministic_runs_with_the_same_seed_give_identical_metrics(tiny, tmp_
 def test_a_data_dir_that_cannot_be_created_is_refused_naming_it(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(DataError, match=rf"Cannot create {blocker}/MNIST.*writable folder"):
+    with pytest.raises(DataError, match=rf"Cannot create {blocker}/data/MNIST.*writable folder"):
+        train(
+            compose(
+                [
+                    *MNIST1D_FREE,
+                    "dataset.name=MNIST",
+                    f"dataset.data_dir={blocker / 'data'}",  # its parent is a file
+                    f"train.output_dir={tmp_path / 'run'}",
+                ]
+            )
+        )
+    assert blocker.read_text() == "not a folder"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_data_dir_that_is_a_file_is_refused_naming_it(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=rf"dataset.data_dir {blocker} is a file, not a folder"):
         train(
             compose(
                 [
