@@ -60,7 +60,8 @@ def test_a_new_run_never_writes_into_a_folder_that_holds_another_run(tiny, tmp_p
 
 def test_a_second_process_on_a_folder_in_use_is_refused(data_dir, tmp_path):
     run = tmp_path / "run"
-    flags = [*TINY, "train.epochs=30", f"dataset.data_dir={data_dir}", f"train.output_dir={run}"]
+    # Long enough to outlast the second process's start on a loaded machine (it is killed at the end).
+    flags = [*TINY, "train.epochs=5000", f"dataset.data_dir={data_dir}", f"train.output_dir={run}"]
     first = start_main_py(*flags, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
@@ -68,6 +69,7 @@ def test_a_second_process_on_a_folder_in_use_is_refused(data_dir, tmp_path):
             time.sleep(0.05)
         assert first.poll() is None, "the first run ended before the second could start; make it longer"
         second = main_py(*[f for f in flags if "epochs" not in f], "train.epochs=1", cwd=tmp_path)
+        assert first.poll() is None, "the first run ended before the second was refused; make it longer"
         assert second.returncode == 2
         [line] = error_lines(second)
         assert line.startswith(f"error: run folder {run} is in use by a running process (pid {first.pid} on ")
