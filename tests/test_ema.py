@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,12 +17,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ckconv.mask import GaussianMask, refresh_mask_widths
 from tests.conftest import TINY, compose, main_py
-from tests.test_trust import DETERMINISTIC, _kill_after_epoch, error_lines, tree
+from tests.test_trust import DETERMINISTIC, _kill_after_epoch, epoch_rows, error_lines, tree
 from training.build import build_datamodule, build_module
 from training.checkpoints import CheckpointError, read_checkpoint
 from training.ema import RAW_WEIGHTS_KEY, EMAWeights
 from training.run import train
-from training.timing import MEASURED_PREFIXES
 
 
 class _Tiny(pl.LightningModule):
@@ -188,17 +186,6 @@ def test_a_checkpoint_holds_the_average_the_raw_weights_and_the_trained_best_val
 # ---------------------------------------------------------------------------------------------------------------
 # Runs
 # ---------------------------------------------------------------------------------------------------------------
-def _csv_rows(run: Path) -> dict[int, dict[str, str]]:
-    """The last logged value of each model metric per epoch (time and memory, which differ between runs, left out)."""
-    rows: dict[int, dict[str, str]] = {}
-    with open(run / "logs" / "metrics.csv", newline="") as file:
-        for row in csv.DictReader(file):
-            if row.get("epoch"):
-                kept = {k: v for k, v in row.items() if v and k != "step" and not k.startswith(MEASURED_PREFIXES)}
-                rows.setdefault(int(row["epoch"]), {}).update(kept)
-    return rows
-
-
 @pytest.fixture(scope="module")
 def ema_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, float], list[str]]:
     """A 3-epoch run with train.ema=0.9: (run folder, its final metrics, its flags)."""
@@ -229,7 +216,7 @@ def test_validation_in_fit_the_best_checkpoint_and_its_evaluation_all_use_the_av
     )
     # The validation loss logged during training for the best epoch is that of the checkpoint's state_dict (the
     # average) evaluated on its own; the run's final test accuracy is the evaluation's.
-    rows = _csv_rows(run)
+    rows = epoch_rows(run)
     best_epoch = max(rows, key=lambda epoch: (float(rows[epoch]["val/acc"]), -epoch))
     assert float(rows[best_epoch]["val/loss"]) == pytest.approx(evaluated["val/loss"], rel=1e-6)
     assert metrics["test/acc"] == evaluated["test/acc"] and metrics["val/acc"] == evaluated["val/acc"]
@@ -280,7 +267,7 @@ def test_a_run_with_ema_killed_and_resumed_equals_the_uninterrupted_run_bit_for_
 
     final = uninterrupted.result().stdout.splitlines()[-1]
     assert resumed.stdout.splitlines()[-1] == final.replace(str(whole), str(killed))
-    assert _csv_rows(killed) == _csv_rows(whole)
+    assert epoch_rows(killed) == epoch_rows(whole)
     for name in ("last.ckpt", "best.ckpt"):
         a, b = read_checkpoint(whole / "checkpoints" / name), read_checkpoint(killed / "checkpoints" / name)
         for part in ("state_dict", RAW_WEIGHTS_KEY, "averaging_state"):

@@ -431,7 +431,7 @@ DETERMINISTIC = [
 ]
 
 
-def _epoch_rows(run: Path) -> dict[int, dict[str, str]]:
+def epoch_rows(run: Path) -> dict[int, dict[str, str]]:
     """The last logged value of each metric per epoch (a killed epoch may be logged twice), without the measured
     times and memory, which differ from run to run."""
     import csv
@@ -483,11 +483,11 @@ def test_kill_and_resume_at_two_epochs_reproduces_the_uninterrupted_run_bit_for_
     assert epochs[early] < epochs[late] < 5, epochs  # two different epoch boundaries, both before the end
 
     final = uninterrupted.result().stdout.splitlines()[-1]
-    reference = _epoch_rows(whole)
+    reference = epoch_rows(whole)
     for run, result in results.items():
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.splitlines()[-1] == final.replace(str(whole), str(run))
-        assert _epoch_rows(run) == reference
+        assert epoch_rows(run) == reference
         for name in ("last.ckpt", "best.ckpt"):
             a = read_checkpoint(whole / "checkpoints" / name)["state_dict"]
             b = read_checkpoint(run / "checkpoints" / name)["state_dict"]
