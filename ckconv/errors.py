@@ -31,11 +31,14 @@ class InvalidArgument(ValueError):  # noqa: N818 (the name training/build.py cat
 
     def renamed(self, argument: str, others: Mapping[str, str] | None = None) -> InvalidArgument:
         """The same error under the caller's name for the argument: the message's leading name is replaced, and so
-        is each whole-word mention of an argument in ``others`` (inner name -> caller's name)."""
+        is each mention of an argument in ``others`` (inner name -> caller's name) as an argument: written with a
+        value (``bias=False``), or a whole word with an underscore (``omega_0``). Plain words that are also argument
+        names (``name``, ``bias``, ``causal``) stay as they are elsewhere: "must name a class" is English."""
         message = self.message
         for inner, outer in (others or {}).items():
             if inner != self.argument:
-                message = re.sub(rf"(?<![\w.]){re.escape(inner)}(?![\w])", outer, message)
+                as_argument = r"(?![\w])" if "_" in inner else r"(?==)"
+                message = re.sub(rf"(?<![\w.]){re.escape(inner)}{as_argument}", outer, message)
         if message.startswith(self.argument):
             return InvalidArgument(argument, argument + message[len(self.argument) :])
         return InvalidArgument(argument, f"{argument}: {message}")

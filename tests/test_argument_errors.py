@@ -152,3 +152,16 @@ def test_valid_arguments_build_a_network():
     # The base call of the table is itself valid, so each case fails for its one bad argument only.
     assert isinstance(ccnn_call()(), CCNN)
     assert ccnn_call(num_classes=2)()(torch.zeros(1, 1, 16)).shape == (1,)
+
+
+def test_renaming_changes_argument_mentions_but_not_the_english_words_they_share_a_name_with():
+    # KERNEL_NET_ARGUMENTS maps the kernel net's `name` to `kernel_type`: "must name a class" once read "must
+    # kernel_type a class".
+    with pytest.raises(InvalidArgument) as info:
+        SeparableFlexConv(2, 3, 1, kernel_size=5, kernel_type="MLP", kernel_options={"nonlinearity": "Foo"})
+    assert str(info.value).startswith("kernel_options.nonlinearity must name a torch.nn module class")
+    error = InvalidArgument("omega_0", "omega_0 must be > 0 with bias=False and hidden_channels 4 (a name, a bias).")
+    renamed = error.renamed("kernel_omega_0", {"bias": "kernel_bias", "hidden_channels": "kernel_hidden_channels"})
+    assert str(renamed) == (
+        "kernel_omega_0 must be > 0 with kernel_bias=False and kernel_hidden_channels 4 (a name, a bias)."
+    )
