@@ -9,8 +9,10 @@ is never saved:
   is a device synchronisation, once per layer). Valid while the same width and mean tensors are in place with
   unchanged version counters; a crop after a change reads them again. ``ckconv.mask.refresh_mask_widths`` renews
   it for every mask of a network in one transfer (the training module calls it before each batch), so that a
-  training step reads no device value. In-place writes through ``param.data`` do not bump version counters: change
-  mask widths with ``torch.no_grad()`` and in-place ops, or call ``refresh_mask_widths`` after such writes.
+  training step reads no device value. Writes that bump no version counter are not seen: through ``param.data``,
+  ``torch.nn.utils.vector_to_parameters``, and fused optimizer steps (``torch.optim.Adam(..., fused=True)`` and
+  the other ``fused=True`` optimizers). Change mask widths with ``torch.no_grad()`` and in-place ops, or call
+  ``refresh_mask_widths`` after such writes (in a loop of your own with a fused optimizer: after every step).
 Sampled kernels are not cached: every forward pass samples them anew.
 """
 

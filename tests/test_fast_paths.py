@@ -146,3 +146,22 @@ def test_a_write_through_data_is_seen_after_refresh_mask_widths():
     assert probe() == (cropped_size(200, 1.0, 0.1, probe.mask.threshold, True),)  # stale, as documented
     refresh_mask_widths(probe)
     assert probe() == (cropped_size(200, 1.0, 0.4, probe.mask.threshold, True),)
+
+
+def test_a_fused_optimizer_step_is_seen_after_refresh_mask_widths():
+    # Fused optimizer kernels bump no version counter either (README, ckconv docstring): the crop keeps the widths of
+    # before the step until refresh_mask_widths reads them, after which the layer equals a fresh copy of its weights.
+    from ckconv import SeparableFlexConv
+    from ckconv.mask import refresh_mask_widths
+
+    torch.manual_seed(0)
+    options = dict(kernel_size="same", input_size=60, causal=True, mask_init_value=0.1)
+    layer, x = SeparableFlexConv(2, 2, 1, **options), torch.randn(1, 2, 60)
+    layer(x).sum().backward()
+    torch.optim.Adam(layer.parameters(), lr=0.05, fused=True).step()
+    fresh = SeparableFlexConv(2, 2, 1, **options)
+    fresh.load_state_dict(layer.state_dict())
+    assert layer.sample_kernel((60,)).shape[-1] < fresh.sample_kernel((60,)).shape[-1]  # stale, as documented
+    refresh_mask_widths(layer)
+    assert torch.equal(layer.sample_kernel((60,)), fresh.sample_kernel((60,)))
+    assert torch.equal(layer(x), fresh(x))
