@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ckconv.bandlimit import MASK_BAND_FRACTION, grid_nyquist
-from ckconv.errors import InvalidArgument, check_positive_int, renamed_arguments
+from ckconv.errors import InvalidArgument, check_bool, check_positive_int, renamed_arguments
 from ckconv.functional import (
     UseFFT,
     check_data_dim,
@@ -57,10 +57,26 @@ MASK_ARGUMENTS = {
 
 
 def _as_tuple(value: int | Sequence[int], data_dim: int, name: str) -> tuple[int, ...]:
-    values = (value,) * data_dim if isinstance(value, int) else tuple(value)
-    if len(values) != data_dim or not all(isinstance(v, int) and v > 0 for v in values):
+    values = (value,) * data_dim if isinstance(value, int) else tuple(value) if isinstance(value, Sequence) else ()
+    if len(values) != data_dim or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
         raise InvalidArgument(name, f"{name} must be a positive int or {data_dim} positive ints, got {value!r}.")
     return values
+
+
+def _check_kernel_options(kernel_options: Mapping[str, Any] | None) -> None:
+    """Refuse ``kernel_options`` that are not a mapping, or that set what the layer passes to its kernel net itself
+    (its own ``kernel_*`` arguments, ``data_dim``, ``causal``, the output channels)."""
+    if kernel_options is None:
+        return
+    if not isinstance(kernel_options, Mapping):
+        raise InvalidArgument(
+            "kernel_options", f"kernel_options must be a mapping of kernel net arguments, got {kernel_options!r}."
+        )
+    for key in kernel_options:
+        if key in KERNEL_NET_ARGUMENTS or key == "out_channels":
+            instead = KERNEL_NET_ARGUMENTS.get(key)
+            fix = f"pass {instead}= to the layer" if instead else "the layer sets it from its channels"
+            raise InvalidArgument(f"kernel_options.{key}", f"kernel_options.{key} is set by the layer itself; {fix}.")
 
 
 def resolve_kernel_size(
@@ -131,6 +147,8 @@ class _Convolution(nn.Module):
         check_data_dim(data_dim)
         check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
+        check_bool("causal", causal)
+        check_bool("separable", separable)
         if causal and data_dim != 1:
             raise InvalidArgument("causal", f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
         prefers_fft((1,) * data_dim, use_fft)  # validates use_fft
@@ -222,6 +240,9 @@ class CKConv(_Convolution):
         chang_initialize: bool = True,
     ) -> None:
         super().__init__(in_channels, out_channels, data_dim, causal, use_fft, separable)
+        for name, value in (("bias", bias), ("kernel_bias", kernel_bias), ("chang_initialize", chang_initialize)):
+            check_bool(name, value)
+        _check_kernel_options(kernel_options)
         if kernel_type not in KERNEL_NETS:
             raise InvalidArgument(
                 "kernel_type", f"kernel_type must be one of {tuple(KERNEL_NETS)}, got {kernel_type!r}."
@@ -411,6 +432,7 @@ class Conv(_Convolution):
         separable: bool = False,
     ) -> None:
         super().__init__(in_channels, out_channels, data_dim, causal, use_fft, separable)
+        check_bool("bias", bias)
         self.kernel_size = _as_tuple(kernel_size, data_dim, "kernel_size")
         weight_shape = (in_channels, 1) if separable else (out_channels, in_channels)
         self.weight = nn.Parameter(torch.empty(*weight_shape, *self.kernel_size))

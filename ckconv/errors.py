@@ -71,6 +71,13 @@ def check_positive_int(name: str, value: Any) -> None:
         raise InvalidArgument(name, f"{name} must be a positive integer (>= 1), got {value!r}.")
 
 
+def check_bool(name: str, value: Any) -> None:
+    """Raise :class:`InvalidArgument` naming ``name`` unless ``value`` is ``True`` or ``False``: a string such as
+    ``"False"`` is truthy and would silently mean True."""
+    if not isinstance(value, bool):
+        raise InvalidArgument(name, f"{name} must be True or False, got {value!r}.")
+
+
 def check_positive_number(name: str, value: Any) -> None:
     """Raise :class:`InvalidArgument` naming ``name`` unless ``value`` is a finite number > 0 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):

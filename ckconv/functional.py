@@ -39,7 +39,7 @@ SUPPORTED_DIMS = (1, 2, 3)
 # ---------------------------------------------------------------------------------------------------------------
 def check_data_dim(data_dim: int) -> None:
     """Raise :class:`InvalidArgument` unless ``data_dim`` is 1, 2 or 3."""
-    if data_dim not in SUPPORTED_DIMS:
+    if isinstance(data_dim, bool) or not isinstance(data_dim, int) or data_dim not in SUPPORTED_DIMS:
         raise InvalidArgument("data_dim", f"data_dim must be one of {SUPPORTED_DIMS}, got {data_dim!r}.")
 
 

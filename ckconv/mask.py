@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ckconv.bandlimit import check_max_frequency, min_width
-from ckconv.errors import InvalidArgument, check_positive_number
+from ckconv.errors import InvalidArgument, check_bool, check_positive_number
 from ckconv.functional import check_data_dim, cropped_size, gaussian_mask
 from ckconv.hints import OptimHint
 
@@ -72,10 +72,12 @@ class GaussianMask(nn.Module):
     ) -> None:
         super().__init__()
         check_data_dim(data_dim)
+        for name, value in (("causal", causal), ("learn_mean", learn_mean), ("dynamic_cropping", dynamic_cropping)):
+            check_bool(name, value)
         if causal and data_dim != 1:
             raise InvalidArgument("causal", f"causal=True needs data_dim=1, got data_dim={data_dim}.")
         check_positive_number("init_value", init_value)
-        if dynamic_cropping and not 0.0 < threshold < 1.0:
+        if dynamic_cropping and (not isinstance(threshold, int | float) or not 0.0 < threshold < 1.0):
             raise InvalidArgument(
                 "threshold", f"threshold must be in (0, 1) when dynamic_cropping is on, got {threshold}."
             )

@@ -6,6 +6,7 @@ Layout ``(B, C, *spatial)`` throughout. Token inputs ``(B, L)`` (int64) are embe
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ckconv import CONV_TYPES, PointwiseLinear
-from ckconv.errors import InvalidArgument, check_positive_int, renamed_arguments
+from ckconv.errors import InvalidArgument, check_bool, check_positive_int, renamed_arguments
 from ckconv.functional import check_data_dim
 from models.blocks import BLOCKS, ConvFactory
 from models.layers import build_activation, build_dropout, build_norm
@@ -81,9 +82,45 @@ def _check_network_arguments(
         )
 
 
+def _as_size(input_size: int | Sequence[int], data_dim: int) -> tuple[int, ...]:
+    """``input_size`` per axis: an int is every axis's size, as the conv layers take it."""
+    return (input_size,) * data_dim if isinstance(input_size, int) else tuple(input_size)
+
+
+def _keywords(cls: type) -> set[str]:
+    """The keyword arguments ``cls(...)`` takes: those of its ``__init__`` and, while one forwards ``**kwargs``,
+    of the parents' it forwards them to."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names
+    return names
+
+
 def _conv_factory(conv_type: str, data_dim: int, options: Mapping[str, Any]) -> Callable[[Size], ConvFactory]:
-    """``size -> (in_channels, out_channels) -> layer``: the network's conv layer for inputs of ``size``."""
+    """``size -> (in_channels, out_channels) -> layer``: the network's conv layer for inputs of ``size``.
+
+    Raises:
+        InvalidArgument: ``conv_options`` is not a mapping, sets what the network passes itself (channels,
+            ``data_dim``, ``input_size``), or names no keyword of the ``conv_type`` layer.
+    """
     conv_cls = CONV_TYPES[conv_type]
+    if not isinstance(options, Mapping):
+        raise InvalidArgument("conv_options", f"conv_options must be a mapping of layer arguments, got {options!r}.")
+    accepted = _keywords(conv_cls)
+    for key in options:
+        if key in ("in_channels", "out_channels", "data_dim", "input_size"):
+            raise InvalidArgument(
+                f"conv_options.{key}", f"conv_options.{key} is set by the network itself; pass it to CCNN instead."
+            )
+        if key not in accepted:
+            raise InvalidArgument(
+                f"conv_options.{key}", f"conv_options.{key} is not an argument of {conv_type} (see its signature)."
+            )
 
     def at_size(size: Size) -> ConvFactory:
         # A continuous kernel is sampled for the input size its layer sees; a discrete one has no such size.
@@ -135,7 +172,7 @@ class CCNN(nn.Module):
         in_channels: int,
         num_classes: int,
         data_dim: int,
-        input_size: Sequence[int] | None = None,
+        input_size: int | Sequence[int] | None = None,
         *,
         hidden_channels: int = 64,
         num_blocks: int = 4,
@@ -158,6 +195,8 @@ class CCNN(nn.Module):
     ) -> None:
         super().__init__()
         check_data_dim(data_dim)
+        check_bool("prenorm", prenorm)
+        check_bool("paired", paired)
         _check_network_arguments(
             num_classes=num_classes,
             hidden_channels=hidden_channels,
@@ -175,7 +214,7 @@ class CCNN(nn.Module):
         self.num_classes = num_classes
         self.paired = paired
         conv_at = _conv_factory(conv_type, data_dim, conv_options or {})
-        size = None if input_size is None else tuple(input_size)
+        size = None if input_size is None else _as_size(input_size, data_dim)
         layers = {"norm": norm, "nonlinearity": nonlinearity}  # the stem, every block and the head share them
 
         self._build_stem(

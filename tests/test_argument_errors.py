@@ -97,6 +97,27 @@ CASES: dict[str, tuple[Callable[[], Any], str]] = {
         "dropout",
     ),
     "resnet block norm": (lambda: BLOCKS["default"](4, 4, lambda i, o: PointwiseLinear(i, o), 1, norm="BN"), "norm"),
+    # types: a string such as "False" is truthy, a float kernel size is no size
+    "flexconv causal string": (lambda: FlexConv(1, 1, input_size=8, causal="False"), "causal"),
+    "flexconv bias string": (lambda: FlexConv(1, 1, input_size=8, bias="no"), "bias"),
+    "flexconv chang_initialize": (lambda: FlexConv(1, 1, input_size=8, chang_initialize=1), "chang_initialize"),
+    "flexconv data_dim float": (lambda: FlexConv(1, 1, 1.0, input_size=8), "data_dim"),
+    "flexconv data_dim bool": (lambda: FlexConv(1, 1, True, input_size=8), "data_dim"),
+    "conv kernel_size float": (lambda: SeparableConv(1, 1, 1, kernel_size=2.5), "kernel_size"),
+    "conv kernel_size bool": (lambda: SeparableConv(1, 1, 1, kernel_size=True), "kernel_size"),
+    "conv separable": (lambda: SeparableConv(1, 1, 1, kernel_size=3, separable="yes"), "separable"),
+    "mask threshold None": (lambda: GaussianMask(1, threshold=None), "threshold"),
+    "mask learn_mean": (lambda: GaussianMask(1, learn_mean="yes"), "learn_mean"),
+    "kernel_options not a mapping": (lambda: FlexConv(1, 1, input_size=8, kernel_options="alpha"), "kernel_options"),
+    "kernel_options unknown": (lambda: FlexConv(1, 1, input_size=8, kernel_options={"foo": 1}), "kernel_options.foo"),
+    "kernel_options set by the layer": (
+        lambda: FlexConv(1, 1, input_size=8, kernel_options={"hidden_channels": 3}),
+        "kernel_options.hidden_channels",
+    ),
+    "ccnn conv_options unknown": (ccnn_call(conv_options={"foo": 1}), "conv_options.foo"),
+    "ccnn conv_options set by the network": (ccnn_call(conv_options={"input_size": 10}), "conv_options.input_size"),
+    "ccnn prenorm": (ccnn_call(prenorm="no"), "prenorm"),
+    "ccnn paired": (ccnn_call(paired=1), "paired"),
 }
 
 
@@ -165,3 +186,12 @@ def test_renaming_changes_argument_mentions_but_not_the_english_words_they_share
     assert str(renamed) == (
         "kernel_omega_0 must be > 0 with kernel_bias=False and kernel_hidden_channels 4 (a name, a bias)."
     )
+
+
+def test_an_int_input_size_is_every_axis_size_as_the_conv_layers_take_it():
+    torch.manual_seed(0)
+    from_int = CCNN(1, 3, 2, 6, hidden_channels=4, num_blocks=1, conv_options={"kernel_hidden_channels": 4})
+    torch.manual_seed(0)
+    from_tuple = CCNN(1, 3, 2, (6, 6), hidden_channels=4, num_blocks=1, conv_options={"kernel_hidden_channels": 4})
+    x = torch.randn(2, 1, 6, 6)
+    assert torch.equal(from_int.eval()(x), from_tuple.eval()(x))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from ckconv.errors import InvalidArgument
 from ckconv.kernels.base import KernelNet
 from ckconv.kernels.magnet import MAGNet
@@ -34,6 +36,11 @@ def build_kernel_net(name: str, **kwargs: object) -> KernelNet:
     """
     if name not in KERNEL_NETS:
         raise InvalidArgument("name", f"name must be one of {', '.join(KERNEL_NETS)}; got {name!r}.")
+    accepted = inspect.signature(KERNEL_NETS[name]).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        for key in kwargs:
+            if key not in accepted:
+                raise InvalidArgument(key, f"{key} is not an argument that the {name} kernel net takes.")
     return KERNEL_NETS[name](**kwargs)
 
 
