@@ -164,7 +164,10 @@ class _Convolution(nn.Module):
         raise NotImplementedError
 
     def check_input(self, x: Tensor) -> None:
-        """Raise a ValueError unless ``x`` is ``(B, in_channels, *spatial)`` with ``data_dim`` spatial dimensions."""
+        """Raise a ValueError unless ``x`` is a floating-point ``(B, in_channels, *spatial)`` with ``data_dim`` spatial
+        dimensions (an integer input was converted by the FFT path and refused by the direct one)."""
+        if not x.is_floating_point():
+            raise ValueError(f"{type(self).__name__} expects a floating-point input, got {x.dtype}.")
         if x.dim() != self.data_dim + 2 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{type(self).__name__} expects input of shape (B, {self.in_channels}, "
@@ -174,6 +177,8 @@ class _Convolution(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
+        if x.numel() == 0:  # an empty batch or grid, as torch's convolutions take it (the FFT cannot plan for it)
+            return x.new_zeros((x.shape[0], self.out_channels, *x.shape[2:]))
         groups = self.in_channels if self.separable else 1
         kernel = self.kernel_for(x)
         if self.channel_mixer is None:

@@ -60,7 +60,8 @@ class PointwiseLinear(nn.Module):
         if input_offset is not None and input_offset.shape != (self.in_channels,):
             raise ValueError(f"input_offset must be ({self.in_channels},), got {tuple(input_offset.shape)}.")
         batch, spatial = x.shape[0], x.shape[2:]
-        flat = x.reshape(batch, self.in_channels, -1)  # (B, I, P), a view for inputs whose positions flatten
+        # (B, I, P), a view for inputs whose positions flatten; P spelt out, as -1 is ambiguous for an empty batch.
+        flat = x.reshape(batch, self.in_channels, math.prod(spatial))
         # A batched product with the weight broadcast over the batch (stride 0) works on the channel-first layout
         # directly; torch.matmul would transpose x into a copy first (measured 1.6x slower, bench/README.md).
         weight = self.weight.expand(batch, -1, -1)  # (B, O, I)

@@ -85,6 +85,18 @@ def test_every_registered_conv_builds_and_runs_forward_and_backward(name, data_d
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
 
 
+@pytest.mark.parametrize("use_fft", [True, False])
+@pytest.mark.parametrize("name", sorted(CONV_TYPES))
+def test_an_empty_batch_or_grid_gives_an_empty_output_and_integers_are_refused_on_both_paths(name, use_fft):
+    # The FFT could not plan an empty batch and the separable mixer could not reshape it, while an empty grid failed
+    # on the direct path only; an integer input was converted by the FFT path and refused by the direct one.
+    layer = build(CONV_TYPES[name], 2, 3, 1, (12,), dtype=torch.float32, use_fft=use_fft)
+    assert layer(torch.randn(0, 2, 12)).shape == (0, 3, 12)
+    assert layer(torch.randn(2, 2, 0)).shape == (2, 3, 0)
+    with pytest.raises(ValueError, match=rf"^{name} expects a floating-point input, got torch.int64\.$"):
+        layer(torch.ones(1, 2, 12, dtype=torch.int64))
+
+
 @pytest.mark.parametrize("name", sorted(CONV_TYPES))
 def test_layer_matches_the_functional_convolution_of_its_kernel(name):
     spatial = (12,)
