@@ -3,8 +3,8 @@
 Errors: a bad constructor argument raises :class:`InvalidArgument` (a ``ValueError``) whose ``argument`` is the keyword
 of the signature that was called.
 
-State outside parameters: forward passes write no parameters or buffers, and one attribute outside them, a cache that
-is never saved:
+State outside parameters: forward passes write no parameters or buffers (but the running statistics of an MLP kernel
+net with a batch norm, in training mode), and one attribute outside them, a cache that is never saved:
 - ``GaussianMask.host_copy``: the mask's width and mean as Python floats, for the crop rule (reading them from a GPU
   is a device synchronisation, once per layer). Valid while the same width and mean tensors are in place with
   unchanged version counters; a crop after a change reads them again. ``ckconv.mask.refresh_mask_widths`` renews

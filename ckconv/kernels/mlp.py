@@ -30,7 +30,9 @@ class MLP(KernelNet):
 
     Args:
         norm: Name of a ``torch.nn`` normalisation class built as ``cls(H)``, e.g. "Identity",
-            "LayerNorm", "BatchNorm1d".
+            "LayerNorm", "BatchNorm1d". A batch norm normalises over the kernel's positions and, as every batch
+            norm does, updates its running statistics in each training-mode forward and uses them in eval mode:
+            the one case in which a layer's forward writes buffers and its train and eval kernels differ.
         nonlinearity: Name of a ``torch.nn`` activation class built as ``cls()``, e.g. "GELU", "ReLU",
             "SiLU".
         Other args: see :class:`~ckconv.kernels.base.KernelNet`.
