@@ -308,7 +308,7 @@ class CKConv(_Convolution):
     def cropped_positions(self, size: Sequence[int]) -> Tensor:
         """Positions ``(1, d, *k)`` of the taps kept of a ``size`` grid: all of them, or the mask's crop."""
         reference = self.kernel_net.output_layer.weight
-        positions = kernel_positions(size, device=reference.device, dtype=reference.dtype)  # (1, d, *size)
+        positions = kernel_positions(size, reference.device, reference.dtype, self.causal)  # (1, d, *size)
         if self.mask is None:
             return positions
         cropped = self.mask.cropped_kernel_size(size)

@@ -271,18 +271,23 @@ def conv(
 # Positions, mask and cropping
 # ---------------------------------------------------------------------------------------------------------------
 def kernel_positions(
-    kernel_size: Sequence[int], device: torch.device | None = None, dtype: torch.dtype | None = None
+    kernel_size: Sequence[int],
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    causal: bool = False,
 ) -> Tensor:
     """Relative positions of the kernel taps: a grid over ``[-1, 1]^d`` of shape ``(1, d, *kernel_size)``.
 
-    A dimension of size 1 sits at position 0.
+    A dimension of size 1 holds the anchor tap only: position 0, or +1 (the current step) for a causal kernel, where
+    the mask is centred; at 0 a causal FlexConv of one tap sampled its mask 1 unit away from its centre, about 0.
     """
     check_data_dim(len(kernel_size))
+    lone = 1.0 if causal else 0.0
     axes = []
     for k in kernel_size:
         if k <= 0:
             raise ValueError(f"kernel_size entries must be positive, got {tuple(kernel_size)}.")
-        axes.append(torch.linspace(-1.0, 1.0, k, device=device, dtype=dtype) if k > 1 else torch.zeros(1))
+        axes.append(torch.linspace(-1.0, 1.0, k, device=device, dtype=dtype) if k > 1 else torch.full((1,), lone))
     axes = [a.to(device=device, dtype=dtype) for a in axes]
     return torch.stack(torch.meshgrid(*axes, indexing="ij")).unsqueeze(0)
 

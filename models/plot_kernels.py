@@ -94,7 +94,7 @@ def kernel_view(name: str, layer: CKConv, max_channels: int = 4) -> KernelView:
     kernels[(slice(None), *kept)] = channels
     labels = tuple(f"ch {c}" if layer.separable else f"out {c} ← in 0" for c in range(channels.shape[0]))
     device = layer.kernel_net.output_layer.weight.device
-    grid = kernel_positions(size, device=device)  # (1, d, *size)
+    grid = kernel_positions(size, device=device, causal=layer.causal)  # (1, d, *size)
     d = len(size)
     positions = tuple(grid[0, i][tuple(slice(None) if j == i else 0 for j in range(d))].float().cpu() for i in range(d))
     if layer.mask is None:

@@ -403,6 +403,18 @@ def test_cropped_kernel_equals_the_full_masked_kernel_on_the_kept_taps():
 # ---------------------------------------------------------------------------------------------------------------
 # Resolution: kernels resampled on a finer grid of the same extent
 # ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_one_tap_flexconv_samples_its_kernel_net_at_the_masks_centre(causal):
+    # A causal one-tap kernel sat at position 0, one unit from its mask's centre (+1): a kernel of about 0.
+    layer = build(FlexConv, 1, 1, 1, (10,), kernel_size=1, causal=causal, bias=False)
+    centre = torch.full((1, 1, 1), 1.0 if causal else 0.0, dtype=torch.float64)
+    expected = layer.kernel_net(centre)  # times the mask there, 1
+    assert not causal or expected.abs().item() > 1e-3  # (MAGNet's initial output at 0 is 0)
+    assert torch.equal(layer.sample_kernel((10,)), expected.reshape(1, 1, 1))
+    x = randn(2, 1, 10)
+    assert torch.allclose(layer(x), x * expected.item(), rtol=1e-12, atol=1e-12)
+
+
 def test_resolve_kernel_size_and_resampled_size_values():
     assert resolve_kernel_size("same", 65, 1) == (65,)
     assert resolve_kernel_size("full", (8, 5), 2) == (15, 9)

@@ -294,6 +294,8 @@ def test_kernel_positions_span_minus_one_to_one_with_singleton_dims_at_zero():
     assert pos.shape == (1, 2, 5, 1)
     assert torch.equal(pos[0, 0, :, 0], torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=torch.float64))
     assert torch.equal(pos[0, 1], torch.zeros(5, 1, dtype=torch.float64))
+    assert torch.equal(kernel_positions((1,), causal=True), torch.ones(1, 1, 1))  # a causal kernel's anchor: +1
+    assert torch.equal(kernel_positions((5,), causal=True), kernel_positions((5,)))
     with pytest.raises(ValueError, match=r"kernel_size entries must be positive"):
         kernel_positions((3, 0))
     with pytest.raises(ValueError, match=r"data_dim must be one of"):
