@@ -180,8 +180,9 @@ def extract_archive(archive: Path, target_dir: Path, check: Callable[[Path], Non
 
     Extraction goes to a temporary sibling folder, with the standard library's member checks
     (``tarfile.data_filter``); only once every member is out and ``check`` passed are the folder's top-level entries
-    moved into ``target_dir`` (replacing entries of the same name), so a refused or interrupted extraction leaves
-    nothing there. A plain ``.gz`` file is decompressed to ``target_dir/<name without .gz>``.
+    moved into ``target_dir``, merged into the folders already there (a file of the same name is replaced, other
+    files stay), so a refused or interrupted extraction leaves nothing there. A plain ``.gz`` file is decompressed
+    to ``target_dir/<name without .gz>``.
 
     Args:
         archive: the archive file.
@@ -212,15 +213,25 @@ def extract_archive(archive: Path, target_dir: Path, check: Callable[[Path], Non
             check(tmp)
         target_dir.mkdir(parents=True, exist_ok=True)
         for entry in sorted(tmp.iterdir()):
-            final = target_dir / entry.name
-            if final.is_dir() and not final.is_symlink():
-                shutil.rmtree(final)
-            elif final.exists() or final.is_symlink():
-                final.unlink()
-            os.replace(entry, final)
+            _move_merging(entry, target_dir / entry.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target_dir
+
+
+def _move_merging(source: Path, destination: Path) -> None:
+    """Move ``source`` to ``destination``, entry by entry where both are folders: a file of the archive replaces the
+    file of the same name, and everything else already there stays (an extraction over a user's partial copy once
+    replaced the whole folder, deleting their own files in it)."""
+    if source.is_dir() and destination.is_dir() and not destination.is_symlink():
+        for entry in sorted(source.iterdir()):
+            _move_merging(entry, destination / entry.name)
+        return
+    if destination.is_dir() and not destination.is_symlink():
+        shutil.rmtree(destination)  # a folder where the archive holds a file of that name
+    elif destination.exists() or destination.is_symlink():
+        destination.unlink()
+    os.replace(source, destination)
 
 
 def download_and_extract(

@@ -251,15 +251,23 @@ def test_normal_archive_extracts_every_file(tmp_path, suffix):
     assert leftovers(tmp_path) == sorted([f"dataset{suffix}", "out", "src"])
 
 
-def test_extraction_replaces_a_previous_partial_copy(tmp_path):
+def test_extraction_over_a_partial_copy_replaces_its_files_and_keeps_the_users_own(tmp_path):
+    # The whole folder was replaced once, deleting the user's notes next to the partial copy; the warning before a
+    # download says only files of the same name are replaced.
     source = tmp_path / "src" / "dataset"
-    source.mkdir(parents=True)
+    (source / "words").mkdir(parents=True)
     (source / "a.txt").write_text("new")
+    (source / "words" / "w.txt").write_text("new")
     archive = make_archive(tmp_path / "d.tar.gz", source)
-    (tmp_path / "out" / "dataset").mkdir(parents=True)
-    (tmp_path / "out" / "dataset" / "stale.txt").write_text("old")
+    copy = tmp_path / "out" / "dataset"
+    (copy / "words").mkdir(parents=True)
+    (copy / "a.txt").write_text("old, truncated")
+    (copy / "my_notes.txt").write_text("mine")
+    (copy / "words" / "mine.txt").write_text("mine too")
     extract_archive(archive, tmp_path / "out")
-    assert leftovers(tmp_path / "out" / "dataset") == ["a.txt"]
+    assert (copy / "a.txt").read_text() == "new" and (copy / "words" / "w.txt").read_text() == "new"
+    assert (copy / "my_notes.txt").read_text() == "mine" and (copy / "words" / "mine.txt").read_text() == "mine too"
+    assert leftovers(tmp_path / "out") == ["dataset"]  # no temporary folder left either
 
 
 def test_single_gz_file_is_decompressed(tmp_path):
