@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import compose
+from tests.conftest import REPO, compose
 from training.build import ARGUMENT_FLAGS, as_flag_error, flag_of
 from training.checkpoints import CheckpointError
 from training.config import NULL_DEFAULT_TYPES, ConfigError, check_known_flags, defaults, flag_names
@@ -210,3 +210,24 @@ def test_missing_checkpoint_names_the_path(tiny, tmp_path):
     with pytest.raises(CheckpointError) as raised:
         train(compose([*tiny, "train.do=False", "pretrained.load=True", f"pretrained.filename={missing}"]))
     assert str(raised.value) == f"checkpoint {missing} does not exist (pass the path of a .ckpt file)."
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.53, 0.7, 0.9, 0.99])
+def test_a_checkpoint_cut_anywhere_is_refused_as_truncated(tmp_path, fraction):
+    # Cut inside a tensor record, torch's zip reader fails with OSError (Errno 22), which escaped as a traceback.
+    from training.checkpoints import read_checkpoint
+
+    shipped = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(shipped.read_bytes()[: int(fraction * shipped.stat().st_size)])
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {cut} is truncated or not a PyTorch checkpoint \("):
+        read_checkpoint(cut)
+
+
+def test_a_checkpoint_whose_state_dict_is_not_a_mapping_is_refused(tmp_path):
+    from training.checkpoints import read_checkpoint
+
+    path = tmp_path / "odd.ckpt"
+    torch.save({"state_dict": 5}, path)
+    with pytest.raises(CheckpointError, match="has no 'state_dict': it was not written by this project's trainer"):
+        read_checkpoint(path)

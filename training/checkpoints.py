@@ -137,11 +137,14 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(f"checkpoint {path} does not exist (pass the path of a .ckpt file).")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+    except PermissionError as error:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({error.strerror}).") from error
+    # A zip cut inside a record's data can also fail as OSError (Errno 22, Invalid argument) in torch's reader.
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(
             f"checkpoint {path} is truncated or not a PyTorch checkpoint ({type(error).__name__}: {error})."
         ) from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint {path} has no 'state_dict': it was not written by this project's trainer.")
     checkpoint["state_dict"] = _plain_keys(checkpoint["state_dict"])
     return checkpoint
