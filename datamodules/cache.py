@@ -80,6 +80,9 @@ def cached_tensors(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600: others sharing the data folder could not read it
         try:
             with os.fdopen(fd, "wb") as handle:
                 torch.save(data, handle)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -111,8 +112,13 @@ def download_url(
                 f"file; download it by hand from {url} and place it at {dest} if you trust the source."
             )
     except (OSError, http.client.HTTPException, ValueError) as error:
-        part.unlink(missing_ok=True)
+        _discard(part)
         _remove_empty(created)
+        if isinstance(error, OSError) and error.filename == str(part):  # the folder, not the connection
+            raise DataError(
+                f"Cannot write {part} to download {url} ({error.strerror}). Set dataset.data_dir (prepare: "
+                "--data-dir) to a writable folder."
+            ) from error
         reason = repr(getattr(error, "reason", error))  # URLError wraps the socket error
         if isinstance(error, urllib.error.HTTPError):
             reason = f"HTTP {error.code} {error.reason}"
@@ -121,11 +127,18 @@ def download_url(
             f"download the file by hand and place it at {dest}."
         ) from error
     except BaseException:  # DataError above, KeyboardInterrupt: never leave a partial file
-        part.unlink(missing_ok=True)
+        _discard(part)
         _remove_empty(created)
         raise
     os.replace(part, dest)
     return dest
+
+
+def _discard(path: Path) -> None:
+    """Remove ``path`` if it is there; on a read-only file system even a missing file's unlink fails (EROFS), and a
+    failed clean-up must not replace the error that caused it."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 class FolderError(DataError):

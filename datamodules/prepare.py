@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", choices=[*names, *LRA_TASKS, "LRA", "all"])
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the dataset.data_dir of your runs")
     args = parser.parse_args(argv)
+    if args.data_dir.exists() and not args.data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir} is a file, not a folder")  # one line, exit 2, as for other arguments
     status = 0
     for name in [*names, "LRA"] if args.dataset == "all" else [args.dataset]:
         for label, datamodule in datamodules_for(name, args.data_dir):

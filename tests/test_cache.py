@@ -81,3 +81,15 @@ def test_build_must_return_a_dict_of_tensors(tmp_path):
     with pytest.raises(TypeError, match="dict of str -> Tensor"):
         cached_tensors(tmp_path, "demo", {"a": 1}, lambda: {"x": [1, 2]})
     assert not list(tmp_path.iterdir())
+
+
+def test_cache_files_get_the_permissions_of_the_umask_like_other_files(tmp_path):
+    # mkstemp creates 0600 files: the others sharing a lab's data folder could not read the cache and rebuilt it.
+    import os
+    import stat
+
+    cached_tensors(tmp_path, "t", {"a": 1}, lambda: {"x": torch.zeros(2)})
+    [written] = [p for p in tmp_path.iterdir() if p.suffix == ".pt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask

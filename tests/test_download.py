@@ -363,3 +363,12 @@ def test_an_lra_download_that_fails_a_check_is_refused_and_leaves_nothing(tmp_pa
             ListOpsDataModule(data_dir=sandbox / "data", batch_size=2, num_workers=0).prepare_data()
         assert server.requests == ["/lra_release.gz"]
     assert leftovers(sandbox) == []  # no lra_release/, no archive, no temporary folder, no ../evil
+
+
+def test_a_download_that_cannot_write_its_file_says_so_and_its_clean_up_does_not_hide_it(server, tmp_path):
+    # On a read-only file system both the write and the clean-up's unlink fail (EROFS, even for a missing file); the
+    # clean-up's error escaped as a traceback. A folder in the place of the partial file fails both ways too.
+    part = tmp_path / "file.bin.part"
+    part.mkdir()
+    with pytest.raises(DataError, match=rf"^Cannot write {part} to download .*Set dataset.data_dir \(prepare: --data"):
+        download_url(f"{server.url}/file.bin", tmp_path / "file.bin", progress=False, timeout=5)

@@ -153,3 +153,13 @@ def test_a_copy_whose_paths_exist_but_whose_data_is_corrupt_or_partial_is_not_re
     out, err = capsys.readouterr()
     assert "ready" not in out
     assert err.splitlines() == [f"{name}: {run.value}"]
+
+
+def test_a_data_dir_that_is_a_file_is_refused_in_one_line_with_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as exited:
+        main(["CIFAR10", "--data-dir", str(blocker)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: --data-dir {blocker} is a file, not a folder")
+    assert blocker.read_text() == "not a folder"

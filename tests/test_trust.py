@@ -299,6 +299,7 @@ BAD_COMMAND_LINES: dict[str, tuple[list[str], str]] = {
     "flag of another layer": (["conv.type=CKConv", "mask.threshold=0.2"], "mask.threshold=0.2 is not used by"),
     "unwritable run folder": (["train.output_dir=/proc/1/no/run"], "run folder /proc/1/no/run cannot be created"),
     "resume a folder": (["train.resume=."], "is a folder; pass the path of a .ckpt file"),
+    "null data folder": (["dataset.data_dir=null"], "dataset.data_dir cannot be null: it must be a string"),
     "negative workers": (["no_workers=-5"], "no_workers must be -1 (a count from the machine) or >= 0, got -5."),
     "one folder for many jobs": (["-m", "seed=0,1", "train.output_dir=o"], "train.output_dir=o is the same folder"),
     "no GPU": (["device=cuda"], "device=cuda but no CUDA device is visible"),

@@ -61,6 +61,8 @@ NULL_DEFAULT_TYPES: dict[str, type] = {
     "pretrained.filename": str,
     "wandb.entity": str,
 }
+# Flags with a default that also take null: scheduler.name=null is the original's constant rate.
+NULLABLE_FLAGS = ("scheduler.name",)
 # Flags that take values of several types; their owners check them (kernel.size: "same", "full" or taps; conv.use_fft:
 # True, False or "auto").
 UNION_FLAGS = ("kernel.size", "conv.use_fft")
@@ -150,6 +152,8 @@ def check_types(cfg: DictConfig, reference: DictConfig | None = None) -> None:
         value = OmegaConf.select(cfg, name, default=None)
         ref = OmegaConf.select(reference, name, default=None)
         kind = NULL_DEFAULT_TYPES.get(name) if ref is None else (list if isinstance(ref, ListConfig) else type(ref))
+        if value is None and ref is not None and name not in NULLABLE_FLAGS:
+            raise ConfigError(f"{name} cannot be null: it must be {_type_name(kind)}, e.g. its default {ref!r}.")
         if value is None or kind is None:
             continue
         if isinstance(value, DictConfig) or not _has_type(value, kind):
