@@ -111,6 +111,17 @@ def test_a_resumed_copy_evaluates_its_own_best_checkpoint(tiny, tmp_path):
     assert resumed["test/acc"] == evaluated["test/acc"]
 
 
+def test_a_fine_tuning_run_reports_its_own_best_validation_accuracy_not_the_checkpoints(tiny, tmp_path):
+    trained = train(compose(tiny))
+    record = torch.load(trained["best_checkpoint"], weights_only=False)
+    record["state_dict"]["best_val_acc"] = torch.tensor(0.99)  # a record no epoch of the fine-tuning run reaches
+    start = tmp_path / "start.ckpt"
+    torch.save(record, start)
+    flags = [*tiny, "pretrained.load=True", f"pretrained.filename={start}", f"train.output_dir={tmp_path / 'ft'}"]
+    tuned = train(compose(flags))
+    assert tuned["val/acc_best"] == tuned["val/acc_last"] < 0.99  # one epoch: its accuracy is the run's best
+
+
 @pytest.fixture(scope="module")
 def two_finished_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, Path, Path]:
     """Run A (2 epochs, with ``older.ckpt``: its state after epoch 1), run B (seed 1), and a copy of A's

@@ -140,6 +140,9 @@ def _load_for_start(cfg: DictConfig, module: ClassificationModule) -> None:
     checkpoint = read_checkpoint(path)
     check_checkpoint_matches(cfg, checkpoint, path, resuming=False)
     load_weights(module, path)
+    # The weights start this run; the best validation accuracy stored with them is the other run's record, and a
+    # fine-tuning run that kept it reported it as its own val/acc_best.
+    module.best_val_acc.reset()
 
 
 def _check_resume(cfg: DictConfig, path: Path, module: ClassificationModule) -> None:
