@@ -192,6 +192,20 @@ def test_a_checkpoint_used_with_other_network_flags_is_refused_naming_each(tmp_p
     assert not any(tmp_path.iterdir())
 
 
+def test_an_evaluation_must_hold_out_the_examples_the_checkpoints_run_held_out(tiny, tmp_path):
+    # The validation split is drawn from the training data by the seed: evaluated with another seed (the default),
+    # most "validation" examples of a seed-1 run were its training examples, and val/acc was reported as measured.
+    trained = train(compose([*tiny, "seed=1"]))
+    evaluate = [*tiny, "train.do=False", "pretrained.load=True", f"pretrained.filename={trained['best_checkpoint']}"]
+    for flags, difference in (([], "seed=0 (checkpoint: 1)"), (["seed=1", "dataset.params.val_size=50"], "val_size")):
+        with pytest.raises(CheckpointError, match="was written with other flags than these") as refused:
+            train(compose([*evaluate, *flags, f"train.output_dir={tmp_path / 'refused'}"]))
+        assert difference in str(refused.value)
+    assert not (tmp_path / "refused").exists()
+    evaluated = train(compose([*evaluate, "seed=1", f"train.output_dir={tmp_path / 'eval'}"]))
+    assert evaluated["val/acc"] == trained["val/acc"]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # 5. A flag added with Hydra's "+" was accepted and read by nothing.
 # ----------------------------------------------------------------------------------------------------------------

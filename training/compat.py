@@ -66,6 +66,10 @@ DATA_FLAGS = (
     "dataset.params.sample_rate",
 )
 
+# What an evaluation must repeat besides the network and the data: what draws the validation split from the training
+# data (with another seed, most of the "validation" examples of MNIST-1D or CIFAR were the model's training examples).
+SPLIT_FLAGS = ("seed", "dataset.params.num_samples", "dataset.params.val_size")
+
 # What a resumed run must repeat besides the network and the data: everything that decides the rest of its trajectory.
 TRAINING_FLAGS = (
     "seed",
@@ -194,9 +198,12 @@ def check_checkpoint_matches(
     if not isinstance(stored, Mapping):
         return
     flags = NETWORK_FLAGS + DATA_FLAGS + (TRAINING_FLAGS if resuming else ())
+    evaluating = not resuming and not cfg.train.do
+    if evaluating:
+        flags += SPLIT_FLAGS  # its val/acc must be measured on the examples its run held out
+    elif not resuming and stored.get("dataset", {}).get("params", {}).get("permuted"):
+        flags += ("seed",)  # the pixel permutation is drawn from the seed
     differences = flag_differences(cfg, stored, flags)
-    if stored.get("dataset", {}).get("params", {}).get("permuted") and not resuming:
-        differences += flag_differences(cfg, stored, ("seed",))  # the pixel permutation is drawn from the seed
     if differences:
         use = "resume" if resuming else "use"
         raise CheckpointError(
