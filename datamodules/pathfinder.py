@@ -167,15 +167,19 @@ class PathFinderDataModule(CCNNDataModule):
             )
         return files
 
-    def _build(self, root: Path, metadata_files: list[Path]) -> dict[str, Tensor]:
-        images, labels = [], []
+    def _listed(self, root: Path, metadata_files: list[Path]) -> list[tuple[Path, int]]:
+        """(image path, label) of every image the metadata lists, without the release's known corrupt one."""
         prefix = pathfinder_folder(self.resolution, self.difficulty)
-        for path in metadata_files:
-            for folder, name, label in read_metadata(path):
-                if f"{prefix}/{folder}/{name}" in KNOWN_CORRUPT:
-                    continue
-                images.append(torch.from_numpy(read_png(root / folder / name, self.resolution)))
-                labels.append(label)
+        return [
+            (root / folder / name, label)
+            for path in metadata_files
+            for folder, name, label in read_metadata(path)
+            if f"{prefix}/{folder}/{name}" not in KNOWN_CORRUPT
+        ]
+
+    def _build(self, listed: list[tuple[Path, int]], root: Path) -> dict[str, Tensor]:
+        images = [torch.from_numpy(read_png(path, self.resolution)) for path, _ in listed]
+        labels = [label for _, label in listed]
         if len(images) < 3:
             raise DataError(
                 f"Pathfinder under {root} lists {len(images)} images; the train/val/test split needs at least 3."
@@ -185,11 +189,18 @@ class PathFinderDataModule(CCNNDataModule):
     def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
         root = self.locate().root
         metadata_files = self._metadata_files(root)
-        fingerprint = files_fingerprint(metadata_files)
-        settings = {"resolution": self.resolution, "difficulty": self.difficulty, "metadata": fingerprint}
-        data = cached_tensors(
-            self.data_dir / "cache", "lra_pathfinder", settings, lambda: self._build(root, metadata_files)
-        )
+        listed = self._listed(root, metadata_files)
+        # The images' sizes and times too, as Speech Commands' clips: a cache keyed on the metadata alone kept
+        # serving an image that had been replaced or truncated since.
+        try:
+            fingerprint = files_fingerprint([*metadata_files, *(path for path, _ in listed)])
+        except FileNotFoundError as error:
+            raise DataError(
+                f"Pathfinder image {error.filename} is listed in {root / 'metadata'} but missing. Delete {root} and "
+                f"extract {LRA_URL} again."
+            ) from error
+        settings = {"resolution": self.resolution, "difficulty": self.difficulty, "files": fingerprint}
+        data = cached_tensors(self.data_dir / "cache", "lra_pathfinder", settings, lambda: self._build(listed, root))
         # [0, 1], then mean 0.5 and std 0.5: the image datamodules' transform, on images stored (N, R, R).
         transform = image_transform((0.5,), (0.5,), self.resolution, sequence=self.data_type == "sequence")
         full = ImageDataset(data["images"].unsqueeze(1), data["labels"], transform)

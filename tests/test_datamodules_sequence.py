@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ckconv.errors import InvalidArgument
 from datamodules import lra_common, speech_commands
@@ -480,6 +481,21 @@ def test_pathfinder_unreadable_png_names_the_file(tmp_path):
     written = write_pathfinder(tmp_path, n=6)
     written["paths"][4].write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(DataError, match=str(written["paths"][4])):
+        _setup(PathFinderDataModule(tmp_path, batch_size=2, download=False))
+
+
+def test_pathfinder_reads_an_image_again_once_it_changed_after_the_cache_was_built(tmp_path):
+    # The cache was keyed on the metadata files alone: a replaced or truncated image went on being served from it.
+    written = write_pathfinder(tmp_path, n=6)
+    _setup(PathFinderDataModule(tmp_path, batch_size=2, num_workers=0, download=False))
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(written["paths"][3])
+    dm = _setup(PathFinderDataModule(tmp_path, batch_size=2, num_workers=0, download=False))
+    assert int(dm.train_set.dataset.images[3].max()) == 0
+    written["paths"][4].write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DataError, match=str(written["paths"][4])):
+        _setup(PathFinderDataModule(tmp_path, batch_size=2, download=False))
+    written["paths"][4].unlink()
+    with pytest.raises(DataError, match=rf"Pathfinder image {written['paths'][4]} is listed in .* but missing"):
         _setup(PathFinderDataModule(tmp_path, batch_size=2, download=False))
 
 
