@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ckconv.errors import check_positive_int, check_positive_number
+from ckconv.errors import InvalidArgument, check_positive_int, check_positive_number
 from datamodules.base import CCNNDataModule, DataError, DataMeta, seeded_split
 from datamodules.cache import cached_tensors
 from datamodules.download import download_and_extract
@@ -61,6 +61,10 @@ class IMDBDataModule(CCNNDataModule):
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
         check_positive_int("seq_length", seq_length)
         check_positive_number("val_size", val_size)  # a fraction below 1, else a count
+        if val_size >= 1 and val_size != int(val_size):
+            raise InvalidArgument(
+                "val_size", f"val_size must be a fraction below 1 or a whole number of reviews, got {val_size!r}."
+            )
         self.seq_length = seq_length
         self.val_size = val_size
 
@@ -110,9 +114,16 @@ class IMDBDataModule(CCNNDataModule):
             return data
 
         files = sorted(path for folder in layout.expected for path in (root / folder).glob("*.txt"))
+        # One review per file: the split is checked before the reviews are read and cached, so that a refused run
+        # writes nothing into the data folder.
+        n_train = sum(1 for path in files if path.parent.parent.name == "train")
+        n_val = max(round(self.val_size * n_train) if self.val_size < 1 else int(self.val_size), 1)
+        if not n_val < n_train:
+            raise DataError(
+                f"val_size={self.val_size} (flag dataset.params.val_size) holds out {n_val} of the {n_train} training "
+                "reviews and leaves none to train on. Set a smaller dataset.params.val_size."
+            )
         settings = {"files": files_fingerprint(files), "count": len(files), "seq_length": self.seq_length}
         data = cached_tensors(self.data_dir / "cache", "lra_imdb", settings, build)
-        train = TokenDataset(data["x_train"], data["y_train"])
-        n_val = round(self.val_size * len(train)) if self.val_size < 1 else int(self.val_size)
-        train, val = seeded_split(train, max(n_val, 1), self.seed)
+        train, val = seeded_split(TokenDataset(data["x_train"], data["y_train"]), n_val, self.seed)
         return train, val, TokenDataset(data["x_test"], data["y_test"])

@@ -325,12 +325,21 @@ def test_imdb_is_found_where_torchtext_extracts_it(tmp_path):
     assert _stack(dm.test_set)[1].tolist() == [label for _, label in reviews["test"]]
 
 
-@pytest.mark.parametrize("val_size", [10, 11])
-def test_imdb_validation_split_as_large_as_the_training_set_names_the_flag(tmp_path, val_size):
+@pytest.mark.parametrize(("val_size", "held_out"), [(10, 10), (11, 11), (0.99, 10)])
+def test_imdb_validation_split_as_large_as_the_training_set_names_the_flag_and_caches_nothing(
+    tmp_path, val_size, held_out
+):
     write_imdb(tmp_path, n=5)
     dm = IMDBDataModule(tmp_path, batch_size=2, download=False, val_size=val_size)
-    with pytest.raises(DataError, match=rf"val_size={val_size} \(flag dataset\.params\.val_size\).* 10 examples"):
+    message = rf"^val_size={val_size} \(flag dataset\.params\.val_size\) holds out {held_out} of the 10 training"
+    with pytest.raises(DataError, match=message):
         _setup(dm)
+    assert not (tmp_path / "cache").exists()  # a refused run writes nothing into the data folder
+
+
+def test_imdb_validation_size_above_one_must_be_a_whole_count(tmp_path):
+    with pytest.raises(InvalidArgument, match=r"^val_size must be a fraction below 1 or a whole number of reviews"):
+        IMDBDataModule(tmp_path, batch_size=2, download=False, val_size=1.5)
 
 
 @pytest.mark.parametrize("val_size", [0, 400, 600])
