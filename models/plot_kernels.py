@@ -208,7 +208,7 @@ def plot_kernels(net: nn.Module, max_channels: int = 4) -> Any:
     views = [kernel_view(name, layer, max_channels) for name, layer in continuous_layers(net)]
     if not views:
         raise ValueError("the network has no continuous convolution layers to plot.")
-    columns = max_channels + 1
+    columns = max(len(view.labels) for view in views) + 1  # no more than the widest layer has (plus the mask)
     image_rows = any(len(v.size) > 1 for v in views)
     fig, grid = plt.subplots(
         len(views),

@@ -166,7 +166,7 @@ def test_the_command_writes_under_outputs_of_the_current_folder_and_prints_each_
     pretrained_before = sorted(p.name for p in SHIPPED.parent.iterdir())
     monkeypatch.chdir(tmp_path)
     out = main([str(SHIPPED), "--channels", "2"])
-    assert out == tmp_path / "outputs" / "kernels" / "mnist1d_ccnn_model.png"  # outputs/: ignored by git
+    assert out == tmp_path / "outputs" / "kernels" / "pretrained_mnist1d_ccnn_model.png"  # outputs/: ignored by git
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert sorted(p.name for p in SHIPPED.parent.iterdir()) == pretrained_before
     printed = dict(re.findall(r"^(\S+): mask σ=([0-9.]+), ", capsys.readouterr().out, re.M))
@@ -210,3 +210,39 @@ def test_a_checkpoint_that_does_not_exist_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path / 'missing.ckpt'} does not exist"):
         main([str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "k.png")])
     assert not (tmp_path / "k.png").exists()
+
+
+def test_default_pictures_of_runs_with_the_same_time_or_job_never_overwrite_each_other(tmp_path, monkeypatch):
+    # Runs of two days at the same time, or job 0 of two multiruns, once mapped to one name: the second replaced the
+    # first. Run the command again and it writes a third picture beside them.
+    monkeypatch.chdir(tmp_path)
+    runs = [tmp_path / "outputs" / day / "10-00-00" for day in ("2026-12-01", "2026-12-02")]
+    for run in runs:
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "best.ckpt").write_bytes(SHIPPED.read_bytes())
+    written = [main([str(run / "checkpoints" / "best.ckpt"), "--channels", "1"]) for run in (*runs, runs[0])]
+    assert [p.name for p in written] == [
+        "2026-12-01_10-00-00_best.png",
+        "2026-12-02_10-00-00_best.png",
+        "2026-12-01_10-00-00_best_1.png",
+    ]
+    assert all(p.is_file() for p in written)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--channels", "0"], "--channels must be at least 1, got 0"), (["--out", "k.txt"], "must name a .png file")],
+)
+def test_options_that_cannot_draw_are_refused_in_one_line_with_exit_2(tmp_path, monkeypatch, capsys, option, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main([str(SHIPPED), *option])
+    assert exited.value.code == 2 and message in capsys.readouterr().err.splitlines()[-1]
+    assert not any(tmp_path.iterdir())
+
+
+def test_more_channels_than_a_layer_has_draw_the_widest_layers_channels_only(net_1d):
+    # --channels 1000 made a figure of 1001 columns per layer: gigabytes, for three channels.
+    figure, exact = plot_kernels(net_1d, max_channels=1000), plot_kernels(net_1d, max_channels=3)
+    assert len(figure.axes) == len(exact.axes) == 2 * (3 + 1)  # two layers: three channels and the mask each
+    assert tuple(figure.get_size_inches()) == tuple(exact.get_size_inches())

@@ -31,10 +31,16 @@ DEFAULT_FOLDER = Path("outputs") / "kernels"  # under the current folder
 
 
 def default_output(checkpoint: Path) -> Path:
-    """``./outputs/kernels/<run>_<name>.png``, named after the run folder (or the checkpoint's folder) and the
-    checkpoint, so that pictures of several checkpoints do not overwrite each other."""
-    folder = run_folder_of_checkpoint(checkpoint) or checkpoint.parent
-    return Path.cwd() / DEFAULT_FOLDER / f"{folder.resolve().name}_{checkpoint.stem}.png"
+    """``./outputs/kernels/<parent>_<run>_<name>.png``, named after the last two parts of the run folder (or the
+    checkpoint's folder: ``<date>_<time>``, ``<time>_<job>`` of a multirun) and the checkpoint, with ``_1``, ``_2``,
+    ... when that picture exists already: a picture never overwrites another."""
+    folder = (run_folder_of_checkpoint(checkpoint) or checkpoint.parent).resolve()
+    stem = f"{folder.parent.name}_{folder.name}_{checkpoint.stem}".lstrip("_")
+    candidate, n = Path.cwd() / DEFAULT_FOLDER / f"{stem}.png", 0
+    while candidate.exists():
+        n += 1
+        candidate = candidate.with_name(f"{stem}_{n}.png")
+    return candidate
 
 
 def check_output(out: Path, chosen: bool = True) -> None:
@@ -73,6 +79,10 @@ def main(argv: list[str] | None = None) -> Path:
     )
     parser.add_argument("--channels", type=int, default=4, help="kernel channels drawn per layer")
     args = parser.parse_args(argv)
+    if args.channels < 1:
+        parser.error(f"--channels must be at least 1, got {args.channels}")
+    if args.out is not None and args.out.suffix.lower() != ".png":
+        parser.error(f"--out {args.out} must name a .png file")  # matplotlib would add .png, or refuse the format
     out = args.out or default_output(args.checkpoint)
     check_output(out, chosen=args.out is not None)
     checkpoint = read_checkpoint(args.checkpoint)
