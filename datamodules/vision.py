@@ -286,10 +286,12 @@ class VisionDataModule(CCNNDataModule):
             cls = self.checked_class(folder)  # CIFAR and STL-10 check the MD5 of all their files at each load
             entries = getattr(cls, "train_list", []) + getattr(cls, "test_list", [])
             bad = [folder / name for name, md5 in entries if not check_integrity(str(folder / name), md5)]
-            problem = f"cannot read {', '.join(map(str, self.split_files(train, layout)))} ({error!r})"
-            if bad:
-                problem = f"{', '.join(map(str, bad))} failed torchvision's MD5 check (corrupt, truncated or altered)"
-            raise DataError(f"{self.name} {split} data: {problem}. {refetch}") from error
+            problem = f"{self.name} {split} data: cannot read {', '.join(map(str, self.split_files(train, layout)))}"
+            problem += f" ({error!r})"
+            if bad:  # torchvision checks every file of both splits whichever it reads: name the files, not a split
+                bad_files = ", ".join(map(str, bad))
+                problem = f"{self.name}: {bad_files} failed torchvision's MD5 check (corrupt, truncated or altered)"
+            raise DataError(f"{problem}. {refetch}") from error
         files, expected = (
             ", ".join(map(str, self.split_files(train, layout))),
             (self.channels, self.image_size, self.image_size),

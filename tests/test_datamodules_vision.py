@@ -475,7 +475,17 @@ def test_cifar_truncated_batch_fails_the_md5_check_naming_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(DataError, match="MD5 check") as info:
         CIFAR10DataModule(**dm_kwargs(tmp_path, val_size=4)).setup()
-    assert f"CIFAR10 train data: {path} failed torchvision's MD5 check" in str(info.value)
+    assert f"CIFAR10: {path} failed torchvision's MD5 check" in str(info.value)
+
+
+def test_a_bad_test_batch_is_named_without_blaming_the_training_split(tmp_path):
+    # torchvision checks every file whichever split it reads: the message said "train data" of the test file.
+    root, written = tmp_path, write_cifar10(tmp_path, n_per_batch=4, n_test=4)
+    test_batch = next(p for p in written.files if p.name == "test_batch")
+    test_batch.write_bytes(written.files[0].read_bytes())
+    with pytest.raises(DataError) as info:
+        CIFAR10DataModule(**dm_kwargs(root, val_size=4)).setup()
+    assert str(info.value).startswith(f"CIFAR10: {test_batch} failed torchvision's MD5 check")
 
 
 def test_cifar_batch_with_code_in_it_is_refused_before_unpickling(tmp_path):
