@@ -122,6 +122,17 @@ def test_a_fine_tuning_run_reports_its_own_best_validation_accuracy_not_the_chec
     assert tuned["val/acc_best"] == tuned["val/acc_last"] < 0.99  # one epoch: its accuracy is the run's best
 
 
+def test_a_resumed_copy_without_its_best_checkpoint_says_what_it_evaluates(tiny, tmp_path, capsys):
+    # Only last.ckpt copied: the run evaluated its final weights and reported the old record beside them, silently.
+    train(compose(tiny))
+    copy = tmp_path / "copy" / "checkpoints"
+    copy.mkdir(parents=True)
+    shutil.copy(tmp_path / "run" / "checkpoints" / "last.ckpt", copy / "last.ckpt")
+    capsys.readouterr()
+    train(compose([*tiny, "train.output_dir=null", f"train.resume={copy / 'last.ckpt'}"]))
+    assert f"note: {copy / 'best.ckpt'} does not exist" in capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def two_finished_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, Path, Path]:
     """Run A (2 epochs, with ``older.ckpt``: its state after epoch 1), run B (seed 1), and a copy of A's
