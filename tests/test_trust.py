@@ -548,3 +548,22 @@ def test_a_corrupt_test_file_is_refused_before_training_starts(tmp_path):
     [line] = error_lines(result)
     assert line.startswith("error: MNIST test data: cannot read") and str(test_images) in line
     assert "epoch" not in result.stdout and not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("resuming", "ending"),
+    [(False, "wait for it to end or choose another train.output_dir."), (True, "wait for it to end.")],
+)
+def test_a_folder_in_use_names_only_the_way_out_that_exists(tmp_path, resuming, ending):
+    # A resume continues in its run's own folder: "choose another train.output_dir" was no way out for it.
+    from training.run_folder import RunLock, check_run_folder
+
+    folder = tmp_path / "run"
+    lock = RunLock(folder)
+    lock.acquire(resuming=False)
+    try:
+        with pytest.raises(RunFolderError, match="is in use by a running process") as refused:
+            check_run_folder(folder, resuming=resuming)
+        assert str(refused.value).endswith(ending)
+    finally:
+        lock.release()

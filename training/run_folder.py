@@ -76,9 +76,10 @@ def check_run_folder(folder: Path, resuming: bool) -> None:
         )
     holder = _holder(folder)
     if holder is not None:
+        # A resume continues in the run's own folder: there is no other folder to choose.
+        other = "" if resuming else " or choose another train.output_dir"
         raise RunFolderError(
-            f"run folder {folder} is in use by a running process ({holder}); wait for it to end or choose another "
-            "train.output_dir."
+            f"run folder {folder} is in use by a running process ({holder}); wait for it to end{other}."
         )
     if not resuming and holds_run(folder):
         raise RunFolderError(
