@@ -380,6 +380,7 @@ def _fit_and_evaluate(plan: RunPlan) -> dict[str, float]:
         best = out / "checkpoints" / "best.ckpt"  # this folder's own, whatever path a resumed state remembers
         if best.is_file():
             load_weights(module, best)
+            metrics["best_checkpoint"] = str(best)  # type: ignore[assignment]
         elif plan.resume is not None and trainer.is_global_zero:
             # A resumed copy without its best.ckpt (only last.ckpt copied): no epoch of this process beat the restored
             # record, so no best.ckpt was written, and the final weights are all there is to evaluate.
@@ -388,7 +389,6 @@ def _fit_and_evaluate(plan: RunPlan) -> dict[str, float]:
                 "below are those of the final weights, val/acc_best the record of the run the checkpoint came from.",
                 flush=True,
             )
-            metrics["best_checkpoint"] = str(best)  # type: ignore[assignment]
     if cfg.test.predictions:  # this evaluation's only: validation inside fit and before_train write none
         trainer.callbacks.append(PredictionWriter(out / "predictions"))  # type: ignore[attr-defined]
     metrics |= _metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
