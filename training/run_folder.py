@@ -59,6 +59,12 @@ def default_run_folder(base: Path) -> Path:
     return candidate
 
 
+def _in_use(folder: Path, holder: str, resuming: bool) -> RunFolderError:
+    # A resume continues in its run's own folder: there is no other folder to choose.
+    other = "" if resuming else " or choose another train.output_dir"
+    return RunFolderError(f"run folder {folder} is in use by {holder}; wait for it to end{other}.")
+
+
 def check_run_folder(folder: Path, resuming: bool) -> None:
     """Raise :class:`RunFolderError` unless a run may write into ``folder``. Writes nothing.
 
@@ -76,11 +82,7 @@ def check_run_folder(folder: Path, resuming: bool) -> None:
         )
     holder = _holder(folder)
     if holder is not None:
-        # A resume continues in the run's own folder: there is no other folder to choose.
-        other = "" if resuming else " or choose another train.output_dir"
-        raise RunFolderError(
-            f"run folder {folder} is in use by a running process ({holder}); wait for it to end{other}."
-        )
+        raise _in_use(folder, f"a running process ({holder})", resuming)
     if not resuming and holds_run(folder):
         raise RunFolderError(
             f"run folder {folder} already holds a run (its config.yaml, checkpoints or logs); a new run never "
@@ -113,10 +115,7 @@ class RunLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise RunFolderError(
-                f"run folder {self.folder} is in use by a running process; wait for it to end or choose another "
-                "train.output_dir."
-            ) from None
+            raise _in_use(self.folder, "a running process", resuming) from None
         try:
             if not resuming and holds_run(self.folder):
                 check_run_folder(self.folder, resuming)  # raises, naming the folder
