@@ -11,12 +11,14 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
 from ckconv.errors import InvalidArgument, check_positive_int
@@ -82,6 +84,25 @@ def resolve_num_workers(num_workers: int) -> int:
         return num_workers
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if cores <= 2 else min(8, cores // 2)
+
+
+class StoredDataset(Dataset):
+    """Examples kept compact in memory (uint8 images and volumes, int16 token ids) and converted one at a time:
+    items are ``(transform(inputs[index]), labels[index])``, labels as int64. 50k CIFAR images take 150 MB as uint8
+    and 600 MB as float32."""
+
+    def __init__(self, inputs: Tensor, labels: Tensor, transform: Callable[[Tensor], Tensor]) -> None:
+        if len(inputs) != len(labels):
+            raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels.")
+        self.inputs = inputs
+        self.labels = labels.long()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.transform(self.inputs[index]), self.labels[index]
 
 
 def seeded_split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Subset]:

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ckconv.errors import check_positive_int
-from datamodules.base import CCNNDataModule, DataError, fixture_hook
+from datamodules.base import CCNNDataModule, DataError, StoredDataset, fixture_hook
 from datamodules.cache import cached_tensors
 from datamodules.download import download_and_extract
 from datamodules.layouts import Layout
@@ -160,23 +160,6 @@ def encode_bytes(data: bytes, seq_length: int) -> Tensor:
     return ids
 
 
-class TokenDataset(Dataset):
-    """``(x, y)``: int64 token ids from ``tokens`` ``(N, L)`` or ``(N, 2, L)`` (stored compactly as int16), int64
-    labels from ``labels`` ``(N,)``."""
-
-    def __init__(self, tokens: Tensor, labels: Tensor) -> None:
-        if len(tokens) != len(labels):
-            raise ValueError(f"{len(tokens)} token sequences but {len(labels)} labels.")
-        self.tokens = tokens
-        self.labels = labels.long()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.tokens[index].long(), self.labels[index]
-
-
 class LRASplitsDataModule(CCNNDataModule):
     """An LRA task stored as official train/val/test files in the release: tokenised once, cached, split as given.
 
@@ -232,4 +215,5 @@ class LRASplitsDataModule(CCNNDataModule):
 
         settings = {"files": files_fingerprint(files.values()), "seq_length": self.seq_length}
         data = cached_tensors(self.data_dir / "cache", self.cache_name, settings, build)
-        return tuple(TokenDataset(data[f"x_{split}"], data[f"y_{split}"]) for split in ("train", "val", "test"))
+        # int16 ids (module docstring) become int64 one example at a time
+        return tuple(StoredDataset(data[f"x_{s}"], data[f"y_{s}"], Tensor.long) for s in ("train", "val", "test"))

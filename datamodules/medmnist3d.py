@@ -33,91 +33,62 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ckconv.errors import InvalidArgument
-from datamodules.base import CCNNDataModule, DataError, DataMeta
+from datamodules.base import CCNNDataModule, DataError, DataMeta, StoredDataset
 from datamodules.download import download_url
 from datamodules.layouts import Layout, find_layout, not_found_message
-from datamodules.vision import ImageDataset
 
 RESOLUTIONS = (28, 64)
 SPLITS = ("train", "val", "test")
-_FIX = "Delete it and download it again."
-# np.savez writes .npy format 1.0 (2.0 only for headers over 64 KiB); 3.0 (UTF-8 field names) has no public reader.
-_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-# ---------------------------------------------------------------------------------------------- reading the files
-def npz_arrays(path: Path, fix: str = _FIX) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of every array in an ``.npz`` file, from the ``.npy`` headers alone (no data is read).
+# ---------------------------------------------------------------------------------------------- reading the file
+def read_medmnist3d(path: Path, resolution: int, num_classes: int, fix: str) -> list[tuple[Tensor, Tensor]]:
+    """The (train, val, test) splits of a MedMNIST 3D file at ``resolution``: uint8 volumes ``(N, 1, R, R, R)`` and
+    int64 labels ``(N,)`` each.
 
     Args:
         path: the ``.npz`` file.
+        resolution: the side its volumes must have.
+        num_classes: labels must lie in ``[0, num_classes)``.
         fix: what to do about a bad file, appended to error messages.
 
     Raises:
-        DataError: the file is not a readable ``.npz`` archive of ``.npy`` arrays.
-    """
-    arrays = {}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                if not name.endswith(".npy"):
-                    continue
-                with archive.open(name) as member:
-                    version = np.lib.format.read_magic(member)
-                    if version not in _HEADER_READERS:
-                        raise ValueError(f"member {name!r} has .npy format version {version}, not 1.0 or 2.0")
-                    shape, _, dtype = _HEADER_READERS[version](member)
-                arrays[name[: -len(".npy")]] = (tuple(shape), dtype)
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as error:
-        raise DataError(f"Corrupt MedMNIST file {path}: {error!r}. {fix}") from error
-    return arrays
-
-
-def check_layout(
-    path: Path, arrays: dict[str, tuple[tuple[int, ...], np.dtype]], resolution: int, fix: str = _FIX
-) -> None:
-    """Raise DataError naming ``path`` (and ending with ``fix``) unless ``arrays``, the headers of that file, are the
-    six arrays of a MedMNIST 3D file at ``resolution``."""
-    for split in SPLITS:
-        images, labels = f"{split}_images", f"{split}_labels"
-        missing = [name for name in (images, labels) if name not in arrays]
-        if missing:
-            raise DataError(f"Corrupt MedMNIST file {path}: no array {missing[0]!r} (holds {sorted(arrays)}). {fix}")
-        (image_shape, image_dtype), (label_shape, label_dtype) = arrays[images], arrays[labels]
-        if len(image_shape) != 4 or image_shape[1:] != (resolution,) * 3:
-            raise DataError(
-                f"MedMNIST file {path}: {images} has shape {image_shape}, expected (N, {resolution}, {resolution}, "
-                f"{resolution}). Is it the file of another resolution? {fix}"
-            )
-        if image_dtype != np.uint8:
-            raise DataError(f"Corrupt MedMNIST file {path}: {images} is {image_dtype}, expected uint8. {fix}")
-        if label_shape not in ((image_shape[0],), (image_shape[0], 1)):
-            raise DataError(
-                f"Corrupt MedMNIST file {path}: {labels} has shape {label_shape} for {image_shape[0]} volumes, "
-                f"expected ({image_shape[0]}, 1). {fix}"
-            )
-        if label_dtype.kind not in "iu":
-            raise DataError(f"Corrupt MedMNIST file {path}: {labels} is {label_dtype}, expected integers. {fix}")
-
-
-def read_split(path: Path, split: str, num_classes: int, fix: str = _FIX) -> tuple[Tensor, Tensor]:
-    """One split of a MedMNIST 3D file: uint8 volumes ``(N, 1, R, R, R)`` and int64 labels ``(N,)``.
-
-    Raises:
-        DataError: the file cannot be decompressed or a label lies outside ``[0, num_classes)``.
+        DataError: naming ``path``: it cannot be read or decompressed, lacks one of the six arrays, or holds arrays
+            of another shape or type, or labels outside the classes.
     """
     try:
         with np.load(path, allow_pickle=False) as data:
-            images, labels = data[f"{split}_images"], data[f"{split}_labels"]
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError, KeyError, zlib.error) as error:
-        raise DataError(f"Corrupt MedMNIST file {path}: cannot read its {split} arrays ({error!r}). {fix}") from error
-    labels = labels.reshape(-1).astype(np.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(
-            f"Corrupt MedMNIST file {path}: {split}_labels span [{labels.min()}, {labels.max()}], expected "
-            f"[0, {num_classes - 1}]. {fix}"
-        )
-    return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, zlib.error) as error:
+        raise DataError(f"Corrupt MedMNIST file {path}: cannot read its arrays ({error!r}). {fix}") from error
+    splits = []
+    for split in SPLITS:
+        names = f"{split}_images", f"{split}_labels"
+        if missing := [name for name in names if name not in arrays]:
+            raise DataError(f"Corrupt MedMNIST file {path}: no array {missing[0]!r} (holds {sorted(arrays)}). {fix}")
+        images, labels = (arrays[name] for name in names)
+        if images.ndim != 4 or images.shape[1:] != (resolution,) * 3:
+            raise DataError(
+                f"MedMNIST file {path}: {names[0]} has shape {images.shape}, expected (N, {resolution}, {resolution}, "
+                f"{resolution}). Is it the file of another resolution? {fix}"
+            )
+        if images.dtype != np.uint8:
+            raise DataError(f"Corrupt MedMNIST file {path}: {names[0]} is {images.dtype}, expected uint8. {fix}")
+        if labels.shape not in ((len(images),), (len(images), 1)):
+            raise DataError(
+                f"Corrupt MedMNIST file {path}: {names[1]} has shape {labels.shape} for {len(images)} volumes, "
+                f"expected ({len(images)}, 1). {fix}"
+            )
+        if labels.dtype.kind not in "iu":
+            raise DataError(f"Corrupt MedMNIST file {path}: {names[1]} is {labels.dtype}, expected integers. {fix}")
+        labels = labels.reshape(-1).astype(np.int64)
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise DataError(
+                f"Corrupt MedMNIST file {path}: {names[1]} span [{labels.min()}, {labels.max()}], expected "
+                f"[0, {num_classes - 1}]. {fix}"
+            )
+        splits.append((torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)))
+    return splits
 
 
 def voxels_to_unit_range(volume: Tensor) -> Tensor:
@@ -198,12 +169,11 @@ class MedMNIST3DDataModule(CCNNDataModule):
         return found
 
     def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
-        """The official splits of the file, after checking every array's header and every label."""
+        """The official splits of the file, after checking every array and every label."""
         path = self.locate().root / self.filename
         fix = f"Delete it and set dataset.download=True to download {self.source} again."
-        check_layout(path, npz_arrays(path, fix), self.resolution, fix)
-        splits = (read_split(path, split, self.num_classes, fix) for split in SPLITS)
-        train, val, test = (ImageDataset(*split, voxels_to_unit_range) for split in splits)
+        splits = read_medmnist3d(path, self.resolution, self.num_classes, fix)
+        train, val, test = (StoredDataset(*split, voxels_to_unit_range) for split in splits)
         return train, val, test
 
 

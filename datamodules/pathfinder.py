@@ -28,12 +28,12 @@ from torch import Tensor
 from torch.utils.data import Dataset, random_split
 
 from ckconv.errors import InvalidArgument
-from datamodules.base import CCNNDataModule, DataError, DataMeta
+from datamodules.base import CCNNDataModule, DataError, DataMeta, StoredDataset
 from datamodules.cache import cached_tensors
 from datamodules.layouts import Layout
 from datamodules.lra_common import LRA_SOURCE, LRA_URL, fetch_release, files_fingerprint, lra_layouts, pathfinder_folder
 from datamodules.lra_common import PATHFINDER_DIFFICULTIES as DIFFICULTIES
-from datamodules.vision import ImageDataset, image_transform
+from datamodules.vision import image_transform
 
 RESOLUTIONS = (32, 64, 128, 256)
 DATA_TYPES = ("default", "sequence")
@@ -203,7 +203,7 @@ class PathFinderDataModule(CCNNDataModule):
         data = cached_tensors(self.data_dir / "cache", "lra_pathfinder", settings, lambda: self._build(listed, root))
         # [0, 1], then mean 0.5 and std 0.5: the image datamodules' transform, on images stored (N, R, R).
         transform = image_transform((0.5,), (0.5,), self.resolution, sequence=self.data_type == "sequence")
-        full = ImageDataset(data["images"].unsqueeze(1), data["labels"], transform)
+        full = StoredDataset(data["images"].unsqueeze(1), data["labels"], transform)
         n_eval = max(1, len(full) // 10)
         generator = torch.Generator().manual_seed(self.seed)
         val, test, train = random_split(full, [n_eval, n_eval, len(full) - 2 * n_eval], generator=generator)

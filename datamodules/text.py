@@ -22,11 +22,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ckconv.errors import InvalidArgument, check_positive_int, check_positive_number
-from datamodules.base import CCNNDataModule, DataError, DataMeta, seeded_split
+from datamodules.base import CCNNDataModule, DataError, DataMeta, StoredDataset, seeded_split
 from datamodules.cache import cached_tensors
 from datamodules.download import download_and_extract
 from datamodules.layouts import Layout
-from datamodules.lra_common import BYTE_VOCAB_SIZE, TokenDataset, encode_bytes, files_fingerprint
+from datamodules.lra_common import BYTE_VOCAB_SIZE, encode_bytes, files_fingerprint
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"  # torchtext.datasets.IMDB's record of the archive
@@ -125,5 +125,5 @@ class IMDBDataModule(CCNNDataModule):
             )
         settings = {"files": files_fingerprint(files), "count": len(files), "seq_length": self.seq_length}
         data = cached_tensors(self.data_dir / "cache", "lra_imdb", settings, build)
-        train, val = seeded_split(TokenDataset(data["x_train"], data["y_train"]), n_val, self.seed)
-        return train, val, TokenDataset(data["x_test"], data["y_test"])
+        train, val = seeded_split(StoredDataset(data["x_train"], data["y_train"], Tensor.long), n_val, self.seed)
+        return train, val, StoredDataset(data["x_test"], data["y_test"], Tensor.long)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,7 +36,7 @@ from torchvision.datasets.utils import check_integrity
 from torchvision.transforms import v2
 
 from ckconv.errors import InvalidArgument, check_positive_int
-from datamodules.base import CCNNDataModule, DataError, DataMeta, fixture_hook, seeded_split
+from datamodules.base import CCNNDataModule, DataError, DataMeta, StoredDataset, fixture_hook, seeded_split
 from datamodules.download import download_and_extract
 from datamodules.layouts import Layout
 
@@ -100,22 +100,6 @@ def image_transform(
     if sequence:
         steps.append(v2.Lambda(functools.partial(to_sequence, permutation=permutation)))
     return v2.Compose(steps)
-
-
-class ImageDataset(Dataset):
-    """uint8 images ``(N, C, *spatial)`` with int64 labels ``(N,)``; items are ``(transform(image), label)``: the
-    images stay compact (uint8) in memory and are converted one at a time (also Pathfinder's and MedMNIST's)."""
-
-    def __init__(self, images: Tensor, labels: Tensor, transform: Callable[[Tensor], Tensor]) -> None:
-        self.images = images
-        self.labels = labels.long()
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.transform(self.images[index]), self.labels[index]
 
 
 def with_fixture_checksums(cls: type, folder: Path) -> type:
@@ -311,9 +295,9 @@ class VisionDataModule(CCNNDataModule):
     def load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
         layout = self.locate()
         images, labels = self._checked_read(True, layout)
-        evaluation = ImageDataset(images, labels, self._transform(train=False))
+        evaluation = StoredDataset(images, labels, self._transform(train=False))
         train, val = seeded_split(evaluation, self.val_size, self.seed)
         # Same indices, but the training subset reads through the (possibly augmenting) train transform.
-        train = Subset(ImageDataset(images, labels, self._transform(train=True)), train.indices)
+        train = Subset(StoredDataset(images, labels, self._transform(train=True)), train.indices)
         test_images, test_labels = self._checked_read(False, layout)
-        return train, val, ImageDataset(test_images, test_labels, self._transform(train=False))
+        return train, val, StoredDataset(test_images, test_labels, self._transform(train=False))

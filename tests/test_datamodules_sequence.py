@@ -499,7 +499,7 @@ def test_pathfinder_reads_an_image_again_once_it_changed_after_the_cache_was_bui
     _setup(PathFinderDataModule(tmp_path, batch_size=2, num_workers=0, download=False))
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(written["paths"][3])
     dm = _setup(PathFinderDataModule(tmp_path, batch_size=2, num_workers=0, download=False))
-    assert int(dm.train_set.dataset.images[3].max()) == 0
+    assert int(dm.train_set.dataset.inputs[3].max()) == 0
     written["paths"][4].write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(DataError, match=str(written["paths"][4])):
         _setup(PathFinderDataModule(tmp_path, batch_size=2, download=False))

@@ -12,7 +12,7 @@ import torch
 
 from datamodules import DATAMODULES, datamodule_class
 from datamodules.base import DataError, DataMeta
-from datamodules.medmnist3d import MedMNIST3DDataModule, OrganMNIST3DDataModule, npz_arrays
+from datamodules.medmnist3d import MedMNIST3DDataModule, OrganMNIST3DDataModule
 from tests.conftest import main_py
 from tests.fixtures.vision_files import local_http_server
 
@@ -115,14 +115,6 @@ def test_labels_stored_flat_are_read_too(tmp_path):
     assert [int(datamodule.val_set[i][1]) for i in range(4)] == [0, 1, 2, 3]
 
 
-def test_npz_headers_are_read_without_the_data(tmp_path):
-    path, _ = write_medmnist3d(tmp_path)
-    arrays = npz_arrays(path)
-    assert arrays["train_images"] == ((12, 28, 28, 28), np.dtype(np.uint8))
-    assert arrays["test_labels"] == ((6, 1), np.dtype(np.uint8))
-    assert len(arrays) == 6
-
-
 # ------------------------------------------------------------------------------------------------------- errors
 def test_missing_file_names_every_place_searched_and_the_url(tmp_path):
     datamodule = organ(tmp_path / "data")
@@ -171,7 +163,7 @@ def test_a_corrupt_member_is_found_when_the_data_is_read(tmp_path):
     middle = len(raw) // 2  # inside the compressed volumes, past every header
     raw[middle : middle + 64] = bytes(64)
     path.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match=r"cannot read its (train|val|test) arrays") as info:
+    with pytest.raises(DataError, match=r"cannot read its arrays") as info:
         organ(tmp_path).setup()
     assert str(path) in str(info.value)
 
