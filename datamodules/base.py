@@ -123,6 +123,23 @@ def seeded_split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Su
     return train, val
 
 
+def check_generated_sizes(num_samples: int, n_train: int, val_size: int, examples: str) -> None:
+    """Refuse the sizes of a generated dataset before anything is generated (and cached): at least 10 examples, and
+    a validation split that leaves training ``examples`` (``"examples"``, ``"scenes"``) out of ``n_train``.
+
+    Raises:
+        InvalidArgument: naming ``num_samples`` or ``val_size``.
+    """
+    if num_samples < 10:
+        raise InvalidArgument("num_samples", f"num_samples must be at least 10, got {num_samples}.")
+    if not 0 < val_size < n_train:
+        raise InvalidArgument(
+            "val_size",
+            f"val_size must be between 1 and {n_train - 1} (num_samples={num_samples} gives {n_train} training "
+            f"{examples}), got {val_size}.",
+        )
+
+
 class CCNNDataModule(pl.LightningDataModule):
     """Shared loader settings, download and split bookkeeping.
 

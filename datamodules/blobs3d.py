@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
 from ckconv.errors import InvalidArgument
-from datamodules.base import CCNNDataModule, DataMeta, seeded_split
+from datamodules.base import CCNNDataModule, DataMeta, check_generated_sizes, seeded_split
 from datamodules.cache import cached_tensors
 
 # Bump when the generator changes: the cache key includes it, so stale volumes are never read.
@@ -141,17 +141,9 @@ class Blobs3DDataModule(CCNNDataModule):
         self, num_samples: int = 5000, resolution: int = 16, data_seed: int = 0, val_size: int = 500, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        if num_samples < 10:
-            raise InvalidArgument("num_samples", f"num_samples must be at least 10, got {num_samples}.")
         if resolution < 2:
             raise InvalidArgument("resolution", f"resolution must be at least 2 voxels per side, got {resolution}.")
-        n_train = num_samples - int(TEST_FRACTION * num_samples)
-        if not 0 < val_size < n_train:
-            raise InvalidArgument(
-                "val_size",
-                f"val_size must be between 1 and {n_train - 1} (num_samples={num_samples} gives {n_train} training "
-                f"scenes), got {val_size}.",
-            )
+        check_generated_sizes(num_samples, num_samples - int(TEST_FRACTION * num_samples), val_size, "scenes")
         self.num_samples = num_samples
         self.resolution = resolution
         self.data_seed = data_seed

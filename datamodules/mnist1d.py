@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
 from ckconv.errors import InvalidArgument
-from datamodules.base import CCNNDataModule, DataMeta, seeded_split
+from datamodules.base import CCNNDataModule, DataMeta, check_generated_sizes, seeded_split
 from datamodules.cache import cached_tensors
 
 SEQUENCE_LENGTH = 40  # the standard dataset's
@@ -71,20 +71,12 @@ class MNIST1DDataModule(CCNNDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if num_samples < 10:
-            raise InvalidArgument("num_samples", f"num_samples must be at least 10, got {num_samples}.")
         if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 2:
             raise InvalidArgument(
                 "seq_length", f"seq_length must be an integer >= 2 (samples per signal), got {seq_length!r}."
             )
         # Checked here, not by seeded_split once the data exists: a refused run must not generate (and cache) it.
-        n_train = int(num_samples * TRAIN_SPLIT)
-        if not 0 < val_size < n_train:
-            raise InvalidArgument(
-                "val_size",
-                f"val_size must be between 1 and {n_train - 1} (num_samples={num_samples} gives {n_train} training "
-                f"examples), got {val_size}.",
-            )
+        check_generated_sizes(num_samples, int(num_samples * TRAIN_SPLIT), val_size, "examples")
         self.num_samples = num_samples
         self.data_seed = data_seed
         self.val_size = val_size

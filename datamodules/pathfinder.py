@@ -33,7 +33,7 @@ from datamodules.cache import cached_tensors
 from datamodules.layouts import Layout
 from datamodules.lra_common import LRA_SOURCE, LRA_URL, fetch_release, files_fingerprint, lra_layouts, pathfinder_folder
 from datamodules.lra_common import PATHFINDER_DIFFICULTIES as DIFFICULTIES
-from datamodules.vision import image_transform
+from datamodules.vision import flattened_refusal, image_meta, image_transform
 
 RESOLUTIONS = (32, 64, 128, 256)
 DATA_TYPES = ("default", "sequence")
@@ -131,21 +131,13 @@ class PathFinderDataModule(CCNNDataModule):
 
     @property
     def meta(self) -> DataMeta:
-        if self.data_type == "sequence":
-            return DataMeta(data_dim=1, in_channels=1, num_classes=2, size=(self.resolution**2,))
-        return DataMeta(data_dim=2, in_channels=1, num_classes=2, size=(self.resolution, self.resolution))
+        return image_meta(self.data_type, 1, 2, self.resolution)
 
     def held_bytes(self, examples: int | None = None) -> int | None:
         return None if examples is None else examples * math.prod(self.meta.size)  # the release's uint8 images
 
     def resolution_refusal(self) -> str | None:
-        if self.data_type == "sequence":
-            return (
-                "Pathfinder images flattened to sequences (data_type='sequence') do not keep the image's geometry at "
-                "another side: position t is pixel (t // side, t % side), which moves with the side. Train on 2D "
-                "images (data_type='default') to evaluate at other resolutions"
-            )
-        return None
+        return flattened_refusal(self.name, self.data_type)
 
     def layouts(self) -> list[Layout]:
         folder = pathfinder_folder(self.resolution, self.difficulty)

@@ -102,6 +102,24 @@ def image_transform(
     return v2.Compose(steps)
 
 
+def image_meta(data_type: str, channels: int, num_classes: int, side: int) -> DataMeta:
+    """The metadata of square images of ``side`` pixels, or of the row-major sequences they flatten to."""
+    if data_type == "sequence":
+        return DataMeta(1, channels, num_classes, (side * side,))
+    return DataMeta(2, channels, num_classes, (side, side))
+
+
+def flattened_refusal(name: str, data_type: str) -> str | None:
+    """Why images flattened to sequences cannot be evaluated at another side (``None`` for 2D images)."""
+    if data_type != "sequence":
+        return None
+    return (
+        f"{name} images flattened to sequences (data_type='sequence') do not keep the image's geometry at another "
+        "side: position t is pixel (t // side, t % side), which moves with the side. Train on 2D images "
+        "(data_type='default') to evaluate at other resolutions"
+    )
+
+
 def with_fixture_checksums(cls: type, folder: Path) -> type:
     """torchvision's class ``cls`` or, under the test hook (module docstring), a same-named subclass expecting the
     fixture's MD5s for the files of ``folder``."""
@@ -211,13 +229,7 @@ class VisionDataModule(CCNNDataModule):
         return 0  # the stored images, at their own side, are resized one at a time as the loader reads them
 
     def resolution_refusal(self) -> str | None:
-        if self.data_type == "sequence":
-            return (
-                f"{self.name} images flattened to sequences (data_type='sequence') do not keep the image's geometry "
-                f"at another side: position t is pixel (t // side, t % side), which moves with the side. Train on "
-                "2D images (data_type='default') to evaluate at other resolutions"
-            )
-        return None
+        return flattened_refusal(self.name, self.data_type)
 
     @property
     def in_channels(self) -> int:
@@ -225,9 +237,7 @@ class VisionDataModule(CCNNDataModule):
 
     @property
     def meta(self) -> DataMeta:
-        if self.data_type == "sequence":
-            return DataMeta(1, self.in_channels, self.num_classes, (self.size * self.size,))
-        return DataMeta(2, self.in_channels, self.num_classes, (self.size, self.size))
+        return image_meta(self.data_type, self.in_channels, self.num_classes, self.size)
 
     def checked_class(self, folder: Path) -> type:
         """torchvision's class for reading the files in ``folder`` (with the fixture digests under the test hook)."""
