@@ -191,12 +191,30 @@ class ClassificationModule(pl.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "test", self.test_acc)
 
+    def _schedule_steps(self) -> tuple[int, int]:
+        """(optimizer steps per epoch, in the whole run) of the trainer's run."""
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        return max(1, math.ceil(total_steps / max(1, self.trainer.max_epochs))), total_steps
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_settings.build(self.net)
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = max(1, math.ceil(total_steps / max(1, self.trainer.max_epochs)))
-        schedule = self.schedule_settings.build(optimizer, steps_per_epoch, total_steps)
+        schedule = self.schedule_settings.build(optimizer, *self._schedule_steps())
         return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    def on_train_start(self) -> None:
+        # Lightning restores a resumed run's schedule after configure_optimizers, with the length of the run that
+        # saved it: a run resumed with more train.epochs gets its own length back (models.schedule).
+        steps_per_epoch, total_steps = self._schedule_steps()
+        for config in self.trainer.lr_scheduler_configs:
+            change = self.schedule_settings.fit_length(config.scheduler, steps_per_epoch, total_steps)
+            if change is not None and self.trainer.is_global_zero:
+                restored, before, after = change
+                print(
+                    f"note: train.epochs={self.trainer.max_epochs} is longer than the run that saved the checkpoint: "
+                    f"its cosine schedule, made to decay over {restored} steps, now decays until step {total_steps}; "
+                    f"the learning rate goes from {before:.4g} to {after:.4g}, the longer schedule's at this step.",
+                    flush=True,
+                )
 
 
 def _best_val_acc_to_its_key(module: nn.Module, state_dict: dict[str, Any], prefix: str, metadata: Any) -> None:

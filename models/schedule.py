@@ -12,11 +12,14 @@ with ``t = s - w``:
   epoch; it does not combine with a warm-up.
 
 The schedulers are chainable (each step multiplies the current rate), so a resumed run needs both the optimizer's
-and the scheduler's state, which Lightning checkpoints hold.
+and the scheduler's state, which Lightning checkpoints hold. That state includes the cosine's length ``T - w``: a run
+resumed with more epochs gets the length of its new ``T`` back from :meth:`ScheduleSettings.fit_length` (restored as
+it was, the cosine would reach 0 at the old end and then rise again, as ``CosineAnnealingLR`` is periodic).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +119,38 @@ class ScheduleSettings:
             return None
         schedule = phases[0] if len(phases) == 1 else SequentialLR(optimizer, phases, milestones=[warmup_steps])
         return {"scheduler": schedule, "interval": "step"}
+
+    def fit_length(self, scheduler: Any, steps_per_epoch: int, total_steps: int) -> tuple[int, float, float] | None:
+        """Give a cosine schedule restored from a checkpoint the decay length of a run of ``total_steps`` steps.
+
+        From the step reached on, the rates are those of the schedule that :meth:`build` makes for ``total_steps``:
+        the run continues as if it had been started with its new length (the rate jumps to that curve, up from the
+        old one's). Nothing changes when the lengths agree, so an interrupted run resumes bit for bit.
+
+        Args:
+            scheduler: the scheduler of :meth:`build`'s entry, with the checkpoint's state loaded.
+            steps_per_epoch, total_steps: those of the resumed run.
+
+        Returns:
+            ``(the checkpoint's length, the first group's rate before, after)``, or ``None`` when nothing changed
+            (not a cosine, or the same length).
+        """
+        warmup_steps = self.warmup_epochs * steps_per_epoch
+        length = max(1, total_steps - warmup_steps)
+        phases = getattr(scheduler, "_schedulers", [scheduler])  # SequentialLR: [warm-up, cosine]
+        cosine = next((phase for phase in phases if isinstance(phase, CosineAnnealingLR)), None)
+        if self.name != "cosine" or cosine is None or cosine.T_max == length:
+            return None
+        restored, before = cosine.T_max, cosine.optimizer.param_groups[0]["lr"]
+        cosine.T_max = length
+        in_warmup = len(phases) > 1 and bisect.bisect_right(scheduler._milestones, scheduler.last_epoch) == 0
+        if not in_warmup:  # the warm-up hands over to the cosine by its closed form, which reads T_max then
+            progress = (1 + math.cos(math.pi * cosine.last_epoch / length)) / 2
+            rates = [cosine.eta_min + (base - cosine.eta_min) * progress for base in cosine.base_lrs]
+            for group, rate in zip(cosine.optimizer.param_groups, rates):
+                group["lr"] = rate
+            cosine._last_lr = scheduler._last_lr = rates
+        return restored, before, cosine.optimizer.param_groups[0]["lr"]
 
     def _decay(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, length: int) -> LRScheduler | None:
         """The schedule after the warm-up, which lasts ``length`` steps; ``None`` for a constant rate."""

@@ -116,12 +116,60 @@ def test_resuming_from_saved_optimizer_and_scheduler_state_continues_exactly(nam
     schedule = schedule_settings.build(optimizer, per_epoch, total)["scheduler"]
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["scheduler"])
+    assert schedule_settings.fit_length(schedule, per_epoch, total) is None  # the same length: nothing changes
     resumed = []
     for _ in range(stop, steps):
         resumed.append([group["lr"] for group in optimizer.param_groups])
         optimizer.step()
         schedule.step()
     assert resumed == uninterrupted[stop:steps]
+
+
+def saved_state(settings: ScheduleSettings, per_epoch: int, total: int, stop: int) -> dict:
+    """The optimizer's and the scheduler's state after ``stop`` steps of a run of ``total`` steps."""
+    optimizer = two_group_optimizer()
+    schedule = settings.build(optimizer, per_epoch, total)["scheduler"]
+    for _ in range(stop):
+        optimizer.step()
+        schedule.step()
+    buffer = io.BytesIO()
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict()}, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+@pytest.mark.parametrize("warmup_epochs", [0, 2])
+@pytest.mark.parametrize("stop", [3, 30, 56])  # inside the warm-up (if any), in the decay, at the old run's end
+def test_a_cosine_resumed_with_more_epochs_follows_the_longer_schedule_from_there(warmup_epochs, stop):
+    per_epoch, old_total, new_total = 7, 56, 98  # 8 epochs, resumed with train.epochs=14
+    settings = ScheduleSettings("cosine", warmup_epochs=warmup_epochs)
+    saved = saved_state(settings, per_epoch, old_total, stop)
+    optimizer = two_group_optimizer()
+    schedule = settings.build(optimizer, per_epoch, new_total)["scheduler"]
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule.load_state_dict(saved["scheduler"])  # the old length comes back with the state
+
+    restored, before, after = settings.fit_length(schedule, per_epoch, new_total)
+    assert restored == old_total - warmup_epochs * per_epoch
+    longer = rates(settings, per_epoch, new_total, new_total)  # a run started with the new length
+    assert before == pytest.approx(rates(settings, per_epoch, old_total, stop)[stop][0], rel=1e-12, abs=1e-18)
+    assert after == pytest.approx(longer[stop][0], rel=1e-12, abs=1e-18)
+    for step in range(stop, new_total):
+        got = [group["lr"] for group in optimizer.param_groups]
+        assert got == pytest.approx(longer[step], rel=1e-12, abs=1e-18), step
+        optimizer.step()
+        schedule.step()
+    # Restored as saved, the cosine would have risen again past the old end (CosineAnnealingLR is periodic).
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.0, 0.0], abs=1e-18)
+
+
+@pytest.mark.parametrize(("name", "settings"), [("multistep", {"decay_steps": 3, "factor": 0.5}), ("constant", {})])
+def test_schedules_without_a_length_resume_with_more_epochs_unchanged(name, settings):
+    schedule_settings = ScheduleSettings(name, warmup_epochs=1, **settings)
+    optimizer = two_group_optimizer()
+    schedule = schedule_settings.build(optimizer, 7, 98)["scheduler"]
+    schedule.load_state_dict(saved_state(schedule_settings, 7, 56, 30)["scheduler"])
+    assert schedule_settings.fit_length(schedule, 7, 98) is None
 
 
 @pytest.mark.parametrize(("mode", "monitor"), [("max", "val/acc"), ("min", "val/loss")])

@@ -184,6 +184,30 @@ def test_resuming_must_continue_from_the_runs_latest_epoch_and_never_shorten_it(
     assert tree(a) == before
 
 
+@pytest.mark.slow
+def test_a_run_resumed_with_more_epochs_follows_the_cosine_of_its_new_length(data_dir, tmp_path):
+    # Restored as the checkpoint saved it, the cosine kept the 2-epoch run's length (T_max 6): its rate reached 0 at
+    # the old end, rose back to the full rate by the end of epoch 3 and fell to 0 again, silently.
+    flags = [*TINY, "scheduler.name=cosine", "scheduler.warmup_epochs=1", f"dataset.data_dir={data_dir}"]
+    short, longer = tmp_path / "short", tmp_path / "longer"
+    assert main_py(*flags, "train.epochs=2", f"train.output_dir={short}").returncode == 0
+    assert main_py(*flags, "train.epochs=4", f"train.output_dir={longer}").returncode == 0
+    last = short / "checkpoints" / "last.ckpt"
+    resumed = main_py(*flags, "train.epochs=4", f"train.output_dir={short}", f"train.resume={last}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    [note] = [line for line in resumed.stdout.splitlines() if line.startswith("note: train.epochs=4")]
+    assert "made to decay over 6 steps, now decays until step 24" in note  # 6 steps per epoch, 1 of warm-up
+    assert note.endswith("the longer schedule's at this step.")
+
+    def schedule(run: Path) -> tuple[int, float]:
+        state = read_checkpoint(run / "checkpoints" / "last.ckpt")
+        cosine = state["lr_schedulers"][0]["_schedulers"][1]
+        return cosine["T_max"], state["optimizer_states"][0]["param_groups"][0]["lr"]
+
+    assert schedule(short) == (18, pytest.approx(schedule(longer)[1], abs=1e-12))  # T_max 24 - 6, the rate ~0
+    assert schedule(longer)[0] == 18
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # 4. A checkpoint evaluated with flags that define another network gave 8.9% silently.
 # ----------------------------------------------------------------------------------------------------------------
