@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ckconv.bandlimit import MASK_BAND_FRACTION, grid_nyquist
-from ckconv.errors import InvalidArgument, check_bool, check_positive_int, renamed_arguments
+from ckconv.errors import InvalidArgument, check_bool, check_choice, check_positive_int, renamed_arguments
 from ckconv.functional import (
     UseFFT,
     check_data_dim,
@@ -248,10 +248,7 @@ class CKConv(_Convolution):
         for name, value in (("bias", bias), ("kernel_bias", kernel_bias), ("chang_initialize", chang_initialize)):
             check_bool(name, value)
         _check_kernel_options(kernel_options)
-        if kernel_type not in KERNEL_NETS:
-            raise InvalidArgument(
-                "kernel_type", f"kernel_type must be one of {tuple(KERNEL_NETS)}, got {kernel_type!r}."
-            )
+        check_choice("kernel_type", kernel_type, tuple(KERNEL_NETS))
         _check_bandlimit(kernel_bandlimit, kernel_type)
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
         self.input_size = None if input_size is None else _as_tuple(input_size, data_dim, "input_size")

@@ -3,9 +3,10 @@ builder that maps arguments to its own flag names, can tell which value to chang
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -63,6 +64,24 @@ def renamed_arguments(names: Mapping[str, str] | None = None, *, prefix: str | N
         if outer is None or outer == error.argument:
             raise
         raise error.renamed(outer, names) from error
+
+
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """`` (did you mean X?)`` naming the choice that ``value`` most likely misspells (the same name in another case
+    first: ``"mnist"`` for ``"MNIST"``), or ``""`` when none is close."""
+    if not isinstance(value, str):  # a number or None spells no name
+        return ""
+    names = [choice for choice in choices if isinstance(choice, str) and choice]
+    guess = [name for name in names if name.lower() == value.lower()]
+    guess = guess or difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+    return f" (did you mean {guess[0]}?)" if guess else ""
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    """Raise :class:`InvalidArgument` naming ``name`` unless ``value`` is one of ``choices``, with the likeliest
+    intended choice."""
+    if value not in choices:
+        raise InvalidArgument(name, f"{name} must be one of {choices}, got {value!r}{did_you_mean(value, choices)}.")
 
 
 def check_positive_int(name: str, value: Any) -> None:

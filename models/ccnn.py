@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ckconv import CONV_TYPES, PointwiseLinear
-from ckconv.errors import InvalidArgument, check_bool, check_positive_int, renamed_arguments
+from ckconv.errors import InvalidArgument, check_bool, check_choice, check_positive_int, renamed_arguments
 from ckconv.functional import check_data_dim
 from models.blocks import BLOCKS, ConvFactory
 from models.layers import build_activation, build_dropout, build_norm
@@ -69,8 +69,7 @@ def _check_network_arguments(
         ("conv_type", conv_type, tuple(CONV_TYPES)),
         ("embedding", embedding, EMBEDDINGS),
     ):
-        if value not in allowed:
-            raise InvalidArgument(name, f"{name} must be one of {allowed}, got {value!r}.")
+        check_choice(name, value, allowed)
     for name, optional in (("vocab_size", vocab_size), ("embedding_dim", embedding_dim)):
         if optional is not None:
             check_positive_int(name, optional)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ckconv.errors import InvalidArgument
+from ckconv.errors import InvalidArgument, check_choice
 
 
 class ChannelLayerNorm(nn.Module):
@@ -38,13 +38,12 @@ DROPOUTS = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d")
 
 def build_norm(norm: str, num_channels: int, data_dim: int) -> nn.Module:
     """``BatchNorm`` (BatchNorm{d}d), ``LayerNorm`` (over channels) or ``Identity``."""
+    check_choice("norm", norm, NORMS)
     if norm == "BatchNorm":
         return getattr(nn, f"BatchNorm{data_dim}d")(num_channels)
     if norm == "LayerNorm":
         return ChannelLayerNorm(num_channels)
-    if norm == "Identity":
-        return nn.Identity()
-    raise InvalidArgument("norm", f"norm must be one of {NORMS}, got {norm!r}.")
+    return nn.Identity()
 
 
 def build_dropout(dropout_type: str, dropout: float, data_dim: int) -> nn.Module:
@@ -60,8 +59,7 @@ def build_dropout(dropout_type: str, dropout: float, data_dim: int) -> nn.Module
     """
     if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
         raise InvalidArgument("dropout", f"dropout must be a probability in [0, 1), got {dropout!r}.")
-    if dropout_type not in DROPOUTS:
-        raise InvalidArgument("dropout_type", f"dropout_type must be one of {DROPOUTS}, got {dropout_type!r}.")
+    check_choice("dropout_type", dropout_type, DROPOUTS)
     if dropout == 0.0:
         return nn.Identity()
     if dropout_type == "Dropout":

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torchmetrics.aggregation import MaxMetric
 from torchmetrics.classification import Accuracy
 
-from ckconv.errors import InvalidArgument, renamed_arguments
+from ckconv.errors import InvalidArgument, check_choice, renamed_arguments
 from ckconv.mask import refresh_mask_widths
 from models.optim import OptimizerSettings, ln_penalty
 from models.schedule import ScheduleSettings
@@ -95,11 +95,7 @@ class ClassificationModule(pl.LightningModule):
             raise InvalidArgument("num_classes", f"num_classes must be an integer >= 2, got {num_classes!r}.")
         optimizer = dict(optimizer or {})
         weight_decay_type = optimizer.get("weight_decay_type", "decoupled")
-        if weight_decay_type not in WEIGHT_DECAY_TYPES:
-            raise InvalidArgument(
-                "optimizer.weight_decay_type",
-                f"optimizer.weight_decay_type must be one of {WEIGHT_DECAY_TYPES}, got {weight_decay_type!r}.",
-            )
+        check_choice("optimizer.weight_decay_type", weight_decay_type, WEIGHT_DECAY_TYPES)
         settings = _settings(OptimizerSettings, optimizer, "optimizer", extra=("weight_decay_type",))
         # With ln_loss the decay enters the loss as the original's penalty, and the optimizer decays nothing.
         self.penalty_weight = settings.weight_decay if weight_decay_type == "ln_loss" else 0.0

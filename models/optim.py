@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ckconv import CKConv, param_groups
-from ckconv.errors import InvalidArgument
+from ckconv.errors import InvalidArgument, did_you_mean
 
 
 def _check_number(name: str, value: Any, low: float, low_inclusive: bool, high: float = math.inf) -> None:
@@ -28,7 +28,12 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     """The ``torch.optim`` optimizer class called ``name``, or :class:`InvalidArgument` naming ``name``."""
     cls = getattr(torch.optim, name, None) if isinstance(name, str) else None
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)) or cls is torch.optim.Optimizer:
-        raise InvalidArgument("name", f"name must name a torch.optim optimizer such as 'AdamW' or 'SGD', got {name!r}.")
+        classes = {key: value for key, value in vars(torch.optim).items() if isinstance(value, type)}
+        optimizers = [key for key, value in classes.items() if issubclass(value, torch.optim.Optimizer)]
+        hint = did_you_mean(name, [key for key in optimizers if key != "Optimizer"])
+        raise InvalidArgument(
+            "name", f"name must name a torch.optim optimizer such as 'AdamW' or 'SGD', got {name!r}{hint}."
+        )
     return cls
 
 

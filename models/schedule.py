@@ -35,7 +35,7 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from ckconv.errors import InvalidArgument
+from ckconv.errors import InvalidArgument, check_choice
 
 CONSTANT = (None, "", "constant")
 SCHEDULES = (*CONSTANT, "cosine", "multistep", "exponential", "plateau")
@@ -72,13 +72,11 @@ class ScheduleSettings:
     mode: str = "max"
 
     def __post_init__(self) -> None:
-        if self.name not in SCHEDULES:
-            raise InvalidArgument("name", f"name must be one of {SCHEDULES}, got {self.name!r}.")
+        check_choice("name", self.name, SCHEDULES)
         _check_count("warmup_epochs", self.warmup_epochs, 0)
         _check_count("decay_steps", self.decay_steps, 1)
         _check_count("patience", self.patience, 0)
-        if self.mode not in MODES:
-            raise InvalidArgument("mode", f"mode must be one of {MODES}, got {self.mode!r}.")
+        check_choice("mode", self.mode, MODES)
         if self.name == "plateau" and self.warmup_epochs > 0:
             raise InvalidArgument(
                 "warmup_epochs",

@@ -12,7 +12,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO, compose
+from ckconv.errors import did_you_mean
+from tests.conftest import REPO, compose, main_py
 from training.build import ARGUMENT_FLAGS, as_flag_error, flag_of
 from training.checkpoints import CheckpointError
 from training.config import NULL_DEFAULT_TYPES, ConfigError, check_known_flags, defaults, flag_names
@@ -139,6 +140,34 @@ def test_flags_that_cfg_config_yaml_does_not_define_are_refused_with_a_suggestio
     with pytest.raises(ConfigError, match=re.escape("test.batchsize is not a flag (did you mean test.batch_size_mu")):
         check_known_flags(compose(["+test.batchsize=2"]))
     check_known_flags(compose([]))  # the defaults themselves pass
+
+
+@pytest.mark.parametrize(
+    ("flag", "hint"),
+    [
+        ("dataset.name=mnist", "got 'mnist' (did you mean MNIST?)."),  # the same name in another case first
+        ("dataset.name=SpeechCommand", "(did you mean SpeechCommands?)."),
+        ("kernel.type=magnet", "(did you mean MAGNet?)."),
+        ("conv.type=flexconv", "(did you mean FlexConv?)."),
+        ("net.norm=batchnorm", "(did you mean BatchNorm?)."),
+        ("optimizer.name=adam", "got 'adam' (did you mean Adam?)."),
+        ("scheduler.name=Cosine", "(did you mean cosine?)."),
+        ("dataset.name=ImageNet", "got 'ImageNet'."),  # nothing close: no guess
+    ],
+)
+def test_a_choice_in_the_wrong_case_or_misspelt_is_refused_with_the_intended_one(flag, hint, tmp_path):
+    result = main_py(flag, "train.dry_run=True", cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"error: {flag.split('=')[0]}") and line.endswith(hint), line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_did_you_mean_prefers_the_same_name_in_another_case_and_guesses_only_when_close():
+    assert did_you_mean("cifar10", ("CIFAR100", "CIFAR10")) == " (did you mean CIFAR10?)"
+    assert did_you_mean("Dropout1", ("Dropout", "Dropout1d")) == " (did you mean Dropout1d?)"
+    assert did_you_mean("ImageNet", ("MNIST", "CIFAR10")) == ""
+    assert did_you_mean(None, ("", None, "cosine")) == did_you_mean(0, ("0.0",)) == ""  # not names: no guess
 
 
 def test_every_flag_with_a_null_default_has_a_declared_type():

@@ -18,7 +18,8 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from ckconv import CONV_TYPES
-from datamodules import CCNNDataModule, DataMeta, datamodule_class
+from ckconv.errors import did_you_mean
+from datamodules import DATAMODULES, CCNNDataModule, DataMeta, datamodule_class
 from models.ccnn import CCNN
 from models.module import ClassificationModule
 from training.config import DEAD_FLAGS, ConfigError, defaults
@@ -140,7 +141,8 @@ def _datamodule_class(cfg: DictConfig) -> type[CCNNDataModule]:
     try:
         return datamodule_class(cfg.dataset.name)
     except ValueError as error:
-        raise ConfigError(str(error)) from error
+        hint = did_you_mean(cfg.dataset.name, DATAMODULES)
+        raise ConfigError(f"{str(error).removesuffix('.')}{hint}.") from error
 
 
 def datamodule_options(cfg: DictConfig) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ckconv.errors import did_you_mean
+
 DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "cfg" / "config.yaml"
 
 
@@ -163,7 +165,7 @@ def check_types(cfg: DictConfig, reference: DictConfig | None = None) -> None:
 def _choice(cfg: DictConfig, flag: str, allowed: tuple) -> None:
     value = OmegaConf.select(cfg, flag)
     if value not in allowed:
-        raise ConfigError(f"{flag} must be one of {allowed}, got {value!r}.")
+        raise ConfigError(f"{flag} must be one of {allowed}, got {value!r}{did_you_mean(value, allowed)}.")
 
 
 def _check_count_flags(cfg: DictConfig) -> None:

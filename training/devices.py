@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ckconv.errors import did_you_mean
 from training.config import ConfigError
 
 DEVICES = ("auto", "cuda", "gpu", "cpu")
@@ -16,7 +17,7 @@ def select_accelerator(device: str) -> str:
         ConfigError: ``device=cuda`` (or ``gpu``) on a machine where CUDA sees no device, or an unknown name.
     """
     if device not in DEVICES:
-        raise ConfigError(f"device must be one of {DEVICES}, got {device!r}.")
+        raise ConfigError(f"device must be one of {DEVICES}, got {device!r}{did_you_mean(device, DEVICES)}.")
     if device == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
     if device in ("cuda", "gpu"):

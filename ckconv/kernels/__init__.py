@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from ckconv.errors import InvalidArgument
+from ckconv.errors import InvalidArgument, check_choice
 from ckconv.kernels.base import KernelNet
 from ckconv.kernels.magnet import MAGNet
 from ckconv.kernels.mfn import FourierNet, GaborNet, MFNBase
@@ -34,8 +34,7 @@ def build_kernel_net(name: str, **kwargs: object) -> KernelNet:
     Raises:
         InvalidArgument: If ``name`` is not registered, or a constructor argument is invalid.
     """
-    if name not in KERNEL_NETS:
-        raise InvalidArgument("name", f"name must be one of {', '.join(KERNEL_NETS)}; got {name!r}.")
+    check_choice("name", name, tuple(KERNEL_NETS))
     accepted = inspect.signature(KERNEL_NETS[name]).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
         for key in kwargs:
