@@ -217,15 +217,20 @@ def aggregate(rows: Iterable[dict[str, str]], key: str = "test_acc") -> dict[tup
     """Per (task, variant): mean, sample std and n of ``key`` over the rows that have it, the latest date, the seeds.
 
     Only rows run with the preset as is (empty ``extra``) count: a run with overridden flags is a different
-    experiment and is not averaged with the preset's.
+    experiment and is not averaged with the preset's. A seed recorded twice (two invocations that trained it at the
+    same time) counts once, by its latest row: counted twice, it would shrink the spread as if it were two seeds.
     """
-    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    groups: dict[tuple[str, str], dict[int, dict[str, str]]] = {}
     for row in rows:
         if row.get("extra") or not row.get(key):
             continue
-        groups.setdefault((row["task"], row["variant"]), []).append(row)
+        seeds = groups.setdefault((row["task"], row["variant"]), {})
+        seed = int(row["seed"])
+        if seed not in seeds or row["date"] >= seeds[seed]["date"]:  # ISO dates: later sorts after; ties: the last
+            seeds[seed] = row
     summary = {}
-    for group, members in groups.items():
+    for group, by_seed in groups.items():
+        members = list(by_seed.values())
         mean, std, n = mean_std(float(r[key]) for r in members)
         summary[group] = {
             "mean": mean,

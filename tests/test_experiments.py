@@ -223,6 +223,19 @@ def test_result_row_and_aggregate_are_pure():
     assert math.isnan(one["std"])  # one seed says nothing about the spread
 
 
+def test_a_seed_recorded_twice_counts_once_by_its_latest_row():
+    def row(seed: int, accuracy: float, date: str) -> dict[str, str]:
+        return results_file.result_row("text", "ccnn_4_140", seed, {"test/acc": accuracy}, 1.0, date, "m")
+
+    # Seed 1 was trained by two invocations at once: both appended a row.
+    rows = [row(0, 0.90, "2025-01-01"), row(1, 0.80, "2025-01-02"), row(2, 0.95, "2025-01-02")]
+    rows += [row(1, 0.92, "2025-01-03"), row(2, 0.97, "2025-01-02")]  # a later day; the same day, appended last
+    summary = results_file.aggregate(rows)[("text", "ccnn_4_140")]
+    assert summary["seeds"] == [0, 1, 2] and summary["n"] == 3
+    assert summary["mean"] == pytest.approx((90 + 92 + 97) / 3)
+    assert summary["std"] == pytest.approx(results_file.mean_std([90.0, 92.0, 97.0])[1])
+
+
 def test_mean_std_is_the_sample_standard_deviation():
     mean, std, n = results_file.mean_std([90.0, 92.0, 95.0])
     assert (mean, n) == (pytest.approx(92.333333333), 3)
