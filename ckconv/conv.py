@@ -197,7 +197,8 @@ class CKConv(_Convolution):
         data_dim: number of spatial dimensions (1, 2 or 3).
         kernel_size: "same" (as large as the training input), "full" (2n - 1) or taps per dimension.
         input_size: training length or resolution; needed for "same"/"full", and enables resampling at other sizes.
-        causal: 1D only; output ``t`` depends on inputs ``<= t``.
+        causal: 1D only; output ``t`` depends on inputs ``<= t`` (for finite inputs: on the FFT path a NaN or
+            infinity reaches every position, see ``functional.fft_conv``).
         bias: learnable bias after the convolution.
         use_fft: ``True``, ``False`` or ``"auto"`` (FFT above the measured crossover, see ``functional.prefers_fft``).
         separable: depthwise continuous convolution followed by a pointwise channel mixer (fewer parameters).

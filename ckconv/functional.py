@@ -226,6 +226,11 @@ def fft_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, causal: b
     term reaches the outputs that are kept. The FFT runs in float32 even under autocast (half-precision FFTs lose
     accuracy and cuFFT restricts them to powers of two); a float16/bfloat16 input therefore gives a float32 output,
     as autocast's float32 ops do.
+
+    A NaN or infinity in ``x`` makes every position of its example NaN in each output channel that reads its channel,
+    the positions before it included, even with ``causal=True``: every frequency sums all positions, and the inverse
+    FFT of an infinite spectrum is NaN. The direct path keeps it to the outputs whose window holds it (NaN or ±inf).
+    Finite inputs are causal on both paths, to rounding.
     """
     data_dim = _check_conv_args(x, weight, bias, causal, groups)
     spatial = x.shape[2:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 import pytest
@@ -305,3 +306,15 @@ def test_kernel_positions_span_minus_one_to_one_with_singleton_dims_at_zero():
 def test_anchor_index_follows_the_alignment_convention():
     assert [anchor_index(k, False) for k in (1, 2, 3, 4, 5)] == [0, 0, 1, 1, 2]
     assert [anchor_index(k, True) for k in (1, 2, 3, 4, 5)] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_input_spreads_to_every_position_on_the_fft_path_only(bad):
+    # As fft_conv's docstring says: the direct path keeps it to the windows that hold it, also when causal.
+    x = torch.randn(1, 2, 16, dtype=torch.float64)
+    x[0, 0, 10] = bad
+    weight = torch.randn(3, 2, 5, dtype=torch.float64)
+    direct, fft = direct_conv(x, weight, causal=True), fft_conv(x, weight, causal=True)
+    assert torch.isfinite(direct[..., :10]).all() and not torch.isfinite(direct[..., 10:15]).any()
+    assert torch.isfinite(direct[..., 15:]).all()
+    assert torch.isnan(fft).all()
