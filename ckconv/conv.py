@@ -319,6 +319,10 @@ class CKConv(_Convolution):
             ``(C_in, 1, *k)`` when separable, else ``(C_out, C_in, *k)``.
         """
         size = self.kernel_size_for(spatial)
+        # A kernel of several taps resampled to one lies within one sample spacing of the new grid: that tap carries
+        # its sum over the training grid, the limit of the rescaling below (which one tap has no spacing for).
+        collapsed = [axis for axis, (k, s) in enumerate(zip(self.kernel_size, size)) if s == 1 < k]
+        size = tuple(self.kernel_size[axis] if axis in collapsed else s for axis, s in enumerate(size))
         positions = self.cropped_positions(size)  # (1, d, *k)
         kernel = self.kernel_net(positions)  # (1, C_k, *k)
         if self.mask is not None:
@@ -326,6 +330,8 @@ class CKConv(_Convolution):
         scale = math.prod((k - 1) / (s - 1) for k, s in zip(self.kernel_size, size) if s > 1 and s != k)
         if scale != 1.0:
             kernel = kernel * scale
+        if collapsed:
+            kernel = kernel.sum(dim=[2 + axis for axis in collapsed], keepdim=True)
         k_shape = kernel.shape[2:]
         if self.separable:
             return kernel.reshape(self.in_channels, 1, *k_shape)

@@ -415,6 +415,33 @@ def test_a_one_tap_flexconv_samples_its_kernel_net_at_the_masks_centre(causal):
     assert torch.allclose(layer(x), x * expected.item(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("cls", [CKConv, FlexConv])
+def test_a_kernel_resampled_to_one_tap_carries_its_sum_over_the_training_grid(cls, causal):
+    # Its extent is under one sample spacing of the new grid. The rescaling by (k - 1) / (s - 1) has no spacing at
+    # s = 1 and was skipped, so the tap held the kernel's value at one position: off by about a factor k.
+    layer = build(cls, 2, 3, 1, (64,), kernel_size=33, causal=causal)
+    length = 1 if causal else 2  # 16 steps * 2/64 = 0.5 -> 0 each side; causal: 32 steps * 1/64 -> 0
+    assert layer.kernel_size_for((length,)) == (1,)
+    kernel_sum = layer.sample_kernel((64,)).sum(-1)  # (3, 2): the training kernel over its 33 (or cropped) taps
+    x = randn(4, 2, length)
+    expected = torch.einsum("oi,bit->bot", kernel_sum, x) + layer.bias.view(1, 3, 1)
+    assert torch.allclose(layer(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_kernel_collapsed_along_one_axis_is_summed_there_and_rescaled_along_the_other():
+    layer = build(FlexConv, 1, 1, 2, (32, 32), kernel_size=9, bias=False, mask_init_value=0.3)
+    assert layer.kernel_size_for((2, 16)) == (1, 5)  # 4 steps * 2/32 -> 0; 4 steps * 16/32 -> 2 each side
+    assert layer.mask.cropped_kernel_size((9, 5)) == (5, 3)  # a crop of several taps along both axes
+    positions = kernel_positions((9, 5), dtype=torch.float64)  # the training grid along axis 0, the new along 1
+    cropped = layer.mask.cropped_kernel_size((9, 5))
+    rows = slice((9 - cropped[0]) // 2, (9 - cropped[0]) // 2 + cropped[0])
+    cols = slice((5 - cropped[1]) // 2, (5 - cropped[1]) // 2 + cropped[1])
+    positions = positions[..., rows, cols]
+    kernel = layer.kernel_net(positions) * layer.mask(positions) * (9 - 1) / (5 - 1)
+    assert torch.allclose(layer.sample_kernel((2, 16)), kernel.sum(2, keepdim=True), rtol=1e-12, atol=1e-15)
+
+
 def test_resolve_kernel_size_and_resampled_size_values():
     assert resolve_kernel_size("same", 65, 1) == (65,)
     assert resolve_kernel_size("full", (8, 5), 2) == (15, 9)

@@ -209,8 +209,8 @@ def test_a_resolution_too_coarse_for_a_continuous_kernel_is_refused(flags, messa
     with pytest.raises(ConfigError) as error:
         check_fit(flags)
     assert str(error.value).startswith(message)
-    assert str(error.value).endswith("a kernel sampled at one position has no sample spacing to be rescaled by. "
-                                     "Use a larger value.")  # fmt: skip
+    assert str(error.value).endswith("a kernel of one tap is a product with the kernel's sum, pointwise, no longer a "
+                                     "convolution. Use a larger value.")  # fmt: skip
 
 
 def test_coarse_grids_that_keep_the_kernels_sampled_pass_and_discrete_kernels_are_not_refused():

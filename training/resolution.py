@@ -154,9 +154,9 @@ def check_resolutions(cfg: DictConfig, datamodule: CCNNDataModule) -> None:
 def check_kernel_grid(cfg: DictConfig, net: nn.Module, trained: Sequence[int], size: Sequence[int], what: str) -> None:
     """Refuse a size at which a continuous kernel can no longer be resampled: a layer whose input had two positions
     or more along an axis in training has one, or whose kernel had several taps there keeps one (its whole extent
-    lies within one sample spacing of the new grid). A grid of one position has no spacing, and ``ckconv`` rescales
-    a kernel by the ratio of spacings (``(k - 1) / (s - 1)``): the layer would compute no continuous convolution
-    but a pointwise product on another scale. Discrete kernels keep their taps at any size and are not refused.
+    lies within one sample spacing of the new grid). ``ckconv`` gives such a tap the kernel's sum over its training
+    taps (the limit of its rescaling by ``(k - 1) / (s - 1)``), so the layer would compute a pointwise product, no
+    longer a convolution. Discrete kernels keep their taps at any size and are not refused.
 
     Args:
         cfg: the run's flags (for the message).
@@ -178,7 +178,8 @@ def check_kernel_grid(cfg: DictConfig, net: nn.Module, trained: Sequence[int], s
                     f"{what} gives inputs of size {tuple(size)}, too coarse for the network's continuous kernels: "
                     f"convolution layer {index} (conv.type={cfg.conv.type}) would see {seen} along axis {axis}, where "
                     f"it saw {at_train[axis]} position(s) and {taps_train[axis]} taps in training, and a kernel "
-                    f"sampled at one position has no sample spacing to be rescaled by. Use a larger value."
+                    "of one tap is a product with the kernel's sum, pointwise, no longer a convolution. Use a larger "
+                    "value."
                 )
 
 
