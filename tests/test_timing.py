@@ -46,7 +46,9 @@ class _OwnClock(pl.Callback):
 
 
 def test_the_logged_throughput_is_the_epochs_training_examples_over_its_training_time(data_dir, tmp_path):
-    cfg = compose([*TINY, "train.epochs=2", f"dataset.data_dir={data_dir}", f"train.output_dir={tmp_path / 'run'}"])
+    # 1,900 training examples: epochs of about 0.4 s, against which the clocks' gap stays small on a loaded machine.
+    flags = [*TINY, "dataset.params.num_samples=2500", "train.epochs=2", f"dataset.data_dir={data_dir}"]
+    cfg = compose([*flags, f"train.output_dir={tmp_path / 'run'}"])
     plan = plan_run(cfg)
     trainer = build_trainer(plan, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     clock = _OwnClock()
@@ -59,8 +61,10 @@ def test_the_logged_throughput_is_the_epochs_training_examples_over_its_training
     assert sorted(logged) == [0, 1]
     for epoch, value in logged.items():
         own = examples / (clock.last_step_end[epoch] - clock.start[epoch])
-        # Both clocks are read within microseconds of each other in an epoch of about a second; the CSV holds float32.
-        assert value == pytest.approx(own, rel=1e-3)
+        # The two clocks are read a few callbacks apart (the progress bar's among them): tens of microseconds, a
+        # millisecond or two when other processes compete for the cores. Half a percent of the epoch allows 2 ms; the
+        # epoch's validation (2 batches, about 5% of it) would be well outside. The CSV holds float32.
+        assert value == pytest.approx(own, rel=5e-3)
 
 
 class _Clock:
