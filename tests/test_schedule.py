@@ -93,6 +93,19 @@ def test_constant_rate_without_warmup_needs_no_scheduler():
     assert entry is not None and entry["interval"] == "step"
 
 
+def saved_state(settings: ScheduleSettings, per_epoch: int, total: int, stop: int) -> dict:
+    """The optimizer's and the scheduler's state after ``stop`` steps of a run of ``total`` steps."""
+    optimizer = two_group_optimizer()
+    schedule = settings.build(optimizer, per_epoch, total)["scheduler"]
+    for _ in range(stop):
+        optimizer.step()
+        schedule.step()
+    buffer = io.BytesIO()
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict()}, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
 @pytest.mark.parametrize(("name", "settings"), SCHEDULES, ids=[str(n) for n, _ in SCHEDULES])
 @pytest.mark.parametrize("stop", [3, 14, 40])  # inside the warm-up, at its end, in the decay
 def test_resuming_from_saved_optimizer_and_scheduler_state_continues_exactly(name, settings, stop):
@@ -100,15 +113,7 @@ def test_resuming_from_saved_optimizer_and_scheduler_state_continues_exactly(nam
     schedule_settings = ScheduleSettings(name, warmup_epochs=2, **settings)
     uninterrupted = rates(schedule_settings, per_epoch, total, steps)
 
-    optimizer = two_group_optimizer()
-    schedule = schedule_settings.build(optimizer, per_epoch, total)["scheduler"]
-    for _ in range(stop):
-        optimizer.step()
-        schedule.step()
-    buffer = io.BytesIO()
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=False)
+    saved = saved_state(schedule_settings, per_epoch, total, stop)
 
     # What Lightning does on resume: build both anew (configure_optimizers), then load the optimizer's state and
     # the scheduler's.
@@ -123,19 +128,6 @@ def test_resuming_from_saved_optimizer_and_scheduler_state_continues_exactly(nam
         optimizer.step()
         schedule.step()
     assert resumed == uninterrupted[stop:steps]
-
-
-def saved_state(settings: ScheduleSettings, per_epoch: int, total: int, stop: int) -> dict:
-    """The optimizer's and the scheduler's state after ``stop`` steps of a run of ``total`` steps."""
-    optimizer = two_group_optimizer()
-    schedule = settings.build(optimizer, per_epoch, total)["scheduler"]
-    for _ in range(stop):
-        optimizer.step()
-        schedule.step()
-    buffer = io.BytesIO()
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict()}, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=False)
 
 
 @pytest.mark.parametrize("warmup_epochs", [0, 2])
