@@ -110,7 +110,7 @@ class ScheduleSettings:
         if warmup_steps:
             # Factor 1/w at step 0, rising by 1/w per step to 1 at step w - 1.
             phases.append(LinearLR(optimizer, start_factor=1 / warmup_steps, total_iters=warmup_steps - 1))
-        decay = self._decay(optimizer, steps_per_epoch, length=max(1, total_steps - warmup_steps))
+        decay = self._decay(optimizer, steps_per_epoch, self._decay_length(steps_per_epoch, total_steps))
         if decay is not None:
             phases.append(decay)
         if not phases:
@@ -133,9 +133,8 @@ class ScheduleSettings:
             ``(the checkpoint's length, the first group's rate before, after)``, or ``None`` when nothing changed
             (not a cosine, or the same length).
         """
-        warmup_steps = self.warmup_epochs * steps_per_epoch
-        length = max(1, total_steps - warmup_steps)
-        phases = getattr(scheduler, "_schedulers", [scheduler])  # SequentialLR: [warm-up, cosine]
+        length = self._decay_length(steps_per_epoch, total_steps)
+        phases = getattr(scheduler, "_schedulers", [scheduler])  # SequentialLR's: [warm-up, cosine]
         cosine = next((phase for phase in phases if isinstance(phase, CosineAnnealingLR)), None)
         if self.name != "cosine" or cosine is None or cosine.T_max == length:
             return None
@@ -149,6 +148,10 @@ class ScheduleSettings:
                 group["lr"] = rate
             cosine._last_lr = scheduler._last_lr = rates
         return restored, before, cosine.optimizer.param_groups[0]["lr"]
+
+    def _decay_length(self, steps_per_epoch: int, total_steps: int) -> int:
+        """Steps of the schedule after the warm-up."""
+        return max(1, total_steps - self.warmup_epochs * steps_per_epoch)
 
     def _decay(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, length: int) -> LRScheduler | None:
         """The schedule after the warm-up, which lasts ``length`` steps; ``None`` for a constant rate."""
