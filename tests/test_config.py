@@ -7,13 +7,15 @@ config knows; these tests check that each reaches the user under the flag's name
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from ckconv.errors import did_you_mean
-from tests.conftest import REPO, compose, main_py
+from tests.conftest import REPO, compose, main_env, main_py
 from training.build import ARGUMENT_FLAGS, as_flag_error, flag_of
 from training.checkpoints import CheckpointError
 from training.config import NULL_DEFAULT_TYPES, ConfigError, check_known_flags, defaults, flag_names
@@ -161,6 +163,19 @@ def test_a_choice_in_the_wrong_case_or_misspelt_is_refused_with_the_intended_one
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith(f"error: {flag.split('=')[0]}") and line.endswith(hint), line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["net.type=resnet", "optimzer.lr=0.1", "train.epochs=abc"])
+def test_a_flag_refused_by_the_config_checks_is_reported_without_loading_torch(flag, tmp_path):
+    # Loading torch takes seconds: a typo is reported in a fraction of one (a hint once imported ckconv, and torch).
+    probe = (
+        "import atexit, runpy, sys; atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules)); "
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    command = [sys.executable, "-c", probe, str(REPO / "main.py"), flag]
+    result = subprocess.run(command, cwd=tmp_path, env=main_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "torch loaded: False"
 
 
 def test_did_you_mean_prefers_the_same_name_in_another_case_and_guesses_only_when_close():
