@@ -475,11 +475,14 @@ def test_run_command_keeps_finished_seeds_through_ctrl_c_and_the_same_command_tr
     """Each seed gets its own folder under train.output_dir, its row is written when it ends, Ctrl-C keeps it."""
     work, logs = tmp_path, tmp_path_factory.mktemp("logs")
     results, out = work / "results.csv", work / "runs"
+    # Seeds of 8 epochs of 30 steps (2-3 s each): on a loaded machine this process may see seed 1's folder late, and
+    # seed 1 must still be training when the interrupt arrives (with 4 epochs of 6 steps it had sometimes finished).
     flags = [
         "dataset.name=MNIST1D",
         "dataset.data_type=default",
         *TINY,
-        "train.epochs=4",
+        "dataset.params.num_samples=2000",
+        "train.epochs=8",
         f"dataset.data_dir={data_dir}",
     ]
     command = run_command(work, results, [0, 1], [*flags, f"train.output_dir={out}"])
