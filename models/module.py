@@ -204,11 +204,12 @@ class ClassificationModule(pl.LightningModule):
         for config in self.trainer.lr_scheduler_configs:
             change = self.schedule_settings.fit_length(config.scheduler, steps_per_epoch, total_steps)
             if change is not None and self.trainer.is_global_zero:
-                restored, before, after = change
+                restored, length, before, after = change
                 print(
                     f"note: train.epochs={self.trainer.max_epochs} is longer than the run that saved the checkpoint: "
-                    f"its cosine schedule, made to decay over {restored} steps, now decays until step {total_steps}; "
-                    f"the learning rate goes from {before:.4g} to {after:.4g}, the longer schedule's at this step.",
+                    f"its cosine schedule, made to decay over {restored} steps, now decays over {length} (until step "
+                    f"{total_steps}); the learning rate goes from {before:.4g} to {after:.4g}, the longer schedule's "
+                    "at this step.",
                     flush=True,
                 )
 

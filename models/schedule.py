@@ -118,7 +118,9 @@ class ScheduleSettings:
         schedule = phases[0] if len(phases) == 1 else SequentialLR(optimizer, phases, milestones=[warmup_steps])
         return {"scheduler": schedule, "interval": "step"}
 
-    def fit_length(self, scheduler: Any, steps_per_epoch: int, total_steps: int) -> tuple[int, float, float] | None:
+    def fit_length(
+        self, scheduler: Any, steps_per_epoch: int, total_steps: int
+    ) -> tuple[int, int, float, float] | None:
         """Give a cosine schedule restored from a checkpoint the decay length of a run of ``total_steps`` steps.
 
         From the step reached on, the rates are those of the schedule that :meth:`build` makes for ``total_steps``:
@@ -130,8 +132,8 @@ class ScheduleSettings:
             steps_per_epoch, total_steps: those of the resumed run.
 
         Returns:
-            ``(the checkpoint's length, the first group's rate before, after)``, or ``None`` when nothing changed
-            (not a cosine, or the same length).
+            ``(the checkpoint's length, the new one, the first group's rate before, after)``, or ``None`` when
+            nothing changed (not a cosine, or the same length).
         """
         length = self._decay_length(steps_per_epoch, total_steps)
         phases = getattr(scheduler, "_schedulers", [scheduler])  # SequentialLR's: [warm-up, cosine]
@@ -147,7 +149,7 @@ class ScheduleSettings:
             for group, rate in zip(cosine.optimizer.param_groups, rates):
                 group["lr"] = rate
             cosine._last_lr = scheduler._last_lr = rates
-        return restored, before, cosine.optimizer.param_groups[0]["lr"]
+        return restored, length, before, cosine.optimizer.param_groups[0]["lr"]
 
     def _decay_length(self, steps_per_epoch: int, total_steps: int) -> int:
         """Steps of the schedule after the warm-up."""

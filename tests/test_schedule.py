@@ -141,8 +141,8 @@ def test_a_cosine_resumed_with_more_epochs_follows_the_longer_schedule_from_ther
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["scheduler"])  # the old length comes back with the state
 
-    restored, before, after = settings.fit_length(schedule, per_epoch, new_total)
-    assert restored == old_total - warmup_epochs * per_epoch
+    restored, length, before, after = settings.fit_length(schedule, per_epoch, new_total)
+    assert (restored, length) == (old_total - warmup_epochs * per_epoch, new_total - warmup_epochs * per_epoch)
     longer = rates(settings, per_epoch, new_total, new_total)  # a run started with the new length
     assert before == pytest.approx(rates(settings, per_epoch, old_total, stop)[stop][0], rel=1e-12, abs=1e-18)
     assert after == pytest.approx(longer[stop][0], rel=1e-12, abs=1e-18)

@@ -196,7 +196,7 @@ def test_a_run_resumed_with_more_epochs_follows_the_cosine_of_its_new_length(dat
     resumed = main_py(*flags, "train.epochs=4", f"train.output_dir={short}", f"train.resume={last}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     [note] = [line for line in resumed.stdout.splitlines() if line.startswith("note: train.epochs=4")]
-    assert "made to decay over 6 steps, now decays until step 24" in note  # 6 steps per epoch, 1 of warm-up
+    assert "made to decay over 6 steps, now decays over 18 (until step 24)" in note  # 6 steps an epoch, 1 of warm-up
     assert note.endswith("the longer schedule's at this step.")
 
     def schedule(run: Path) -> tuple[int, float]:
