@@ -16,6 +16,7 @@ net with a batch norm, in training mode), and one attribute outside them, a cach
 Sampled kernels are not cached: every forward pass samples them anew.
 """
 
+from argcheck import InvalidArgument
 from ckconv.conv import (
     CONV_TYPES,
     CKConv,
@@ -25,7 +26,6 @@ from ckconv.conv import (
     SeparableConv,
     SeparableFlexConv,
 )
-from ckconv.errors import InvalidArgument
 from ckconv.functional import conv, direct_conv, fft_conv, gaussian_mask, kernel_positions
 from ckconv.hints import OptimHint, param_groups, parameter_hints
 from ckconv.kernels import KERNEL_NETS, build_kernel_net

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument
 
 # Standard deviations of a Gabor envelope's Gaussian spectrum counted into the filter's highest frequency: beyond
 # 2, a Gaussian keeps 2.3% of its mass on one side (1 std, the paper's choice, leaves 16%).

@@ -18,16 +18,19 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from ckconv.bandlimit import MASK_BAND_FRACTION, grid_nyquist
-from ckconv.errors import InvalidArgument, check_bool, check_choice, check_positive_int, renamed_arguments
-from ckconv.functional import (
-    UseFFT,
-    check_data_dim,
-    conv,
-    crop_slices,
-    kernel_positions,
-    prefers_fft,
+from argcheck import (
+    DataDim,
+    Fraction,
+    InvalidArgument,
+    PositiveFloat,
+    PositiveInt,
+    accepted_arguments,
+    check_arguments,
+    check_choice,
+    prefixed_arguments,
 )
+from ckconv.bandlimit import MASK_BAND_FRACTION, grid_nyquist
+from ckconv.functional import conv, crop_slices, kernel_positions
 from ckconv.kernels import KERNEL_NETS, build_kernel_net
 from ckconv.linear import PointwiseLinear
 from ckconv.mask import GaussianMask
@@ -37,23 +40,12 @@ KernelSize = int | Sequence[int] | Literal["same", "full"]
 # FlexConv places the kernel net's Gabor envelopes inside the initial mask: init_spatial_value = 1.667 * mask width.
 MASK_TO_SPATIAL_INIT = 1.667
 
-# The names under which the layers take the kernel net's and the mask's arguments (errors name the layer's keyword).
-# Kernel-net arguments not listed here arrive in ``kernel_options`` and are named ``kernel_options.<key>``.
-KERNEL_NET_ARGUMENTS = {
-    "name": "kernel_type",
-    "hidden_channels": "kernel_hidden_channels",
-    "num_layers": "kernel_num_layers",
-    "omega_0": "kernel_omega_0",
-    "bias": "kernel_bias",
-    "data_dim": "data_dim",
-    "causal": "causal",
-}
-MASK_ARGUMENTS = {
-    "init_value": "mask_init_value",
-    "threshold": "mask_threshold",
-    "dynamic_cropping": "mask_dynamic_cropping",
-    "learn_mean": "mask_learn_mean",
-}
+# Arguments of a kernel net that the layer sets itself (from its own arguments), so kernel_options may not: the
+# position dimension, the output channels, causality, the frequency bound; a masked layer also sets the initial
+# extent of the Gabor centres from its mask (unless kernel_options gives it).
+KERNEL_ARGUMENTS_SET_BY_LAYER = ("data_dim", "out_channels", "causal", "max_frequency")
+# Arguments of the mask that a masked layer sets itself.
+MASK_ARGUMENTS_SET_BY_LAYER = ("data_dim", "causal", "max_frequency")
 
 
 def _as_tuple(value: int | Sequence[int], data_dim: int, name: str) -> tuple[int, ...]:
@@ -63,20 +55,18 @@ def _as_tuple(value: int | Sequence[int], data_dim: int, name: str) -> tuple[int
     return values
 
 
-def _check_kernel_options(kernel_options: Mapping[str, Any] | None) -> None:
-    """Refuse ``kernel_options`` that are not a mapping, or that set what the layer passes to its kernel net itself
-    (its own ``kernel_*`` arguments, ``data_dim``, ``causal``, the output channels)."""
-    if kernel_options is None:
-        return
-    if not isinstance(kernel_options, Mapping):
-        raise InvalidArgument(
-            "kernel_options", f"kernel_options must be a mapping of kernel net arguments, got {kernel_options!r}."
-        )
-    for key in kernel_options:
-        if key in KERNEL_NET_ARGUMENTS or key == "out_channels":
-            instead = KERNEL_NET_ARGUMENTS.get(key)
-            fix = f"pass {instead}= to the layer" if instead else "the layer sets it from its channels"
-            raise InvalidArgument(f"kernel_options.{key}", f"kernel_options.{key} is set by the layer itself; {fix}.")
+def _check_options(argument: str, options: Mapping[str, Any] | None, set_by_layer: tuple[str, ...]) -> dict[str, Any]:
+    """``options`` as a dict; refuse one that is not a mapping, or that sets what the layer sets itself."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise InvalidArgument(argument, f"{argument} must be a mapping of keyword arguments, got {options!r}.")
+    for key in options:
+        if key in set_by_layer:
+            raise InvalidArgument(
+                f"{argument}.{key}", f"{argument}.{key} is set by the layer itself (from its own arguments)."
+            )
+    return dict(options)
 
 
 def resolve_kernel_size(
@@ -110,16 +100,9 @@ def resampled_size(kernel_size: int, train_size: int, new_size: int, causal: boo
 
 
 def _check_bandlimit(bandlimit: float | None, kernel_type: str) -> None:
-    if bandlimit is None:
-        return
-    if isinstance(bandlimit, bool) or not isinstance(bandlimit, int | float) or not 0 < bandlimit <= 1:
-        raise InvalidArgument(
-            "kernel_bandlimit",
-            f"kernel_bandlimit must be a fraction in (0, 1] of the training grid's Nyquist frequency (or None: no "
-            f"bound), got {bandlimit!r}.",
-        )
-    if not KERNEL_NETS[kernel_type].analytic_spectrum:
-        bounded = ", ".join(name for name, net in KERNEL_NETS.items() if net.analytic_spectrum)
+    """A bound needs a kernel net whose spectrum follows from its parameters: one that takes ``max_frequency``."""
+    if bandlimit is not None and "max_frequency" not in accepted_arguments(KERNEL_NETS[kernel_type]):
+        bounded = ", ".join(name for name, net in KERNEL_NETS.items() if "max_frequency" in accepted_arguments(net))
         raise InvalidArgument(
             "kernel_bandlimit",
             f"kernel_bandlimit needs a kernel net whose frequencies follow from its parameters ({bounded}), got "
@@ -135,23 +118,22 @@ class _Convolution(nn.Module):
 
     bias: nn.Parameter | None
     channel_mixer: PointwiseLinear | None
-    # What kind of layer a class is, for code that builds layers by name: a continuous kernel (a kernel network
-    # sampled on a grid, which takes ``input_size`` and the ``kernel_*`` arguments) and a Gaussian mask (``mask_*``).
+    # Whether the kernel is continuous: a kernel network sampled on a grid, which takes ``input_size``.
     continuous: ClassVar[bool] = False
-    masked: ClassVar[bool] = False
 
     def __init__(
-        self, in_channels: int, out_channels: int, data_dim: int, causal: bool, use_fft: UseFFT, separable: bool
+        self,
+        in_channels: PositiveInt,
+        out_channels: PositiveInt,
+        data_dim: DataDim,
+        causal: bool,
+        use_fft: bool | Literal["auto"],
+        separable: bool,
     ) -> None:
+        check_arguments(_Convolution.__init__, locals())
         super().__init__()
-        check_data_dim(data_dim)
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("out_channels", out_channels)
-        check_bool("causal", causal)
-        check_bool("separable", separable)
         if causal and data_dim != 1:
             raise InvalidArgument("causal", f"causal=True needs data_dim=1 (sequences), got data_dim={data_dim}.")
-        prefers_fft((1,) * data_dim, use_fft)  # validates use_fft
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.data_dim = data_dim
@@ -203,23 +185,22 @@ class CKConv(_Convolution):
         use_fft: ``True``, ``False`` or ``"auto"`` (FFT above the measured crossover, see ``functional.prefers_fft``).
         separable: depthwise continuous convolution followed by a pointwise channel mixer (fewer parameters).
         kernel_type: kernel network name in ``ckconv.kernels.KERNEL_NETS``.
-        kernel_hidden_channels: hidden width of the kernel network.
-        kernel_num_layers: hidden layers of the kernel network.
-        kernel_omega_0: frequency scale of the kernel network.
-        kernel_bias: biases in the kernel network.
-        kernel_options: further keyword arguments of the kernel network (e.g. ``alpha``, ``nonlinearity``).
+        kernel_options: the kernel network's own keyword arguments (``hidden_channels``, ``num_layers``,
+            ``omega_0``, ``bias``, ...; see its signature); each must be one it takes. The layer sets
+            ``data_dim``, ``out_channels``, ``causal`` and ``max_frequency`` itself, where the net takes them.
         kernel_bandlimit: bound the kernel's frequencies by this fraction (in (0, 1]) of the Nyquist frequency of the
             training grid (``kernel_size`` taps over [-1, 1]), so that the kernel it learns is not aliased and a finer
             grid samples the same function (FlexConv's alias-free MAGNets). A mask, if any, takes half of the bound
-            and the kernel net's ``kernel_num_layers + 1`` filters share the rest equally (``ckconv.bandlimit``).
-            Kernel nets whose spectrum follows from their parameters only (MAGNet, GaborNet, FourierNet). ``None``:
-            no bound.
+            and the kernel net's ``num_layers + 1`` filters share the rest equally (``ckconv.bandlimit``). Kernel nets
+            whose spectrum follows from their parameters only (those that take ``max_frequency``). ``None``: no bound.
+        kernel_init_scale: a factor on the kernel network's initial output weights (after the Chang scaling, if
+            any): the sampled kernel starts that much larger or smaller.
         chang_initialize: scale the kernel network's output layer by ``sqrt(1 / fan_in)`` so that the sampled kernel
             keeps the signal variance; applied once, here, from the kernel size left after the initial crop.
 
     Raises:
-        InvalidArgument: naming the argument of this signature, including kernel-network errors (``omega_0`` of the
-            kernel net is ``kernel_omega_0`` here; its other options are ``kernel_options.<key>``).
+        InvalidArgument: naming the argument of this signature; a kernel-network argument is named
+            ``kernel_options.<its name>``.
     """
 
     continuous = True
@@ -230,25 +211,21 @@ class CKConv(_Convolution):
         out_channels: int,
         data_dim: int = 1,
         *,
-        kernel_size: KernelSize = "same",
+        kernel_size: PositiveInt | Sequence[int] | Literal["same", "full"] = "same",
         input_size: int | Sequence[int] | None = None,
         causal: bool = False,
         bias: bool = True,
-        use_fft: UseFFT = "auto",
+        use_fft: bool | Literal["auto"] = "auto",
         separable: bool = False,
         kernel_type: str = "MAGNet",
-        kernel_hidden_channels: int = 32,
-        kernel_num_layers: int = 3,
-        kernel_omega_0: float = 10.0,
-        kernel_bias: bool = True,
         kernel_options: Mapping[str, Any] | None = None,
-        kernel_bandlimit: float | None = None,
+        kernel_bandlimit: Fraction | None = None,
+        kernel_init_scale: PositiveFloat = 1.0,
         chang_initialize: bool = True,
     ) -> None:
         super().__init__(in_channels, out_channels, data_dim, causal, use_fft, separable)
-        for name, value in (("bias", bias), ("kernel_bias", kernel_bias), ("chang_initialize", chang_initialize)):
-            check_bool(name, value)
-        _check_kernel_options(kernel_options)
+        check_arguments(CKConv.__init__, locals())
+        kernel_kwargs = _check_options("kernel_options", kernel_options, KERNEL_ARGUMENTS_SET_BY_LAYER)
         check_choice("kernel_type", kernel_type, tuple(KERNEL_NETS))
         _check_bandlimit(kernel_bandlimit, kernel_type)
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
@@ -260,38 +237,37 @@ class CKConv(_Convolution):
         )
         self.mask: GaussianMask | None = self._build_mask()
 
-        kernel_kwargs = dict(kernel_options or {})
-        if self.mask is not None:
+        accepted = accepted_arguments(KERNEL_NETS[kernel_type])
+        if self.mask is not None and "init_spatial_value" in accepted:
             kernel_kwargs.setdefault("init_spatial_value", MASK_TO_SPATIAL_INIT * self.mask.init_value)
         if self.max_frequency is not None:
-            net_part = 1.0 - (MASK_BAND_FRACTION if self.masked else 0.0)
+            net_part = 1.0 - (MASK_BAND_FRACTION if self.mask is not None else 0.0)
             kernel_kwargs["max_frequency"] = tuple(net_part * bound for bound in self.max_frequency)
-        with renamed_arguments(KERNEL_NET_ARGUMENTS, prefix="kernel_options."):
+        if "causal" in accepted:
+            kernel_kwargs["causal"] = causal
+        with prefixed_arguments("kernel_options."):
             self.kernel_net = build_kernel_net(
                 kernel_type,
                 data_dim=data_dim,
                 out_channels=in_channels if separable else in_channels * out_channels,
-                hidden_channels=kernel_hidden_channels,
-                num_layers=kernel_num_layers,
-                omega_0=kernel_omega_0,
-                bias=kernel_bias,
-                causal=causal,
                 **kernel_kwargs,
             )
         conv_channels = in_channels if separable else out_channels
         self.bias = nn.Parameter(torch.zeros(conv_channels)) if bias else None
         self.channel_mixer = PointwiseLinear(in_channels, out_channels, bias=bias) if separable else None
-        if chang_initialize:
-            self._chang_initialize()
+        self._initialize_output_layer(chang_initialize, kernel_init_scale)
 
     def _build_mask(self) -> GaussianMask | None:
         return None
 
     @torch.no_grad()
-    def _chang_initialize(self) -> None:
-        taps = self.mask.cropped_kernel_size(self.kernel_size) if self.mask is not None else self.kernel_size
-        fan_in = math.prod(taps) * (1 if self.separable else self.in_channels)
-        self.kernel_net.output_layer.weight.mul_(math.sqrt(1.0 / fan_in))
+    def _initialize_output_layer(self, chang_initialize: bool, scale: float) -> None:
+        if chang_initialize:
+            taps = self.mask.cropped_kernel_size(self.kernel_size) if self.mask is not None else self.kernel_size
+            fan_in = math.prod(taps) * (1 if self.separable else self.in_channels)
+            self.kernel_net.output_layer.weight.mul_(math.sqrt(1.0 / fan_in))
+        if scale != 1.0:
+            self.kernel_net.output_layer.weight.mul_(scale)
 
     # ---------------------------------------------------------------------------------------------------------
     def kernel_size_for(self, spatial: Sequence[int]) -> tuple[int, ...]:
@@ -364,14 +340,15 @@ class FlexConv(CKConv):
     """:class:`CKConv` windowed by a learnable Gaussian mask whose width sets the effective kernel size.
 
     Args:
-        mask_init_value: initial mask width (position units; the grid spans [-1, 1]).
-        mask_threshold: mask value under which taps are cropped (with ``mask_dynamic_cropping``).
-        mask_dynamic_cropping: evaluate the kernel only where the mask exceeds the threshold.
-        mask_learn_mean: learn the mask centre as well.
+        mask_options: the mask's own keyword arguments (``init_value``, ``threshold``, ``dynamic_cropping``,
+            ``learn_mean``; see :class:`~ckconv.mask.GaussianMask`). The layer sets ``data_dim``, ``causal`` and
+            ``max_frequency`` itself; the kernel net's Gabor centres start within the initial mask
+            (``init_spatial_value = 1.667 * init_value``) unless ``kernel_options`` says otherwise.
         **kwargs: the arguments of :class:`CKConv`.
-    """
 
-    masked = True
+    Raises:
+        InvalidArgument: as :class:`CKConv`; a mask argument is named ``mask_options.<its name>``.
+    """
 
     def __init__(
         self,
@@ -379,18 +356,10 @@ class FlexConv(CKConv):
         out_channels: int,
         data_dim: int = 1,
         *,
-        mask_init_value: float = 0.075,
-        mask_threshold: float = 0.1,
-        mask_dynamic_cropping: bool = True,
-        mask_learn_mean: bool = False,
+        mask_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._mask_args = {
-            "init_value": mask_init_value,
-            "threshold": mask_threshold,
-            "dynamic_cropping": mask_dynamic_cropping,
-            "learn_mean": mask_learn_mean,
-        }
+        self._mask_options = _check_options("mask_options", mask_options, MASK_ARGUMENTS_SET_BY_LAYER)
         super().__init__(in_channels, out_channels, data_dim, **kwargs)
 
     def mask_max_frequency(self) -> tuple[float, ...] | None:
@@ -399,8 +368,8 @@ class FlexConv(CKConv):
 
     def _build_mask(self) -> GaussianMask:
         band = {} if self.max_frequency is None else {"max_frequency": self.mask_max_frequency()}
-        with renamed_arguments(MASK_ARGUMENTS):
-            return GaussianMask(self.data_dim, causal=self.causal, **self._mask_args, **band)
+        with prefixed_arguments("mask_options."):
+            return GaussianMask(self.data_dim, causal=self.causal, **self._mask_options, **band)
 
 
 class SeparableFlexConv(FlexConv):
@@ -434,14 +403,14 @@ class Conv(_Convolution):
         out_channels: int,
         data_dim: int = 1,
         *,
-        kernel_size: int | Sequence[int] = 3,
+        kernel_size: PositiveInt | Sequence[int] = 3,
         causal: bool = False,
         bias: bool = True,
-        use_fft: UseFFT = "auto",
+        use_fft: bool | Literal["auto"] = "auto",
         separable: bool = False,
     ) -> None:
         super().__init__(in_channels, out_channels, data_dim, causal, use_fft, separable)
-        check_bool("bias", bias)
+        check_arguments(Conv.__init__, locals())
         self.kernel_size = _as_tuple(kernel_size, data_dim, "kernel_size")
         weight_shape = (in_channels, 1) if separable else (out_channels, in_channels)
         self.weight = nn.Parameter(torch.empty(*weight_shape, *self.kernel_size))

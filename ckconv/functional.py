@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument
 
 UseFFT = bool | Literal["auto"]
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ckconv.errors import InvalidArgument, check_positive_int
+from argcheck import InvalidArgument, PositiveInt, check_arguments
 
 
 class PointwiseLinear(nn.Module):
@@ -23,10 +23,11 @@ class PointwiseLinear(nn.Module):
             ``"kaiming_uniform"`` (the ``nn.Linear`` default).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, bias: bool = True, init: str = "kaiming_normal") -> None:
+    def __init__(
+        self, in_channels: PositiveInt, out_channels: PositiveInt, bias: bool = True, init: str = "kaiming_normal"
+    ) -> None:
         super().__init__()
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("out_channels", out_channels)
+        check_arguments(PointwiseLinear.__init__, locals())
         if init not in ("kaiming_normal", "kaiming_uniform"):
             raise InvalidArgument("init", f"init must be 'kaiming_normal' or 'kaiming_uniform', got {init!r}.")
         self.in_channels = in_channels

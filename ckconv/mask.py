@@ -10,9 +10,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from argcheck import DataDim, InvalidArgument, OpenFraction, PositiveFloat, check_arguments
 from ckconv.bandlimit import check_max_frequency, min_width
-from ckconv.errors import InvalidArgument, check_bool, check_positive_number
-from ckconv.functional import check_data_dim, cropped_size, gaussian_mask
+from ckconv.functional import cropped_size, gaussian_mask
 from ckconv.hints import OptimHint
 
 # The mask parameters learn at their own rate (optimizer.mask_lr_ratio) and are never decayed: decay would pull the
@@ -51,7 +51,7 @@ class GaussianMask(nn.Module):
         init_value: initial width (standard deviation, in the units of the [-1, 1] position grid).
         causal: whether the kernel is causal (1D only); places the mean at +1.
         learn_mean: make the mean a parameter too.
-        threshold: mask value below which kernel taps are cropped away (with ``dynamic_cropping``).
+        threshold: mask value below which kernel taps are cropped away (with ``dynamic_cropping``), in (0, 1).
         dynamic_cropping: crop the kernel to the region where the mask exceeds ``threshold``.
         max_frequency: bound on the mask's spectrum per axis (radians per unit of position; a number for every axis,
             or one per axis): the mask applies the width ``sqrt(width^2 + min_width^2)``, ``min_width`` from
@@ -62,25 +62,18 @@ class GaussianMask(nn.Module):
 
     def __init__(
         self,
-        data_dim: int,
-        init_value: float = 0.075,
+        data_dim: DataDim,
+        init_value: PositiveFloat = 0.075,
         causal: bool = False,
         learn_mean: bool = False,
-        threshold: float = 0.1,
+        threshold: OpenFraction = 0.1,
         dynamic_cropping: bool = True,
         max_frequency: float | Sequence[float] | None = None,
     ) -> None:
+        check_arguments(GaussianMask.__init__, locals())
         super().__init__()
-        check_data_dim(data_dim)
-        for name, value in (("causal", causal), ("learn_mean", learn_mean), ("dynamic_cropping", dynamic_cropping)):
-            check_bool(name, value)
         if causal and data_dim != 1:
             raise InvalidArgument("causal", f"causal=True needs data_dim=1, got data_dim={data_dim}.")
-        check_positive_number("init_value", init_value)
-        if dynamic_cropping and (not isinstance(threshold, int | float) or not 0.0 < threshold < 1.0):
-            raise InvalidArgument(
-                "threshold", f"threshold must be in (0, 1) when dynamic_cropping is on, got {threshold}."
-            )
         self.data_dim = data_dim
         self.causal = causal
         self.threshold = threshold

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 
+from argcheck import check_choice
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 
 # dataset.name -> "module:Class"
@@ -33,8 +34,7 @@ DATAMODULES: dict[str, str] = {
 
 def datamodule_class(name: str) -> type[CCNNDataModule]:
     """The datamodule class registered as ``name``."""
-    if name not in DATAMODULES:
-        raise ValueError(f"dataset.name must be one of {tuple(DATAMODULES)}, got {name!r}.")
+    check_choice("name", name, tuple(DATAMODULES))
     module_name, class_name = DATAMODULES[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
-from ckconv.errors import InvalidArgument, check_positive_int
+from argcheck import InvalidArgument, PositiveInt, check_arguments
 from datamodules.layouts import Layout, find_layout, not_found_message, partial_copies
 from datamodules.sampling import EpochShuffle
 
@@ -111,7 +111,7 @@ def seeded_split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Su
     Raises:
         DataError: ``val_size`` leaves no training example (or is not positive); the message gives the count. It
             names the flag itself: it is raised by ``setup``, once the data is read, where no config builder can
-            reword it (constructor errors are :class:`~ckconv.errors.InvalidArgument`, reworded by the builder).
+            reword it (constructor errors are :class:`~argcheck.InvalidArgument`, reworded by the builder).
     """
     n = len(dataset)  # type: ignore[arg-type]
     if not 0 < val_size < n:
@@ -165,14 +165,14 @@ class CCNNDataModule(pl.LightningDataModule):
     def __init__(
         self,
         data_dir: str | os.PathLike = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
     ) -> None:
         super().__init__()
-        check_positive_int("batch_size", batch_size)
+        check_arguments(CCNNDataModule.__init__, locals())
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < -1:
             raise InvalidArgument(
                 "num_workers", f"num_workers must be -1 (a count from the machine) or >= 0, got {num_workers!r}."

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument
 from datamodules.base import CCNNDataModule, DataMeta, check_generated_sizes, seeded_split
 from datamodules.cache import cached_tensors
 

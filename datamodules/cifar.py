@@ -9,12 +9,13 @@ CIFAR-10 with ``grayscale=True`` and ``data_type="sequence"`` is the LRA Image t
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument, PositiveInt
 from datamodules.layouts import Layout
 from datamodules.vision import VisionDataModule
 
@@ -40,14 +41,14 @@ class _CIFARDataModule(VisionDataModule):
     def __init__(
         self,
         data_dir: str | os.PathLike = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
-        data_type: str = "default",
+        data_type: Literal["default", "sequence"] = "default",
         augment: bool = False,
-        val_size: int = 5000,
+        val_size: PositiveInt = 5000,
         grayscale: bool = False,
         resolution: int = 32,
     ) -> None:

@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import typing
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ckconv.errors import check_positive_int
+from argcheck import PositiveInt, check_arguments
 from datamodules.base import CCNNDataModule, DataError, StoredDataset, fixture_hook
 from datamodules.cache import cached_tensors
 from datamodules.download import download_and_extract
@@ -54,13 +55,15 @@ RELEASE_LINES = {
     "tsv_data/new_aan_pairs.eval.tsv": 18090,
     "tsv_data/new_aan_pairs.test.tsv": 17437,
 }
-PATHFINDER_DIFFICULTIES = {
-    "easy": "curv_baseline",
-    "intermediate": "curv_contour_length_9",
-    "hard": "curv_contour_length_14",
-}
-# Every (resolution, difficulty) of Pathfinder in the release: a folder of metadata/*.npy and imgs/ each.
-PATHFINDER_SETS = tuple((resolution, name) for resolution in (32, 64, 128, 256) for name in PATHFINDER_DIFFICULTIES)
+# Pathfinder in the release: each side at each difficulty, a folder of metadata/*.npy and imgs/.
+PathfinderSide = Literal[32, 64, 128, 256]
+PathfinderDifficulty = Literal["easy", "intermediate", "hard"]
+PATHFINDER_DIFFICULTIES = dict(
+    zip(typing.get_args(PathfinderDifficulty), ("curv_baseline", "curv_contour_length_9", "curv_contour_length_14"))
+)
+PATHFINDER_SETS = tuple(
+    (resolution, name) for resolution in typing.get_args(PathfinderSide) for name in PATHFINDER_DIFFICULTIES
+)
 
 BYTE_VOCAB_SIZE = 257  # pad (0) + the 256 byte values (byte b has id b + 1)
 
@@ -181,16 +184,16 @@ class LRASplitsDataModule(CCNNDataModule):
     def __init__(
         self,
         data_dir: str | Path = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
-        seq_length: int | None = None,
+        seq_length: PositiveInt | None = None,
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
+        check_arguments(LRASplitsDataModule.__init__, locals())
         seq_length = self.default_seq_length if seq_length is None else seq_length
-        check_positive_int("seq_length", seq_length)
         self.seq_length = seq_length
 
     def read_split(self, path: Path) -> tuple[Tensor, Tensor]:

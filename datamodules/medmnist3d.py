@@ -22,22 +22,24 @@ other). Only the single-channel volumes are used (the package's ``as_rgb`` copie
 from __future__ import annotations
 
 import os
+import typing
 import zipfile
 import zlib
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ckconv.errors import InvalidArgument
+from argcheck import PositiveInt, check_arguments
 from datamodules.base import CCNNDataModule, DataError, DataMeta, StoredDataset
 from datamodules.download import download_url
 from datamodules.layouts import Layout, find_layout, not_found_message
 
-RESOLUTIONS = (28, 64)
+Side = Literal[28, 64]  # the published sizes
+RESOLUTIONS = typing.get_args(Side)
 SPLITS = ("train", "val", "test")
 
 
@@ -116,18 +118,15 @@ class MedMNIST3DDataModule(CCNNDataModule):
     def __init__(
         self,
         data_dir: str | os.PathLike = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
-        resolution: int = 28,
+        resolution: Side = 28,
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
-        if resolution not in RESOLUTIONS:
-            raise InvalidArgument(
-                "resolution", f"resolution must be one of {RESOLUTIONS} (the published sizes), got {resolution}."
-            )
+        check_arguments(MedMNIST3DDataModule.__init__, locals())  # resolution: the published sizes
         self.resolution = resolution
 
     @property

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument, PositiveInt
 from datamodules.base import DataError
 from datamodules.download import FolderError, download_url, extract_archive
 from datamodules.layouts import Layout
@@ -52,14 +53,14 @@ class MNISTDataModule(VisionDataModule):
     def __init__(
         self,
         data_dir: str | os.PathLike = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
-        data_type: str = "default",
+        data_type: Literal["default", "sequence"] = "default",
         augment: bool = False,
-        val_size: int = 5000,
+        val_size: PositiveInt = 5000,
         permuted: bool = False,
         resolution: int = 28,
     ) -> None:

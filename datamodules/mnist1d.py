@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument, PositiveInt
 from datamodules.base import CCNNDataModule, DataMeta, check_generated_sizes, seeded_split
 from datamodules.cache import cached_tensors
 
@@ -66,7 +66,7 @@ class MNIST1DDataModule(CCNNDataModule):
         self,
         num_samples: int = 5000,
         data_seed: int = 42,
-        val_size: int = 500,
+        val_size: PositiveInt = 500,
         seq_length: int = SEQUENCE_LENGTH,
         **kwargs: Any,
     ) -> None:

@@ -19,6 +19,7 @@ Decoded images are cached (as uint8) under ``<data_dir>/cache``.
 from __future__ import annotations
 
 import math
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +28,23 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset, random_split
 
-from ckconv.errors import InvalidArgument
+from argcheck import PositiveInt, check_arguments
 from datamodules.base import CCNNDataModule, DataError, DataMeta, StoredDataset
 from datamodules.cache import cached_tensors
 from datamodules.layouts import Layout
-from datamodules.lra_common import LRA_SOURCE, LRA_URL, fetch_release, files_fingerprint, lra_layouts, pathfinder_folder
-from datamodules.lra_common import PATHFINDER_DIFFICULTIES as DIFFICULTIES
-from datamodules.vision import flattened_refusal, image_meta, image_transform
+from datamodules.lra_common import (
+    LRA_SOURCE,
+    LRA_URL,
+    PathfinderDifficulty,
+    PathfinderSide,
+    fetch_release,
+    files_fingerprint,
+    lra_layouts,
+    pathfinder_folder,
+)
+from datamodules.vision import DataType, flattened_refusal, image_meta, image_transform
 
-RESOLUTIONS = (32, 64, 128, 256)
-DATA_TYPES = ("default", "sequence")
+RESOLUTIONS = typing.get_args(PathfinderSide)
 KNOWN_CORRUPT = {"pathfinder32/curv_baseline/imgs/0/sample_172.png"}
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -108,23 +116,17 @@ class PathFinderDataModule(CCNNDataModule):
     def __init__(
         self,
         data_dir: str | Path = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
-        resolution: int = 32,
-        difficulty: str = "hard",
-        data_type: str = "default",
+        resolution: PathfinderSide = 32,
+        difficulty: PathfinderDifficulty = "hard",
+        data_type: DataType = "default",
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
-        for argument, value, allowed in (
-            ("resolution", resolution, RESOLUTIONS),
-            ("difficulty", difficulty, tuple(DIFFICULTIES)),
-            ("data_type", data_type, DATA_TYPES),
-        ):
-            if value not in allowed:
-                raise InvalidArgument(argument, f"{argument} must be one of {allowed}, got {value!r}.")
+        check_arguments(PathFinderDataModule.__init__, locals())
         self.resolution = resolution
         self.difficulty = difficulty
         self.data_type = data_type

@@ -37,7 +37,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 from torchaudio.datasets import speechcommands
 
-from ckconv.errors import InvalidArgument, check_positive_int
+from argcheck import InvalidArgument, PositiveInt, check_arguments
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 from datamodules.cache import cached_tensors
 from datamodules.download import download_and_extract
@@ -107,17 +107,17 @@ class SpeechCommandsDataModule(CCNNDataModule):
     def __init__(
         self,
         data_dir: str | Path = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
         mfcc: bool = False,
         all_classes: bool = False,
-        sample_rate: int = SAMPLE_RATE,
+        sample_rate: PositiveInt = SAMPLE_RATE,
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
-        check_positive_int("sample_rate", sample_rate)
+        check_arguments(SpeechCommandsDataModule.__init__, locals())
         if mfcc and sample_rate != SAMPLE_RATE:
             raise InvalidArgument(
                 "sample_rate",

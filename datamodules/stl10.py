@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import torch
 from torch import Tensor
 from torchvision.datasets import STL10
 
+from argcheck import PositiveInt
 from datamodules.layouts import Layout
 from datamodules.vision import VisionDataModule
 
@@ -41,14 +43,14 @@ class STL10DataModule(VisionDataModule):
     def __init__(
         self,
         data_dir: str | os.PathLike = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
-        data_type: str = "default",
+        data_type: Literal["default", "sequence"] = "default",
         augment: bool = False,
-        val_size: int = 500,
+        val_size: PositiveInt = 500,
         resolution: int = 96,
     ) -> None:
         super().__init__(

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ckconv.errors import InvalidArgument, check_positive_int, check_positive_number
+from argcheck import InvalidArgument, PositiveFloat, PositiveInt, check_arguments
 from datamodules.base import CCNNDataModule, DataError, DataMeta, StoredDataset, seeded_split
 from datamodules.cache import cached_tensors
 from datamodules.download import download_and_extract
@@ -50,17 +50,16 @@ class IMDBDataModule(CCNNDataModule):
     def __init__(
         self,
         data_dir: str | Path = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
-        seq_length: int = 4096,
-        val_size: float = 0.1,
+        seq_length: PositiveInt = 4096,
+        val_size: PositiveFloat = 0.1,
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
-        check_positive_int("seq_length", seq_length)
-        check_positive_number("val_size", val_size)  # a fraction below 1, else a count
+        check_arguments(IMDBDataModule.__init__, locals())  # val_size: a fraction below 1, else a count
         if val_size >= 1 and val_size != int(val_size):
             raise InvalidArgument(
                 "val_size", f"val_size must be a fraction below 1 or a whole number of reviews, got {val_size!r}."

@@ -26,21 +26,23 @@ from __future__ import annotations
 
 import functools
 import os
+import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets.utils import check_integrity
 from torchvision.transforms import v2
 
-from ckconv.errors import InvalidArgument, check_positive_int
+from argcheck import InvalidArgument, PositiveInt, check_arguments
 from datamodules.base import CCNNDataModule, DataError, DataMeta, StoredDataset, fixture_hook, seeded_split
 from datamodules.download import download_and_extract
 from datamodules.layouts import Layout
 
-DATA_TYPES = ("default", "sequence")
+DataType = Literal["default", "sequence"]
+DATA_TYPES = typing.get_args(DataType)
 FIXTURE_CHECKSUMS = "CCNN_FIXTURE_CHECKSUMS"
 TORCHVISION_LAYOUT = "torchvision (also the original CCNN code's)"
 EARLIER_LAYOUT = "project's earlier"  # before the move to torchvision: data_dir/<name>/<torchvision's folder>
@@ -162,24 +164,19 @@ class VisionDataModule(CCNNDataModule):
     def __init__(
         self,
         data_dir: str | os.PathLike = "data",
-        batch_size: int = 32,
-        test_batch_size: int | None = None,
+        batch_size: PositiveInt = 32,
+        test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
         seed: int = 0,
         download: bool = True,
-        data_type: str = "default",
+        data_type: Literal["default", "sequence"] = "default",
         augment: bool = False,
-        val_size: int = 5000,
-        resolution: int | None = None,
+        val_size: PositiveInt = 5000,
+        resolution: PositiveInt | None = None,
     ) -> None:
         super().__init__(data_dir, batch_size, test_batch_size, num_workers, seed, download)
-        if data_type not in DATA_TYPES:
-            raise InvalidArgument(
-                "data_type", f"data_type must be one of {DATA_TYPES} for {self.name}, got {data_type!r}."
-            )
-        check_positive_int("val_size", val_size)
+        check_arguments(VisionDataModule.__init__, locals())
         resolution = self.image_size if resolution is None else resolution
-        check_positive_int("resolution", resolution)
         if data_type == "sequence" and resolution != self.image_size:
             raise InvalidArgument(
                 "resolution",

@@ -6,21 +6,30 @@ Layout ``(B, C, *spatial)`` throughout. Token inputs ``(B, L)`` (int64) are embe
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from argcheck import (
+    DataDim,
+    InvalidArgument,
+    NonNegativeInt,
+    PositiveInt,
+    Probability,
+    accepted_arguments,
+    check_arguments,
+    check_choice,
+    prefixed_arguments,
+)
 from ckconv import CONV_TYPES, PointwiseLinear
-from ckconv.errors import InvalidArgument, check_bool, check_choice, check_positive_int, renamed_arguments
-from ckconv.functional import check_data_dim
 from models.blocks import BLOCKS, ConvFactory
-from models.layers import build_activation, build_dropout, build_norm
+from models.layers import DropoutType, Norm, build_activation, build_dropout, build_norm
 
-EMBEDDINGS = ("learned", "float")
+# What the network passes its conv layers itself (conv_options may not).
+CONV_ARGUMENTS_SET_BY_NETWORK = ("in_channels", "out_channels", "data_dim", "input_size")
 
 Size = tuple[int, ...] | None
 
@@ -45,59 +54,9 @@ def block_widths(hidden_channels: int, num_blocks: int, width_factors: Sequence[
     return widths
 
 
-def _check_network_arguments(
-    *,
-    num_classes: int,
-    hidden_channels: int,
-    num_blocks: int,
-    block_type: str,
-    conv_type: str,
-    embedding: str,
-    vocab_size: int | None,
-    embedding_dim: int | None,
-    downsampling: Sequence[int],
-    downsampling_size: int,
-) -> None:
-    """The checks of :class:`CCNN`'s own arguments; the layers it builds check theirs (norm, dropout, conv options)."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise InvalidArgument("num_classes", f"num_classes must be an integer >= 2, got {num_classes!r}.")
-    check_positive_int("hidden_channels", hidden_channels)
-    if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 0:
-        raise InvalidArgument("num_blocks", f"num_blocks must be an integer >= 0, got {num_blocks!r}.")
-    for name, value, allowed in (
-        ("block_type", block_type, tuple(BLOCKS)),
-        ("conv_type", conv_type, tuple(CONV_TYPES)),
-        ("embedding", embedding, EMBEDDINGS),
-    ):
-        check_choice(name, value, allowed)
-    for name, optional in (("vocab_size", vocab_size), ("embedding_dim", embedding_dim)):
-        if optional is not None:
-            check_positive_int(name, optional)
-    check_positive_int("downsampling_size", downsampling_size)
-    bad = [i for i in downsampling if not 0 <= i < num_blocks]
-    if bad:
-        raise InvalidArgument(
-            "downsampling", f"downsampling must hold block indices in [0, {num_blocks}), got {bad} among them."
-        )
-
-
 def _as_size(input_size: int | Sequence[int], data_dim: int) -> tuple[int, ...]:
     """``input_size`` per axis: an int is every axis's size, as the conv layers take it."""
     return (input_size,) * data_dim if isinstance(input_size, int) else tuple(input_size)
-
-
-def _keywords(cls: type) -> set[str]:
-    """The keyword arguments ``cls(...)`` takes: those of its ``__init__`` and, while one forwards ``**kwargs``,
-    of the parents' it forwards them to."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        parameters = inspect.signature(klass.__init__).parameters.values()
-        names |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return names
-    return names
 
 
 def _conv_factory(conv_type: str, data_dim: int, options: Mapping[str, Any]) -> Callable[[Size], ConvFactory]:
@@ -110,21 +69,27 @@ def _conv_factory(conv_type: str, data_dim: int, options: Mapping[str, Any]) -> 
     conv_cls = CONV_TYPES[conv_type]
     if not isinstance(options, Mapping):
         raise InvalidArgument("conv_options", f"conv_options must be a mapping of layer arguments, got {options!r}.")
-    accepted = _keywords(conv_cls)
+    accepted = accepted_arguments(conv_cls)
     for key in options:
-        if key in ("in_channels", "out_channels", "data_dim", "input_size"):
+        if key in CONV_ARGUMENTS_SET_BY_NETWORK:
             raise InvalidArgument(
                 f"conv_options.{key}", f"conv_options.{key} is set by the network itself; pass it to CCNN instead."
             )
         if key not in accepted:
             raise InvalidArgument(
-                f"conv_options.{key}", f"conv_options.{key} is not an argument of {conv_type} (see its signature)."
+                f"conv_options.{key}", f"conv_options.{key} is not an argument of {conv_type} (it takes {accepted})."
             )
 
     def at_size(size: Size) -> ConvFactory:
         # A continuous kernel is sampled for the input size its layer sees; a discrete one has no such size.
         extra = {"input_size": size} if conv_cls.continuous else {}
-        return partial(conv_cls, data_dim=data_dim, **extra, **options)
+        layer = partial(conv_cls, data_dim=data_dim, **extra, **options)
+
+        def build(in_channels: int, out_channels: int) -> nn.Module:
+            with prefixed_arguments("conv_options."):  # the layer's errors name its options as CCNN got them
+                return layer(in_channels, out_channels)
+
+        return build
 
     return at_size
 
@@ -168,46 +133,41 @@ class CCNN(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
+        in_channels: PositiveInt,
         num_classes: int,
-        data_dim: int,
+        data_dim: DataDim,
         input_size: int | Sequence[int] | None = None,
         *,
-        hidden_channels: int = 64,
-        num_blocks: int = 4,
+        hidden_channels: PositiveInt = 64,
+        num_blocks: NonNegativeInt = 4,
         block_type: str = "S4",
         prenorm: bool = True,
-        norm: str = "BatchNorm",
+        norm: Norm = "BatchNorm",
         nonlinearity: str = "GELU",
-        dropout: float = 0.0,
-        dropout_in: float = 0.0,
-        dropout_type: str = "Dropout",
+        dropout: Probability = 0.0,
+        dropout_in: Probability = 0.0,
+        dropout_type: DropoutType = "Dropout",
         conv_type: str = "SeparableFlexConv",
         conv_options: Mapping[str, Any] | None = None,
         block_width_factors: Sequence[Sequence[float]] = (),
         downsampling: Sequence[int] = (),
-        downsampling_size: int = 2,
-        vocab_size: int | None = None,
-        embedding: str = "learned",
-        embedding_dim: int | None = None,
+        downsampling_size: PositiveInt = 2,
+        vocab_size: PositiveInt | None = None,
+        embedding: Literal["learned", "float"] = "learned",
+        embedding_dim: PositiveInt | None = None,
         paired: bool = False,
     ) -> None:
         super().__init__()
-        check_data_dim(data_dim)
-        check_bool("prenorm", prenorm)
-        check_bool("paired", paired)
-        _check_network_arguments(
-            num_classes=num_classes,
-            hidden_channels=hidden_channels,
-            num_blocks=num_blocks,
-            block_type=block_type,
-            conv_type=conv_type,
-            embedding=embedding,
-            vocab_size=vocab_size,
-            embedding_dim=embedding_dim,
-            downsampling=downsampling,
-            downsampling_size=downsampling_size,
-        )
+        check_arguments(CCNN.__init__, locals())
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise InvalidArgument("num_classes", f"num_classes must be an integer >= 2, got {num_classes!r}.")
+        check_choice("block_type", block_type, tuple(BLOCKS))
+        check_choice("conv_type", conv_type, tuple(CONV_TYPES))
+        bad = [i for i in downsampling if not 0 <= i < num_blocks]
+        if bad:
+            raise InvalidArgument(
+                "downsampling", f"downsampling must hold block indices in [0, {num_blocks}), got {bad} among them."
+            )
         widths = block_widths(hidden_channels, num_blocks, block_width_factors)
         self.data_dim = data_dim
         self.num_classes = num_classes
@@ -269,8 +229,7 @@ class CCNN(nn.Module):
             else:
                 in_channels = 1
         self.float_tokens = vocab_size is not None and embedding == "float"
-        with renamed_arguments({"dropout": "dropout_in"}):
-            self.dropout_in = build_dropout("Dropout", dropout_in, self.data_dim)
+        self.dropout_in = build_dropout("Dropout", dropout_in, self.data_dim)
         self.conv1 = make_conv(in_channels, hidden_channels)
         self.norm1 = build_norm(norm, hidden_channels, self.data_dim)
         self.act = build_activation(nonlinearity)

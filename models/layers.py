@@ -6,10 +6,13 @@ their errors name the argument the caller of :class:`models.ccnn.CCNN` or a bloc
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
-from ckconv.errors import InvalidArgument, check_choice
+from argcheck import InvalidArgument, Probability, check_arguments, check_choice
 
 
 class ChannelLayerNorm(nn.Module):
@@ -32,11 +35,13 @@ class ChannelLayerNorm(nn.Module):
         return f"{self.num_channels}, eps={self.eps}"
 
 
-NORMS = ("BatchNorm", "LayerNorm", "Identity")
-DROPOUTS = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d")
+Norm = Literal["BatchNorm", "LayerNorm", "Identity"]
+DropoutType = Literal["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"]
+NORMS = typing.get_args(Norm)
+DROPOUTS = typing.get_args(DropoutType)
 
 
-def build_norm(norm: str, num_channels: int, data_dim: int) -> nn.Module:
+def build_norm(norm: Norm, num_channels: int, data_dim: int) -> nn.Module:
     """``BatchNorm`` (BatchNorm{d}d), ``LayerNorm`` (over channels) or ``Identity``."""
     check_choice("norm", norm, NORMS)
     if norm == "BatchNorm":
@@ -46,7 +51,7 @@ def build_norm(norm: str, num_channels: int, data_dim: int) -> nn.Module:
     return nn.Identity()
 
 
-def build_dropout(dropout_type: str, dropout: float, data_dim: int) -> nn.Module:
+def build_dropout(dropout_type: DropoutType, dropout: Probability, data_dim: int) -> nn.Module:
     """Element dropout (``Dropout``) or channel dropout matched to the data (any ``Dropout{k}d`` name).
 
     The original passed ``Dropout2d`` to 1D sequences, which torch treats as channel dropout on a batch of 2D maps;
@@ -57,8 +62,7 @@ def build_dropout(dropout_type: str, dropout: float, data_dim: int) -> nn.Module
         dropout: the probability of dropping, in [0, 1).
         data_dim: spatial dimensions of the data.
     """
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
-        raise InvalidArgument("dropout", f"dropout must be a probability in [0, 1), got {dropout!r}.")
+    check_arguments(build_dropout, locals())
     check_choice("dropout_type", dropout_type, DROPOUTS)
     if dropout == 0.0:
         return nn.Identity()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -15,28 +16,39 @@ from torch import Tensor, nn
 from torchmetrics.aggregation import MaxMetric
 from torchmetrics.classification import Accuracy
 
-from ckconv.errors import InvalidArgument, check_choice, renamed_arguments
+from argcheck import InvalidArgument, check_choice, prefixed_arguments
 from ckconv.mask import refresh_mask_widths
 from models.optim import OptimizerSettings, ln_penalty
-from models.schedule import ScheduleSettings
+from models.schedule import SCHEDULES, Schedule, follow_new_length
 
-WEIGHT_DECAY_TYPES = ("decoupled", "ln_loss")
+log = logging.getLogger(__name__)
 
 # The state_dict key of the best validation accuracy: the one checkpoints (the shipped one too) have always used.
 BEST_VAL_ACC_KEY = "best_val_acc"
 
 
-def _settings(cls: type, values: Mapping[str, Any], argument: str, extra: tuple[str, ...] = ()) -> Any:
+def _settings(cls: type, values: Mapping[str, Any], argument: str) -> Any:
     """``cls(**values)`` with every error named ``<argument>.<key>``; keys that are no field of ``cls`` refused."""
     known = tuple(field.name for field in dataclasses.fields(cls))
     for key in values:
-        if key not in known + extra:
+        if key not in known:
             raise InvalidArgument(
-                f"{argument}.{key}",
-                f"{argument}.{key} is not a setting of the {argument}; the settings are {', '.join(known + extra)}.",
+                f"{argument}.{key}", f"{argument}.{key} is not a setting of {cls.__name__} (it has {known})."
             )
-    with renamed_arguments(prefix=f"{argument}."):
-        return cls(**{key: value for key, value in values.items() if key not in extra})
+    with prefixed_arguments(f"{argument}."):
+        return cls(**values)
+
+
+def build_schedule(settings: Mapping[str, Any]) -> Schedule:
+    """The schedule of ``settings["name"]`` (:data:`models.schedule.SCHEDULES`) with the other settings.
+
+    Raises:
+        InvalidArgument: named ``scheduler.<key>``.
+    """
+    settings = dict(settings)
+    name = settings.pop("name", None)
+    check_choice("scheduler.name", name, tuple(SCHEDULES))
+    return _settings(SCHEDULES[name], settings, "scheduler")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,11 +82,10 @@ class ClassificationModule(pl.LightningModule):
     Args:
         net: maps a batch ``x`` to logits ``(B, K)`` (or ``(B,)`` for two classes).
         num_classes: number of classes.
-        optimizer: the fields of :class:`models.optim.OptimizerSettings` plus ``weight_decay_type``
-            (``"decoupled"``: the optimizer's own weight decay; ``"ln_loss"``: the original's penalty, see
-            :func:`models.optim.ln_penalty`).
-        scheduler: the fields of :class:`models.schedule.ScheduleSettings` (``name``, ``warmup_epochs``,
-            ``decay_steps`` (epochs), ``factor``, ``patience``, ``mode``).
+        optimizer: :class:`models.optim.OptimizerSettings`, or a mapping of its fields.
+        scheduler: a :class:`models.schedule.Schedule`, or a mapping of ``name`` (a key of
+            :data:`models.schedule.SCHEDULES`) and that schedule's fields (``warmup_epochs``, ``decay_steps``
+            (epochs), ``factor``, ``patience``, ``mode``: each its own). ``None``: a constant rate.
         skip_nonfinite: skip batches whose loss is not finite instead of stopping the run.
 
     Raises:
@@ -86,26 +97,27 @@ class ClassificationModule(pl.LightningModule):
         self,
         net: nn.Module,
         num_classes: int,
-        optimizer: Mapping[str, Any] | None = None,
-        scheduler: Mapping[str, Any] | None = None,
+        optimizer: OptimizerSettings | Mapping[str, Any] | None = None,
+        scheduler: Schedule | Mapping[str, Any] | None = None,
         skip_nonfinite: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise InvalidArgument("num_classes", f"num_classes must be an integer >= 2, got {num_classes!r}.")
-        optimizer = dict(optimizer or {})
-        weight_decay_type = optimizer.get("weight_decay_type", "decoupled")
-        check_choice("optimizer.weight_decay_type", weight_decay_type, WEIGHT_DECAY_TYPES)
-        settings = _settings(OptimizerSettings, optimizer, "optimizer", extra=("weight_decay_type",))
+        if not isinstance(optimizer, OptimizerSettings):
+            optimizer = _settings(OptimizerSettings, optimizer or {}, "optimizer")
+        if not isinstance(scheduler, Schedule):
+            scheduler = build_schedule(scheduler or {"name": "constant"})
+        self.optimizer_settings: OptimizerSettings = optimizer
         # With ln_loss the decay enters the loss as the original's penalty, and the optimizer decays nothing.
-        self.penalty_weight = settings.weight_decay if weight_decay_type == "ln_loss" else 0.0
-        if weight_decay_type == "ln_loss":
-            settings = dataclasses.replace(settings, weight_decay=0.0)
-        self.optimizer_settings: OptimizerSettings = settings
-        self.schedule_settings: ScheduleSettings = _settings(ScheduleSettings, scheduler or {}, "scheduler")
+        self.penalty_weight = optimizer.penalty_weight
+        self.schedule: Schedule = scheduler
         self.net = net
         self.num_classes = num_classes
         self.skip_nonfinite = skip_nonfinite
+        # Training batches this process ran, and of them those skipped as non-finite (not saved: a count of this run).
+        self.seen_batches = 0
+        self.skipped_batches = 0
         task = "binary" if num_classes == 2 else "multiclass"
         self.train_acc = Accuracy(task=task, num_classes=num_classes)
         self.val_acc = Accuracy(task=task, num_classes=num_classes)
@@ -142,6 +154,7 @@ class ClassificationModule(pl.LightningModule):
         refresh_mask_widths(self.net)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+        self.seen_batches += 1
         x, y = batch
         loss, predictions = self._loss_and_predictions(self(x), y)
         total = loss
@@ -156,6 +169,7 @@ class ClassificationModule(pl.LightningModule):
             )
             if self.skip_nonfinite:
                 rank_zero_warn(f"Skipping batch: {message}.")
+                self.skipped_batches += 1
                 return None
             raise NonFiniteLossError(message)
         self.train_acc(predictions, y)
@@ -194,23 +208,20 @@ class ClassificationModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_settings.build(self.net)
-        schedule = self.schedule_settings.build(optimizer, *self._schedule_steps())
+        schedule = self.schedule.build(optimizer, *self._schedule_steps())
         return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def on_train_start(self) -> None:
-        # Lightning restores a resumed run's schedule after configure_optimizers, with the length of the run that
-        # saved it: a run resumed with more train.epochs gets its own length back (models.schedule).
-        steps_per_epoch, total_steps = self._schedule_steps()
+        # Lightning restores a resumed run's optimizer with the rates of the run that saved it: a run resumed with
+        # more train.epochs takes those of its own, longer curve from the step reached (models.schedule).
         for config in self.trainer.lr_scheduler_configs:
-            change = self.schedule_settings.fit_length(config.scheduler, steps_per_epoch, total_steps)
+            change = follow_new_length(config.scheduler)
             if change is not None and self.trainer.is_global_zero:
-                restored, length, before, after = change
-                print(
-                    f"note: train.epochs={self.trainer.max_epochs} is longer than the run that saved the checkpoint: "
-                    f"its cosine schedule, made to decay over {restored} steps, now decays over {length} (until step "
-                    f"{total_steps}); the learning rate goes from {before:.4g} to {after:.4g}, the longer schedule's "
-                    "at this step.",
-                    flush=True,
+                before, after = change
+                log.info(
+                    f"note: the schedule follows the curve of train.epochs={self.trainer.max_epochs} from step "
+                    f"{self.global_step} on, longer than that of the run that saved the checkpoint: the learning "
+                    f"rate goes from {before:.4g} to {after:.4g}."
                 )
 
 

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from argcheck import (
+    InvalidArgument,
+    NonNegativeFloat,
+    PositiveFloat,
+    Probability,
+    check_arguments,
+    did_you_mean,
+)
 from ckconv import CKConv, param_groups
-from ckconv.errors import InvalidArgument, did_you_mean
-
-
-def _check_number(name: str, value: Any, low: float, low_inclusive: bool, high: float = math.inf) -> None:
-    """Raise :class:`InvalidArgument` unless ``value`` is a finite number in ``[low, high)`` or ``(low, high)``."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= low if low_inclusive else value > low) and value < high
-    if not ok:
-        lower = f"{'>=' if low_inclusive else '>'} {low:g}"
-        bounds = lower if high == math.inf else f"{lower} and < {high:g}"
-        raise InvalidArgument(name, f"{name} must be a finite number {bounds}, got {value!r}.")
 
 
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
@@ -50,33 +46,32 @@ class OptimizerSettings:
         mask_lr_ratio: the mask parameters learn at ``lr * mask_lr_ratio``.
         momentum: for optimizers that take one (SGD, RMSprop); ``None`` keeps the optimizer's default.
         nesterov: Nesterov momentum, for optimizers that take it (SGD); needs ``momentum > 0``.
+        weight_decay_type: ``"decoupled"``: the optimizer's own weight decay; ``"ln_loss"``: the original's penalty
+            (:func:`ln_penalty`) times ``weight_decay`` in the loss, and no decay in the optimizer.
     """
 
     name: str = "AdamW"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    mask_lr_ratio: float = 1.0
-    momentum: float | None = None
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    mask_lr_ratio: NonNegativeFloat = 1.0
+    momentum: Probability | None = None
     nesterov: bool = False
+    weight_decay_type: Literal["decoupled", "ln_loss"] = "decoupled"
 
     def __post_init__(self) -> None:
         cls = optimizer_class(self.name)
-        _check_number("lr", self.lr, 0.0, low_inclusive=False)
-        _check_number("weight_decay", self.weight_decay, 0.0, low_inclusive=True)
-        _check_number("mask_lr_ratio", self.mask_lr_ratio, 0.0, low_inclusive=True)
+        check_arguments(type(self).__init__, vars(self))
         takes = inspect.signature(cls).parameters
-        if self.weight_decay > 0 and "weight_decay" not in takes:
+        if self.optimizer_decay > 0 and "weight_decay" not in takes:
             raise InvalidArgument(
                 "weight_decay", f"weight_decay must be 0 for torch.optim.{self.name}, which has no weight decay."
             )
-        if self.momentum is not None:
-            if "momentum" not in takes:
-                raise InvalidArgument(
-                    "momentum",
-                    f"momentum is not used by torch.optim.{self.name}; leave it unset (None) or choose an "
-                    "optimizer that takes one (SGD, RMSprop).",
-                )
-            _check_number("momentum", self.momentum, 0.0, low_inclusive=True, high=1.0)
+        if self.momentum is not None and "momentum" not in takes:
+            raise InvalidArgument(
+                "momentum",
+                f"momentum is not used by torch.optim.{self.name}; leave it unset (None) or choose an "
+                "optimizer that takes one (SGD, RMSprop).",
+            )
         if self.nesterov:
             if "nesterov" not in takes:
                 raise InvalidArgument(
@@ -96,6 +91,16 @@ class OptimizerSettings:
                 "name", f"name={self.name!r} cannot train this model's parameter groups: {error}."
             ) from error
 
+    @property
+    def optimizer_decay(self) -> float:
+        """The optimizer's own weight decay: none with ``ln_loss``, whose decay is a penalty in the loss."""
+        return self.weight_decay if self.weight_decay_type == "decoupled" else 0.0
+
+    @property
+    def penalty_weight(self) -> float:
+        """The weight of :func:`ln_penalty` in the loss (0 unless ``weight_decay_type="ln_loss"``)."""
+        return self.weight_decay if self.weight_decay_type == "ln_loss" else 0.0
+
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"lr": self.lr}
         if self.momentum is not None:
@@ -106,7 +111,7 @@ class OptimizerSettings:
 
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer over ``model``'s hint-built parameter groups (see :func:`ckconv.param_groups`)."""
-        groups = param_groups(model, self.lr, self.weight_decay, {"mask": self.mask_lr_ratio})
+        groups = param_groups(model, self.lr, self.optimizer_decay, {"mask": self.mask_lr_ratio})
         return optimizer_class(self.name)(groups, **self._options())
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
+from typing import Any
 
-from ckconv.errors import InvalidArgument, check_choice
+from argcheck import InvalidArgument, accepted_arguments, check_choice
 from ckconv.kernels.base import KernelNet
 from ckconv.kernels.magnet import MAGNet
 from ckconv.kernels.mfn import FourierNet, GaborNet, MFNBase
@@ -21,7 +21,7 @@ KERNEL_NETS: dict[str, type[KernelNet]] = {
 }
 
 
-def build_kernel_net(name: str, **kwargs: object) -> KernelNet:
+def build_kernel_net(name: str, **kwargs: Any) -> KernelNet:
     """Builds the kernel net registered as ``name`` with the constructor keyword arguments ``kwargs``.
 
     Args:
@@ -35,11 +35,10 @@ def build_kernel_net(name: str, **kwargs: object) -> KernelNet:
         InvalidArgument: If ``name`` is not registered, or a constructor argument is invalid.
     """
     check_choice("name", name, tuple(KERNEL_NETS))
-    accepted = inspect.signature(KERNEL_NETS[name]).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        for key in kwargs:
-            if key not in accepted:
-                raise InvalidArgument(key, f"{key} is not an argument that the {name} kernel net takes.")
+    accepted = accepted_arguments(KERNEL_NETS[name])
+    for key in kwargs:
+        if key not in accepted:
+            raise InvalidArgument(key, f"{key} is not an argument of the {name} kernel net (it takes {accepted}).")
     return KERNEL_NETS[name](**kwargs)
 
 

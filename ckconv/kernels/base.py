@@ -9,14 +9,10 @@ parameters) and reshape back. Kernel nets never see the signal.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import nn
 
-from ckconv.errors import InvalidArgument, check_positive_int, check_positive_number
-
-DATA_DIMS = (1, 2, 3)
+from argcheck import DataDim, PositiveInt, check_arguments
 
 
 class KernelNet(nn.Module):
@@ -24,52 +20,34 @@ class KernelNet(nn.Module):
 
     Subclasses build their layers in ``__init__``, must define ``self.output_layer`` (the final
     ``nn.Linear``; the convolution layer rescales its weight for the Chang initialisation) and implement
-    :meth:`forward_flat`.
+    :meth:`forward_flat`. A subclass's signature says what it reads: the arguments of this base, passed on as
+    ``**kwargs``, and its own (``omega_0``, ``causal``, ...); a layer passes a kernel net only what it accepts.
 
     Args:
         data_dim: Number of spatial dimensions d of the positions (1, 2 or 3).
         out_channels: Number of kernel values produced per position.
         hidden_channels: Width of the hidden layers.
         num_layers: Number of hidden layers (its exact meaning is given by each net).
-        omega_0: Frequency scale of the sinusoidal nets; accepted and ignored by the MLP.
         bias: Whether the linear layers carry a bias.
-        causal: Whether the kernel serves a causal convolution (MAGNet/GaborNet place their Gaussian
-            centres accordingly); accepted and ignored by the other nets.
-        init_spatial_value: Spatial extent s of the initial Gabor centres; accepted and ignored by the nets
-            without Gabor filters.
     """
 
     output_layer: nn.Linear
-    # Whether the net's spectrum follows from its parameters, so that ``max_frequency`` can bound it (the MFNs).
-    analytic_spectrum: ClassVar[bool] = False
 
     def __init__(
         self,
-        data_dim: int,
-        out_channels: int,
-        hidden_channels: int = 32,
-        num_layers: int = 3,
-        omega_0: float = 1.0,
+        data_dim: DataDim,
+        out_channels: PositiveInt,
+        hidden_channels: PositiveInt = 32,
+        num_layers: PositiveInt = 3,
         bias: bool = True,
-        causal: bool = False,
-        init_spatial_value: float = 1.0,
     ) -> None:
+        check_arguments(KernelNet.__init__, locals())
         super().__init__()
-        if data_dim not in DATA_DIMS:
-            raise InvalidArgument("data_dim", f"data_dim must be one of {DATA_DIMS}, got {data_dim!r}.")
-        check_positive_int("out_channels", out_channels)
-        check_positive_int("hidden_channels", hidden_channels)
-        check_positive_int("num_layers", num_layers)
-        check_positive_number("omega_0", omega_0)
-        check_positive_number("init_spatial_value", init_spatial_value)
         self.data_dim = data_dim
         self.out_channels = out_channels
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
-        self.omega_0 = float(omega_0)
         self.bias = bias
-        self.causal = causal
-        self.init_spatial_value = float(init_spatial_value)
 
     def forward_flat(self, x: torch.Tensor) -> torch.Tensor:
         """Maps flattened positions ``(P, d)`` to kernel values ``(P, out_channels)``."""
@@ -99,5 +77,5 @@ class KernelNet(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"data_dim={self.data_dim}, out_channels={self.out_channels}, "
-            f"hidden_channels={self.hidden_channels}, num_layers={self.num_layers}, omega_0={self.omega_0}"
+            f"hidden_channels={self.hidden_channels}, num_layers={self.num_layers}"
         )

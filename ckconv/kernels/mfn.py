@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Gamma
 
+from argcheck import PositiveFloat, check_arguments
 from ckconv.bandlimit import ENVELOPE_STDS, band_scale, check_max_frequency
-from ckconv.errors import check_positive_number
 from ckconv.kernels.base import KernelNet
 
 
@@ -166,29 +166,27 @@ class MFNBase(KernelNet):
     almost unchanged; the output linear is kaiming-uniform with bias 0.
 
     Args:
+        omega_0: Frequency scale of the filters.
         max_frequency: Bound on the output's frequencies along each axis, in radians per unit of position (a number
             for every axis, or one per axis; ``inf``: none); each of the L + 1 filters keeps within
             ``max_frequency / (L + 1)`` (:mod:`ckconv.bandlimit`). ``None``: unbounded (the original MFNs).
         Other args: see :class:`~ckconv.kernels.base.KernelNet`.
     """
 
-    analytic_spectrum = True
-
     def __init__(
         self,
         data_dim: int,
         out_channels: int,
-        hidden_channels: int = 32,
-        num_layers: int = 3,
-        omega_0: float = 1.0,
-        bias: bool = True,
-        causal: bool = False,
-        init_spatial_value: float = 1.0,
+        *,
+        omega_0: PositiveFloat = 10.0,
         max_frequency: float | Sequence[float] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
+        check_arguments(MFNBase.__init__, locals())
+        super().__init__(data_dim, out_channels, **kwargs)
+        self.omega_0 = float(omega_0)
         self.max_frequency = None if max_frequency is None else check_max_frequency(max_frequency, data_dim)
-        H = hidden_channels
+        H, num_layers, bias = self.hidden_channels, self.num_layers, self.bias
         self.filters = nn.ModuleList(self.make_filter(i) for i in range(num_layers + 1))
         self.hidden_layers = nn.ModuleList(nn.Linear(H, H, bias=bias) for _ in range(num_layers))
         self.output_layer = nn.Linear(H, out_channels, bias=bias)
@@ -225,6 +223,8 @@ class GaborMFN(MFNBase):
     """An MFN of Gabor filters; subclasses choose isotropy (``anisotropic``) and each filter's Gamma shape.
 
     Args:
+        causal: Place the envelopes' centres in the recent past of a causal kernel (see :class:`GaborFilter`).
+        init_spatial_value: Extent s of the initial centres (see :class:`GaborFilter`).
         alpha: Shape of the Gamma distribution of the envelope widths.
         beta: Rate of that distribution.
         Other args: see :class:`MFNBase`; ``num_layers`` is L.
@@ -236,30 +236,20 @@ class GaborMFN(MFNBase):
         self,
         data_dim: int,
         out_channels: int,
-        hidden_channels: int = 32,
-        num_layers: int = 3,
-        omega_0: float = 1.0,
-        bias: bool = True,
+        *,
         causal: bool = False,
-        init_spatial_value: float = 1.0,
-        alpha: float = 6.0,
-        beta: float = 1.0,
-        max_frequency: float | Sequence[float] | None = None,
+        init_spatial_value: PositiveFloat = 1.0,
+        alpha: PositiveFloat = 6.0,
+        beta: PositiveFloat = 1.0,
+        **kwargs: Any,
     ) -> None:
-        check_gamma_args(alpha, beta)
+        check_arguments(GaborMFN.__init__, locals())
+        # Set before the base builds the filters, which read them (plain values: nn.Module allows that early).
+        self.causal = causal
+        self.init_spatial_value = float(init_spatial_value)
         self.alpha = alpha
         self.beta = beta
-        super().__init__(
-            data_dim,
-            out_channels,
-            hidden_channels,
-            num_layers,
-            omega_0,
-            bias,
-            causal,
-            init_spatial_value,
-            max_frequency=max_frequency,
-        )
+        super().__init__(data_dim, out_channels, **kwargs)
 
     def filter_alpha(self, index: int) -> float:
         """Shape of the Gamma distribution that filter ``index`` draws its envelope widths from."""
@@ -302,7 +292,6 @@ class FourierNet(MFNBase):
     """MFN with sinusoidal filters ``sin(W_i x + b_i)``; W_i is scaled by ``omega_0 / sqrt(L + 1)``.
 
     The scaling keeps the bandwidth of the product of the L + 1 sinusoids near ``omega_0``.
-    ``causal`` and ``init_spatial_value`` are accepted and unused.
 
     Args: see :class:`MFNBase`.
     """
@@ -312,9 +301,3 @@ class FourierNet(MFNBase):
         return FourierFilter(
             self.data_dim, self.hidden_channels, scale, bias=self.bias, band_limit=self.filter_band_limit()
         )
-
-
-def check_gamma_args(alpha: float, beta: float) -> None:
-    """Raises :class:`InvalidArgument` naming the argument unless both Gamma parameters are positive."""
-    check_positive_number("alpha", alpha)
-    check_positive_number("beta", beta)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument
 from ckconv.kernels.base import KernelNet
 
 
@@ -26,7 +28,6 @@ class MLP(KernelNet):
     d to H, the others H to H), then ``Linear(H->C)``.
 
     Linears keep the torch default initialisation; the output bias starts at 0.
-    ``omega_0``, ``causal`` and ``init_spatial_value`` are accepted and unused.
 
     Args:
         norm: Name of a ``torch.nn`` normalisation class built as ``cls(H)``, e.g. "Identity",
@@ -39,19 +40,10 @@ class MLP(KernelNet):
     """
 
     def __init__(
-        self,
-        data_dim: int,
-        out_channels: int,
-        hidden_channels: int = 32,
-        num_layers: int = 3,
-        omega_0: float = 1.0,
-        bias: bool = True,
-        causal: bool = False,
-        init_spatial_value: float = 1.0,
-        norm: str = "Identity",
-        nonlinearity: str = "GELU",
+        self, data_dim: int, out_channels: int, *, norm: str = "Identity", nonlinearity: str = "GELU", **kwargs: Any
     ) -> None:
-        super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
+        super().__init__(data_dim, out_channels, **kwargs)
+        hidden_channels, num_layers, bias = self.hidden_channels, self.num_layers, self.bias
         norm_cls = torch_module_class("norm", norm)
         act_cls = torch_module_class("nonlinearity", nonlinearity)
         self.norm = norm

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
+from argcheck import PositiveFloat, check_arguments
 from ckconv.kernels.base import KernelNet
 
 
@@ -17,24 +19,17 @@ class SIREN(KernelNet):
     Initialisation as in the SIREN paper: the first layer U(+-1/d), the hidden and output layers
     U(+-sqrt(6/H)/omega_0), so that every pre-activation ``omega_0 (W h + b)`` is roughly standard
     normal. Biases keep the torch default, except the output bias, which starts at 0.
-    ``causal`` and ``init_spatial_value`` are accepted and unused.
 
-    Args: see :class:`~ckconv.kernels.base.KernelNet`; ``num_layers`` counts the sine layers.
+    Args:
+        omega_0: Frequency scale of the sines.
+        Other args: see :class:`~ckconv.kernels.base.KernelNet`; ``num_layers`` counts the sine layers.
     """
 
-    def __init__(
-        self,
-        data_dim: int,
-        out_channels: int,
-        hidden_channels: int = 32,
-        num_layers: int = 3,
-        omega_0: float = 1.0,
-        bias: bool = True,
-        causal: bool = False,
-        init_spatial_value: float = 1.0,
-    ) -> None:
-        super().__init__(data_dim, out_channels, hidden_channels, num_layers, omega_0, bias, causal, init_spatial_value)
-        H = hidden_channels
+    def __init__(self, data_dim: int, out_channels: int, *, omega_0: PositiveFloat = 10.0, **kwargs: Any) -> None:
+        check_arguments(SIREN.__init__, locals())
+        super().__init__(data_dim, out_channels, **kwargs)
+        self.omega_0 = float(omega_0)
+        H, num_layers, bias = self.hidden_channels, self.num_layers, self.bias
         self.hidden_layers = nn.ModuleList(
             nn.Linear(data_dim if i == 0 else H, H, bias=bias) for i in range(num_layers)
         )
@@ -57,3 +52,6 @@ class SIREN(KernelNet):
         for layer in self.hidden_layers:
             h = torch.sin(self.omega_0 * layer(h))  # (P, H)
         return self.output_layer(h)  # (P, C)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, omega_0={self.omega_0}"
