@@ -1,7 +1,7 @@
-"""Entry point: ``python main.py [flag=value ...]``. See README for the flags and cfg/config.yaml for defaults.
+"""Entry point: ``python main.py [flag=value ...]``. See README for the flags; training/config/schema.py declares them.
 
 ``python main.py -v ...`` shows tracebacks instead of one-line errors. Exit codes: 0 done, 2 refused before anything
-was written, 1 failed while running (training.cli).
+was written, 1 failed while running, 130 interrupted (training.cli).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+import training.config.schema  # noqa: F401 (registers the flags' schema with Hydra)
 from training.cli import main as cli_main
 from training.cli import run_task
 

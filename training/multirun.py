@@ -9,14 +9,13 @@ jobs of this multirun, one line each with the flags that differ between them, an
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-
-from training.console import quiet_sweep_libraries
 
 RECORD_NAME = "jobs.jsonl"
 exit_code = 0  # 2 when a job of the last multirun failed; main.py exits with it
@@ -70,13 +69,15 @@ def summary_lines(jobs: list[dict[str, Any]]) -> list[str]:
 
 class JobSummary(Callback):
     """Hydra callback: remembers where this multirun's records start, and prints its summary when it ends. As the
-    multirun's first hook it also quiets the sweeper's libraries (:func:`training.console.quiet_sweep_libraries`)."""
+    multirun's first hook it also quiets the sweeper's libraries."""
 
     def __init__(self) -> None:
         self._offset = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        quiet_sweep_libraries()  # before Hydra imports the sweeper (and optuna, and alembic)
+        # optuna (2.10) imports alembic, which from 1.18 on logs an info line for each of its built-in plugins;
+        # before Hydra imports the sweeper, its level drops to warnings (optuna does so only when it opens a storage).
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         record = Path(config.hydra.sweep.dir) / RECORD_NAME
         self._offset = record.stat().st_size if record.is_file() else 0
 

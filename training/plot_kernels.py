@@ -15,10 +15,10 @@ from pathlib import Path
 
 from models.plot_kernels import continuous_layers, kernel_view, save_kernel_plot
 from training.build import build_datamodule, build_module
-from training.checkpoints import CheckpointError, load_weights, read_checkpoint
 from training.cli import EXIT_REFUSED, one_line
-from training.compat import upgraded_config
-from training.run_folder import run_folder_of_checkpoint
+from training.config.resolvers import run_folder_of_checkpoint
+from training.run.checkpoints import CheckpointError, load_weights, read_checkpoint
+from training.run.compat import upgraded_config
 
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "pretrained"
 

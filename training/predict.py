@@ -30,11 +30,11 @@ from datamodules import DataError
 from datamodules.vision import VisionDataModule
 from models.module import ClassificationModule
 from training.build import build_datamodule, build_module
-from training.checkpoints import CheckpointError, load_weights, read_checkpoint
+from training.callbacks.predictions import write_predictions_csv
 from training.cli import EXIT_REFUSED, one_line
-from training.compat import upgraded_config
-from training.config import ConfigError
-from training.predictions import write_predictions_csv
+from training.config.checks import ConfigError
+from training.run.checkpoints import CheckpointError, load_weights, read_checkpoint
+from training.run.compat import upgraded_config
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

@@ -1,10 +1,9 @@
-"""Callbacks: checkpoints that follow their run folder, RNG state in checkpoints, one summary line per epoch,
-gradient-norm logging, the saved config."""
+"""Callbacks of a run's state: checkpoints that follow their run folder, RNG state and the config in checkpoints,
+gradient-norm logging."""
 
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,6 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import grad_norm
-
-from training.timing import RunTimer, duration
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -85,43 +82,6 @@ class ConfigInCheckpoint(pl.Callback):
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         checkpoint["ccnn_config"] = self.config
-
-
-class EpochSummary(pl.Callback):
-    """One line per epoch (readable in CI logs and non-TTY runs): ``epoch k/N`` counted from 1, the logged metrics,
-    what the epoch cost (from ``timer``, which must come before this callback in the trainer's list) and an estimate
-    of the time left: the mean epoch time of this process so far times the epochs left (an upper bound when early
-    stopping ends the run sooner)."""
-
-    def __init__(self, timer: RunTimer) -> None:
-        self.timer = timer
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Runs after the epoch's validation loop, so train and val metrics are both there.
-        if not trainer.is_global_zero:
-            return
-        record = self.timer.epochs[-1] if self.timer.epochs else None
-        if record is None or record.epoch != trainer.current_epoch:
-            raise RuntimeError("EpochSummary needs its RunTimer earlier in the trainer's callbacks.")
-        metrics = trainer.callback_metrics
-        shown = " ".join(
-            f"{k}={float(metrics[k]):.4f}" for k in ("train/loss", "train/acc", "val/loss", "val/acc") if k in metrics
-        )
-        memory = f"{self.timer.rss_peak_label} {record.rss_peak_mib:.0f} MiB"
-        if record.gpu_peak_mib is not None:
-            memory = f"gpu peak {record.gpu_peak_mib:.0f} MiB, {memory}"
-        cost = (
-            f"{duration(record.seconds)} (data {duration(record.data)}, train {duration(record.compute)}, "
-            f"val {duration(record.validation)}), {record.samples_per_s:.0f} samples/s, {memory}"
-        )
-        epochs = self.timer.epochs
-        left = trainer.max_epochs - trainer.current_epoch - 1  # type: ignore[operator]
-        eta = duration(left * sum(e.seconds for e in epochs) / len(epochs))
-        print(
-            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} | {shown} | {cost} | {eta} left",
-            file=sys.stdout,
-            flush=True,
-        )
 
 
 class GradNormLogger(pl.Callback):

@@ -22,11 +22,10 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -35,8 +34,8 @@ from torch import nn
 
 from datamodules import CCNNDataModule
 from training.build import build_datamodule
-from training.config import ConfigError
-from training.resolution_memory import (
+from training.config.checks import ConfigError
+from training.evaluation.memory import (
     conv_layers,
     data_bytes,
     device_available,
@@ -47,8 +46,7 @@ from training.resolution_memory import (
     network_bytes,
 )
 
-if TYPE_CHECKING:
-    from training.run import RunPlan
+log = logging.getLogger(__name__)
 
 FLAG = "test.resolutions"
 CSV_NAME = "resolutions.csv"
@@ -56,29 +54,9 @@ CSV_COLUMNS = ("resolution", "trained_at", "test_acc", "test_loss")
 
 
 def requested_resolutions(cfg: DictConfig) -> list[int] | None:
-    """The resolutions of ``test.resolutions``, checked: ``None`` (off) or a list of distinct integers > 0.
-
-    Raises:
-        ConfigError: naming ``test.resolutions``.
-    """
+    """The resolutions of ``test.resolutions`` (checked with the other flags: ``training.config.checks``)."""
     value = OmegaConf.select(cfg, FLAG, default=None)
-    if value is None:
-        return None
-    values = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-    shown = values if isinstance(values, list) else value
-    if (
-        not isinstance(values, list)
-        or not values
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
-    ):
-        raise ConfigError(
-            f"{FLAG} must be a list of positive integers (image sides, sequence lengths or sample rates, in the units "
-            f"of the dataset's resolution flag), e.g. {FLAG}=[20,40,80], or null; got {shown!r}."
-        )
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        raise ConfigError(f"{FLAG}={values} lists {', '.join(map(str, repeated))} more than once; list each once.")
-    return values
+    return None if value is None else list(OmegaConf.to_container(value))  # type: ignore[arg-type]
 
 
 def option_flag(datamodule: CCNNDataModule) -> str:
@@ -317,40 +295,23 @@ def check_resolution_data(cfg: DictConfig, datamodule: CCNNDataModule, net: nn.M
         other.setup()
 
 
-@contextmanager
-def _quiet_trainer_setup() -> Iterator[None]:
-    """Keep Lightning from announcing the devices again for the evaluation trainer (the run's trainer did)."""
-    names = ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for log, level in zip(loggers, levels):
-            log.setLevel(level)
-
-
-def evaluation_trainer(plan: RunPlan, trainer: pl.Trainer) -> pl.Trainer:
+def evaluation_trainer(cfg: DictConfig, folder: Path, trainer: pl.Trainer) -> pl.Trainer:
     """A trainer that runs the test loop as the run's trainer does (device, precision, batch limit, determinism)
     but logs, saves and prints nothing: its results go into the run's metrics under their own names."""
     device = trainer.strategy.root_device
-    cfg = plan.cfg
-    with _quiet_trainer_setup():
-        return pl.Trainer(
-            accelerator=plan.accelerator,
-            devices=[device.index] if device.type == "cuda" and device.index is not None else 1,
-            precision=plan.precision,  # type: ignore[arg-type]
-            deterministic=cfg.deterministic,
-            benchmark=not cfg.deterministic,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_test_batches=cfg.train.limit_test_batches,
-            default_root_dir=str(plan.folder),
-        )
+    return pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index] if device.type == "cuda" and device.index is not None else 1,
+        precision=trainer.precision,  # type: ignore[arg-type]
+        deterministic=cfg.deterministic,
+        benchmark=not cfg.deterministic,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_test_batches=cfg.train.limit_test_batches,
+        default_root_dir=str(folder),
+    )
 
 
 def discrete_kernel_note(cfg: DictConfig, net: nn.Module, trained_at: int, resolutions: Sequence[int]) -> str | None:
@@ -399,7 +360,9 @@ def write_csv(path: Path, trained_at: int, rows: Sequence[tuple[int, float, floa
     os.replace(partial, path)
 
 
-def evaluate_resolutions(plan: RunPlan, trainer: pl.Trainer) -> dict[str, float]:
+def evaluate_resolutions(
+    cfg: DictConfig, datamodule: CCNNDataModule, module: pl.LightningModule, folder: Path, trainer: pl.Trainer
+) -> dict[str, float]:
     """Evaluate the run's model on the test split at each resolution of ``test.resolutions``.
 
     Call it after the run's own test (the weights it evaluated are those evaluated here). Only the first process
@@ -408,23 +371,22 @@ def evaluate_resolutions(plan: RunPlan, trainer: pl.Trainer) -> dict[str, float]
     Returns:
         ``test@<resolution>/acc`` and ``test@<resolution>/loss`` for each resolution; empty when the flag is null.
     """
-    resolutions = requested_resolutions(plan.cfg)
+    resolutions = requested_resolutions(cfg)
     if resolutions is None or not trainer.is_global_zero:
         return {}
-    datamodule = plan.datamodule
     option = datamodule.resolution_option
     assert option is not None  # check_resolutions refused the run otherwise
     trained_at = getattr(datamodule, option)
-    evaluator = evaluation_trainer(plan, trainer)
+    evaluator = evaluation_trainer(cfg, folder, trainer)
     rows: list[tuple[int, float, float]] = []
     for value in resolutions:
         results: dict[str, Any] = evaluator.test(
-            plan.module, datamodule=datamodule_at(plan.cfg, datamodule, value), verbose=False
+            module, datamodule=datamodule_at(cfg, datamodule, value), verbose=False
         )[0]
         rows.append((value, float(results["test/acc"]), float(results["test/loss"])))
-    write_csv(plan.folder / CSV_NAME, trained_at, rows)
-    note = discrete_kernel_note(plan.cfg, plan.module.net, trained_at, resolutions)
-    print(resolutions_table(option, trained_at, rows, note), flush=True)  # main.log keeps the note too
+    write_csv(folder / CSV_NAME, trained_at, rows)
+    note = discrete_kernel_note(cfg, module.net, trained_at, resolutions)  # type: ignore[arg-type]
+    log.info(resolutions_table(option, trained_at, rows, note))
     metrics: dict[str, float] = {}
     for value, acc, loss in rows:
         metrics |= {f"test@{value}/acc": acc, f"test@{value}/loss": loss}

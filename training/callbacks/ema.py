@@ -1,7 +1,7 @@
 """Exponential moving average (EMA) of the weights: ``train.ema=<decay>`` (``null``: off).
 
 Lightning's ``WeightAveraging`` callback keeps the average in a ``torch.optim.swa_utils.AveragedModel`` and updates
-it after every optimizer step (one fused ``torch._foreach_lerp_`` per device and dtype):
+it after every optimizer step (an in-place ``lerp_`` of each tensor):
 ``average <- d * average + (1 - d) * weights``, starting from the weights after the first step. With the warm-up
 (``train.ema_warmup``, on by default) the decay grows with the number ``n`` of updates made so far,
 ``d = min(decay, (1 + n) / (10 + n))`` (0.18 at the second step, 0.5 at the ninth, 0.9 after 80 updates; the rule of
@@ -37,22 +37,17 @@ behaves:
 from __future__ import annotations
 
 import itertools
-import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
 from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from ckconv.errors import InvalidArgument
+from argcheck import OpenFraction, check_arguments
 from ckconv.mask import refresh_mask_widths
-from training.checkpoints import CheckpointError
-from training.config import ConfigError
 
 # Where WeightAveraging puts the raw weights in a checkpoint whose state_dict holds the average.
 RAW_WEIGHTS_KEY = "current_model_state"
@@ -72,7 +67,9 @@ def warmup_ema_multi_avg_fn(decay: float) -> Callable[[list[Tensor], list[Tensor
     def update(averaged: list[Tensor], current: list[Tensor], updates: Tensor) -> None:
         d = warmup_decay(decay, updates)
         if torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0]):
-            torch._foreach_lerp_(averaged, current, (1 - d).to(averaged[0].dtype))
+            weight = (1 - d).to(averaged[0].dtype)
+            for average, weights in zip(averaged, current, strict=True):
+                average.lerp_(weights, weight)
         else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA function treats them
             for average, weights in zip(averaged, current, strict=True):
                 average.copy_(average * d + weights * (1 - d))
@@ -92,9 +89,8 @@ class EMAWeights(WeightAveraging):
         InvalidArgument: ``decay`` outside (0, 1).
     """
 
-    def __init__(self, decay: float, warmup: bool = True) -> None:
-        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0.0 < decay < 1.0:
-            raise InvalidArgument("decay", f"decay must be a number in (0, 1), e.g. 0.999, got {decay!r}.")
+    def __init__(self, decay: OpenFraction, warmup: bool = True) -> None:
+        check_arguments(EMAWeights.__init__, locals())
         average = warmup_ema_multi_avg_fn if warmup else get_ema_multi_avg_fn
         super().__init__(multi_avg_fn=average(float(decay)))
         self.decay = float(decay)
@@ -127,55 +123,3 @@ class EMAWeights(WeightAveraging):
         for key in checkpoint["state_dict"]:
             if key not in averaged:  # correction 3
                 checkpoint["state_dict"][key] = raw[key]
-
-
-def build_ema(cfg: DictConfig) -> EMAWeights | None:
-    """The EMA callback that ``train.ema`` asks for, or ``None`` when it is null.
-
-    Raises:
-        ConfigError: naming ``train.ema`` when the constructor refuses its value.
-    """
-    if cfg.train.ema is None:
-        return None
-    try:
-        return EMAWeights(cfg.train.ema, warmup=bool(cfg.train.ema_warmup))
-    except InvalidArgument as error:
-        raise ConfigError(str(error.renamed("train.ema"))) from error
-
-
-def stored_decay(checkpoint: Mapping[str, Any]) -> float | None:
-    """The ``train.ema`` of the run that wrote ``checkpoint`` (``None``: no average, or no stored config)."""
-    config = checkpoint.get("ccnn_config")
-    if not isinstance(config, Mapping):
-        return None
-    return (config.get("train") or {}).get("ema")
-
-
-def check_resume_ema(decay: float | None, checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:
-    """Refuse to resume ``checkpoint`` (read from ``path``) with another ``train.ema`` than the run that wrote it.
-
-    Without this, a run resumed without ``train.ema`` would continue training from the checkpoint's ``state_dict``,
-    which holds the average, not the weights that were being trained; one resumed with it from a checkpoint without
-    an average would start a new average in the middle of the run.
-
-    Raises:
-        CheckpointError: naming the checkpoint, both values and the fix.
-    """
-    averaged = RAW_WEIGHTS_KEY in checkpoint
-    stored = stored_decay(checkpoint)
-    if averaged and decay is None:
-        shown = f"train.ema={stored}" if stored is not None else "a train.ema"
-        raise CheckpointError(
-            f"checkpoint {path} was written by a run with {shown} (its state_dict is the weight average): resume it "
-            f"with {shown}."
-        )
-    if not averaged and decay is not None:
-        raise CheckpointError(
-            f"checkpoint {path} was written without a weight average, so train.ema={decay} cannot resume it: drop "
-            f"train.ema, or start a new run from its weights with pretrained.load=True pretrained.filename={path}."
-        )
-    if averaged and stored is not None and float(stored) != float(decay):  # type: ignore[arg-type]
-        raise CheckpointError(
-            f"checkpoint {path} was written with train.ema={stored}, not train.ema={decay}: resume it with "
-            f"train.ema={stored}."
-        )

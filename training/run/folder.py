@@ -1,7 +1,12 @@
 """Run folders belong to one run: chosen and checked before anything is written, locked while the run lives.
 
-A folder *holds a run* when it has a run's config.yaml, checkpoints or metrics. A new run never writes into such a
-folder; only resuming that run does (``train.resume=<folder>/checkpoints/last.ckpt``). Two processes never write into
+Hydra makes the run folder (``hydra.run.dir``, or a multirun job's ``hydra.sweep.dir``/``subdir``) and its log
+``main.log``; cfg/config.yaml names it (``training.config.resolvers``). Every check below runs before Hydra makes it
+(``training.cli``).
+
+A folder *holds a run* when it has a run's checkpoints or the results of a finished run (``results.json``). A new run
+never writes into such a folder; only resuming that run does (``train.resume=<folder>/checkpoints/last.ckpt``). A
+folder with neither (a run stopped before its first epoch ended) may be used again. Two processes never write into
 one folder at the same time: the first takes an exclusive lock (``<folder>/.lock``, an ``flock`` that the operating
 system releases when the process ends, however it ends), the second is refused.
 """
@@ -15,8 +20,6 @@ from pathlib import Path
 from typing import IO
 
 LOCK_NAME = ".lock"
-# What a run writes: a folder with any of these is some run's.
-RUN_MARKERS = ("config.yaml", "checkpoints", "logs")
 
 
 class RunFolderError(RuntimeError):
@@ -24,9 +27,12 @@ class RunFolderError(RuntimeError):
     folder. The message names the folder and the way out."""
 
 
+RESULTS_NAME = "results.json"
+
+
 def holds_run(folder: Path) -> bool:
-    """Whether ``folder`` holds what a run writes."""
-    return folder.is_dir() and any((folder / marker).exists() for marker in RUN_MARKERS)
+    """Whether ``folder`` holds what a run that got somewhere writes: a checkpoint, or a finished run's results."""
+    return any((folder / "checkpoints").glob("*.ckpt")) or (folder / RESULTS_NAME).is_file()
 
 
 def _holder(folder: Path) -> str | None:
@@ -42,21 +48,6 @@ def _holder(folder: Path) -> str | None:
             return handle.read().strip() or "another process"
         fcntl.flock(handle, fcntl.LOCK_UN)
     return None
-
-
-def run_folder_of_checkpoint(checkpoint: Path) -> Path | None:
-    """``<run>`` for ``<run>/checkpoints/<name>.ckpt``; ``None`` for a file elsewhere."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
-
-
-def default_run_folder(base: Path) -> Path:
-    """``<base>/<date>/<time>``, with ``_1``, ``_2``, ... when a run started in the same second took it."""
-    stamp = base / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
-    candidate, n = stamp, 0
-    while candidate.exists():
-        n += 1
-        candidate = stamp.with_name(f"{stamp.name}_{n}")
-    return candidate
 
 
 def _in_use(folder: Path, holder: str, resuming: bool) -> RunFolderError:
@@ -85,8 +76,8 @@ def check_run_folder(folder: Path, resuming: bool) -> None:
         raise _in_use(folder, f"a running process ({holder})", resuming)
     if not resuming and holds_run(folder):
         raise RunFolderError(
-            f"run folder {folder} already holds a run (its config.yaml, checkpoints or logs); a new run never "
-            f"writes over another. Choose another train.output_dir, or continue that run with "
+            f"run folder {folder} already holds a run (its checkpoints or {RESULTS_NAME}); a new run never writes "
+            f"over another. Choose another train.output_dir, or continue that run with "
             f"train.resume={folder / 'checkpoints' / 'last.ckpt'}."
         )
 
@@ -153,7 +144,5 @@ __all__ = [
     "RunFolderError",
     "RunLock",
     "check_run_folder",
-    "default_run_folder",
     "holds_run",
-    "run_folder_of_checkpoint",
 ]

@@ -1,0 +1,1 @@
+"""Evaluations beyond the run's own test: the same model at other resolutions."""
