@@ -7,6 +7,7 @@ was written, 1 failed while running, 130 interrupted (training.cli).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -16,7 +17,7 @@ from training.cli import main as cli_main
 from training.cli import run_task
 
 
-@hydra.main(version_base="1.3", config_path="cfg", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "cfg"), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     # Returned for Hydra sweepers (e.g. Optuna): the validation accuracy of the selected checkpoint (None: failed).
     return run_task(cfg)

@@ -8,6 +8,7 @@ not understand (``Sequence[int]``, ``Mapping[str, Any]``, a class) check nothing
 
 from __future__ import annotations
 
+import ast
 import builtins
 import collections.abc
 import functools
@@ -146,6 +147,8 @@ class Declared:
 
 
 def _alternative(annotation: Any) -> Alternative | None:
+    if annotation is _UNKNOWN:
+        return None
     if typing.get_origin(annotation) is typing.Literal:
         values = typing.get_args(annotation)
         kinds = {type(value) for value in values}
@@ -157,19 +160,45 @@ def _alternative(annotation: Any) -> Alternative | None:
     return Alternative(annotation, rule) if annotation in _SIMPLE else None
 
 
+def _union_members(text: str) -> list[str]:
+    """The members of the annotation ``text``: ``a | b``, ``Optional[a]`` and ``Union[a, b]`` written out."""
+    node = ast.parse(text, mode="eval").body
+
+    def members(node: ast.expr) -> list[ast.expr]:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return members(node.left) + members(node.right)
+        if isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("Optional", "typing.Optional"):
+            return [*members(node.slice), ast.Constant(None)]
+        if isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("Union", "typing.Union"):
+            parts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            return [m for part in parts for m in members(part)]
+        return [node]
+
+    return [ast.unparse(member) for member in members(node)]
+
+
+def _evaluated(text: str) -> Any:
+    """The annotation ``text`` names, from :data:`VOCABULARY` alone; ``_UNKNOWN`` when it names anything else."""
+    try:
+        return eval(text, {"__builtins__": {}}, VOCABULARY)
+    except Exception:
+        return _UNKNOWN
+
+
+_UNKNOWN = object()
+
+
 def rule_of(annotation: Any) -> Declared | None:
-    """What :func:`check_value` checks of ``annotation`` (an evaluated one, or text naming only :data:`VOCABULARY`),
-    or ``None`` when it declares nothing checkable here."""
+    """What :func:`check_value` checks of ``annotation`` (an evaluated one, or text naming only :data:`VOCABULARY`
+    and names it does not know, which it leaves to the function), or ``None`` when it declares nothing checkable."""
     if isinstance(annotation, str):
-        try:
-            annotation = eval(annotation, {"__builtins__": {}}, VOCABULARY)
-        except Exception:  # a name outside the vocabulary: nothing to check here
-            return None
-    members = [annotation]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [_evaluated(member) for member in _union_members(annotation)]
+    elif typing.get_origin(annotation) in (typing.Union, types.UnionType):
         members = list(typing.get_args(annotation))
-    optional = type(None) in members
-    understood = [_alternative(member) for member in members if member is not type(None)]
+    else:
+        members = [annotation]
+    optional = any(member is None or member is type(None) for member in members)
+    understood = [_alternative(m) for m in members if m is not None and m is not type(None)]
     alternatives = tuple(a for a in understood if a is not None)
     if not alternatives:
         return None

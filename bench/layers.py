@@ -135,7 +135,7 @@ def bench_layer(cfg: Config, device: torch.device) -> Table:
                 len(spatial),
                 kernel_size=kernel,
                 input_size=spatial,
-                mask_init_value=mask_init,
+                mask_options={"init_value": mask_init},
                 kernel_type="MAGNet",
                 **kwargs,
             ).to(device)

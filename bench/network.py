@@ -56,12 +56,10 @@ class Repeats:
 
 def build_case(task: str, variant: str, overrides: Sequence[str] = ()) -> tuple[torch.nn.Module, DataMeta]:
     """The ClassificationModule of a preset and its data metadata (no data read)."""
-    from hydra import compose, initialize_config_dir
-
     from training.build import build_datamodule, build_module
+    from training.config.compose import compose
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={task}/{variant}", *overrides])
+    cfg = compose([f"experiment={task}/{variant}", *overrides])
     meta = build_datamodule(cfg).meta
     return build_module(cfg, meta), meta
 
@@ -88,7 +86,7 @@ def training_step(
         module.zero_grad(set_to_none=True)
         with torch.autocast(device_type=x.device.type, dtype=dtype, enabled=dtype is not None):
             logits = net(x)
-        loss, _ = module._loss_and_predictions(logits, y)
+        loss, _ = module.loss_and_predictions(logits, y)
         loss.backward()
 
     return step

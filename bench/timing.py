@@ -22,7 +22,7 @@ from typing import Protocol
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from training.allocator import keep_freed_memory
+from training.run.allocator import keep_freed_memory
 
 
 class RepeatPolicy(Protocol):

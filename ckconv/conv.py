@@ -368,7 +368,11 @@ class FlexConv(CKConv):
 
     def _build_mask(self) -> GaussianMask:
         band = {} if self.max_frequency is None else {"max_frequency": self.mask_max_frequency()}
+        accepted = accepted_arguments(GaussianMask)
         with prefixed_arguments("mask_options."):
+            for key in self._mask_options:  # else GaussianMask raises a TypeError that names no argument
+                if key not in accepted:
+                    raise InvalidArgument(key, f"{key} is not an argument of GaussianMask (it takes {accepted}).")
             return GaussianMask(self.data_dim, causal=self.causal, **self._mask_options, **band)
 
 

@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from torch import nn
 
 # Modules whose parameters never get weight decay: decaying a norm's scale or shift only fights the normalisation.
-_NO_DECAY_MODULES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.Embedding)
+_NO_DECAY_MODULES = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.Embedding,
+)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from argcheck import DataDim, InvalidArgument, OpenFraction, PositiveFloat, check_arguments
+from ckconv.adapters import version_counter
 from ckconv.bandlimit import check_max_frequency, min_width
 from ckconv.functional import cropped_size, gaussian_mask
 from ckconv.hints import OptimHint
@@ -38,7 +39,11 @@ class HostCopy:
 
     def describes(self, width: Tensor, mean: Tensor) -> bool:
         """Whether these values are those of ``width`` and ``mean`` now: same tensors, unchanged since the read."""
-        return self.width is width and self.mean is mean and self.versions == (width._version, mean._version)
+        return (
+            self.width is width
+            and self.mean is mean
+            and self.versions == (version_counter(width), version_counter(mean))
+        )
 
 
 class GaussianMask(nn.Module):
@@ -125,7 +130,7 @@ class GaussianMask(nn.Module):
 
     def store_host_values(self, values: Tensor) -> None:
         """Record ``values`` = stacked (width, mean) on the host as the current ones."""
-        versions = (self.width._version, self.mean._version)
+        versions = (version_counter(self.width), version_counter(self.mean))
         widths, means = tuple(values[0].tolist()), tuple(values[1].tolist())
         self.host_copy = HostCopy(self.width, self.mean, versions, widths, means)
 

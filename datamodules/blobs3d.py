@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from argcheck import InvalidArgument
+from argcheck import InvalidArgument, PositiveInt, check_arguments
 from datamodules.base import CCNNDataModule, DataMeta, check_generated_sizes, seeded_split
 from datamodules.cache import cached_tensors
 
@@ -138,9 +138,15 @@ class Blobs3DDataModule(CCNNDataModule):
     resolution_option = "resolution"  # the same scenes rendered at any side
 
     def __init__(
-        self, num_samples: int = 5000, resolution: int = 16, data_seed: int = 0, val_size: int = 500, **kwargs: Any
+        self,
+        num_samples: int = 5000,
+        resolution: int = 16,
+        data_seed: int = 0,
+        val_size: PositiveInt = 500,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_arguments(Blobs3DDataModule.__init__, locals())  # whole numbers: a float side is no grid
         if resolution < 2:
             raise InvalidArgument("resolution", f"resolution must be at least 2 voxels per side, got {resolution}.")
         check_generated_sizes(num_samples, num_samples - int(TEST_FRACTION * num_samples), val_size, "scenes")

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from argcheck import InvalidArgument, PositiveInt
+from argcheck import InvalidArgument, PositiveInt, check_arguments
 from datamodules.base import CCNNDataModule, DataMeta, check_generated_sizes, seeded_split
 from datamodules.cache import cached_tensors
 
@@ -71,6 +71,7 @@ class MNIST1DDataModule(CCNNDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_arguments(MNIST1DDataModule.__init__, locals())
         if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 2:
             raise InvalidArgument(
                 "seq_length", f"seq_length must be an integer >= 2 (samples per signal), got {seq_length!r}."

@@ -38,13 +38,14 @@ from torch.utils.data import Dataset, TensorDataset
 from torchaudio.datasets import speechcommands
 
 from argcheck import InvalidArgument, PositiveInt, check_arguments
+from datamodules.adapters import speech_commands_sha256
 from datamodules.base import CCNNDataModule, DataError, DataMeta
 from datamodules.cache import cached_tensors
 from datamodules.download import download_and_extract
 from datamodules.layouts import Layout
 
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
-SHA256 = speechcommands._CHECKSUMS[URL]  # torchaudio's record of the published archive
+SHA256 = speech_commands_sha256(URL)  # torchaudio's record of the published archive
 FOLDER = "speech_commands_v0.02"
 SAMPLE_RATE = 16000  # of the files
 NUM_SAMPLES = SAMPLE_RATE  # one second; every clip is padded or cropped to this length

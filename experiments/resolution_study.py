@@ -7,7 +7,7 @@ resolutions, and tabulate and plot the test accuracy against the resolution, one
         --seeds 0 --setting plain= --extra train.epochs=20
 
 Each run is what ``python main.py [experiment=<preset>] seed=<s> dataset.params.<option>=<train-at>
-test.resolutions=[<evaluate-at>] <setting flags> <extra>`` runs (the same composition and ``training.run.train``),
+test.resolutions=[<evaluate-at>] <setting flags> <extra>`` runs (the same composition and ``training.run.execute.train``),
 in its own folder ``<runs>/<setting>/seed<s>`` (``--runs``, by default ``<output>/runs``); ``<option>`` is the
 dataset's resolution flag (an image side, the MNIST-1D length or the Speech Commands sample rate). A setting is
 ``name=flag=value flag=value ...`` (``plain=``: no flag). Every run's rows (one per resolution) are appended to
@@ -77,11 +77,9 @@ def parse_setting(text: str) -> tuple[str, list[str]]:
 
 def compose_run(preset: str | None, overrides: Sequence[str]) -> DictConfig:
     """The config ``python main.py [experiment=<preset>] <overrides>`` runs with."""
-    from hydra import compose, initialize_config_dir
+    from training.config.compose import compose
 
-    preset_flag = [f"experiment={preset}"] if preset else []
-    with initialize_config_dir(config_dir=str(REPO / "cfg"), version_base="1.3"):
-        return compose("config", overrides=[*preset_flag, *overrides])
+    return compose([*([f"experiment={preset}"] if preset else []), *overrides])
 
 
 def resolution_option(cfg: DictConfig) -> str:
@@ -103,11 +101,11 @@ def check_flags(cfg: DictConfig) -> None:
         ConfigError: naming the flag.
     """
     from training.build import build_datamodule, build_module
-    from training.config import validate_config
-    from training.devices import select_accelerator
-    from training.resolution import check_resolutions, check_resolutions_fit
+    from training.config.checks import check_config
+    from training.evaluation.resolution import check_resolutions, check_resolutions_fit
+    from training.run.devices import select_accelerator
 
-    validate_config(cfg)
+    check_config(cfg)
     datamodule = build_datamodule(cfg)
     check_resolutions(cfg, datamodule)
     module = build_module(cfg, datamodule.meta)
@@ -207,7 +205,7 @@ def run_study(
 ) -> list[dict[str, str]]:
     """Train every planned run and append its rows (one per evaluated resolution) when it finishes."""
     if train is None:
-        from training.run import train
+        from training.run.execute import train
     flags_of = dict(settings)
     machine = machine_name()
     written: list[dict[str, str]] = []

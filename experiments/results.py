@@ -48,7 +48,7 @@ def result_row(
     extra: Sequence[str] = (),
     run_dir: str = "",
 ) -> dict[str, str]:
-    """One CSV row from the metrics ``training.run.train`` returned (accuracies there are fractions, here %).
+    """One CSV row from the metrics ``training.run.execute.train`` returned (accuracies there are fractions, here %).
 
     Args:
         task: Folder under ``cfg/experiment``, e.g. ``smnist``.

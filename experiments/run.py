@@ -3,7 +3,7 @@
     python -m experiments.run smnist ccnn_4_140 --seeds 0 1 2 [--extra train.epochs=5 device=cuda ...]
 
 Each seed runs what ``python main.py experiment=<task>/<variant> seed=<s> <extra...>`` runs (same config
-composition, same ``training.run.train``), in this process, in a folder of its own, ``<base>/seed<s>``: ``<base>`` is
+composition, same ``training.run.execute.train``), in this process, in a folder of its own, ``<base>/seed<s>``: ``<base>`` is
 ``train.output_dir`` when ``--extra`` sets it, else ``outputs/experiments/<task>/<variant>/<date>_<time>``. Before
 any seed trains, every seed gets the checks ``main.py`` makes before writing (flags, network, optimizer, device; for
 the first seed also its data of every split, checkpoints and run folder, which the others share), and a seed folder
@@ -88,10 +88,9 @@ def machine_name() -> str:
 
 def compose_preset(task: str, variant: str, overrides: Sequence[str] = ()):
     """The config ``python main.py experiment=<task>/<variant> <overrides>`` runs with."""
-    from hydra import compose, initialize_config_dir
+    from training.config.compose import compose
 
-    with initialize_config_dir(config_dir=str(REPO / "cfg"), version_base="1.3"):
-        return compose("config", overrides=[f"experiment={task}/{variant}", *overrides])
+    return compose([f"experiment={task}/{variant}", *overrides])
 
 
 def _epochs_run(metrics: dict[str, Any]) -> int | None:
@@ -155,26 +154,24 @@ def plan(
 
 
 def check_seeds(configs: Sequence[Any]) -> None:
-    """The checks ``main.py`` makes before it writes anything, for every seed, before the first one trains.
-
-    Each seed's flags, network, optimizer, schedule and device are checked (a dry run's checks: cheap); the first
-    seed's data of every split, checkpoints and run folder too (the other seeds read the same files, and their
-    folders are checked by :func:`plan`).
+    """The checks ``main.py`` makes before it writes anything, for every seed, before the first one trains: every
+    seed's flags first (no torch), then every seed's network, data, checkpoints and run folder.
 
     Raises:
         RunRefusedError: with the line ``main.py`` would print.
     """
-    from omegaconf import OmegaConf
-
-    from training.cli import one_line, user_errors
-    from training.run import plan_run
+    from training.cli import exit_code, one_line
+    from training.config.checks import check_config
+    from training.run.execute import prepare
 
     try:
-        for cfg in configs[1:]:
-            plan_run(OmegaConf.merge(cfg, {"train": {"dry_run": True}}))
-        if configs:
-            plan_run(configs[0])
-    except user_errors() as error:
+        for cfg in configs:
+            check_config(cfg)
+        for cfg in configs:
+            prepare(cfg)
+    except Exception as error:
+        if exit_code(error) is None:
+            raise
         raise RunRefusedError(one_line(error).removeprefix("error: ")) from None
 
 
@@ -199,7 +196,7 @@ def run_seeds(
         The rows written, one per seed.
     """
     if train is None:
-        from training.run import train
+        from training.run.execute import train
     configs = {}
     for seed in seeds:
         overrides = [f"seed={seed}", *extra, f"train.output_dir={seed_folder(base, seed)}"]
@@ -282,12 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:
-        from training.cli import exit_code, one_line, user_errors
+        from training.cli import exit_code, one_line
 
-        if not isinstance(error, user_errors()):
+        code = exit_code(error)
+        if code is None:
             raise
         print(f"experiments.run: {one_line(error).removeprefix('error: ')}", file=sys.stderr)  # e.g. a NaN loss
-        return exit_code(error)
+        return code
     print(format_summary(args.task, args.variant, [*recorded, *rows]))
     return 0
 

@@ -90,19 +90,15 @@ def command(task: str, variant: str) -> str:
 
 def preset_parameters() -> dict[str, int]:
     """Parameter count of every preset, built from the datasets' metadata (no data is read)."""
-    from hydra import compose, initialize_config_dir
-
     from ckconv.hints import count_parameters
     from training.build import build_datamodule, build_network
+    from training.config.compose import compose
 
     counts = {}
-    with initialize_config_dir(config_dir=str(REPO / "cfg"), version_base="1.3"):
-        for task, _ in TASKS:
-            for variant in VARIANTS:
-                cfg = compose("config", overrides=[f"experiment={task}/{variant}", "train.dry_run=True"])
-                counts[f"{task}/{variant}"] = count_parameters(
-                    build_network(cfg, build_datamodule(cfg).meta).parameters()
-                )
+    for task, _ in TASKS:
+        for variant in VARIANTS:
+            cfg = compose([f"experiment={task}/{variant}", "train.dry_run=True"])
+            counts[f"{task}/{variant}"] = count_parameters(build_network(cfg, build_datamodule(cfg).meta).parameters())
     return counts
 
 

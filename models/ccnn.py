@@ -22,7 +22,6 @@ from argcheck import (
     accepted_arguments,
     check_arguments,
     check_choice,
-    prefixed_arguments,
 )
 from ckconv import CONV_TYPES, PointwiseLinear
 from models.blocks import BLOCKS, ConvFactory
@@ -86,8 +85,12 @@ def _conv_factory(conv_type: str, data_dim: int, options: Mapping[str, Any]) -> 
         layer = partial(conv_cls, data_dim=data_dim, **extra, **options)
 
         def build(in_channels: int, out_channels: int) -> nn.Module:
-            with prefixed_arguments("conv_options."):  # the layer's errors name its options as CCNN got them
+            try:
                 return layer(in_channels, out_channels)
+            except InvalidArgument as error:
+                if error.argument in CONV_ARGUMENTS_SET_BY_NETWORK:  # CCNN's own argument (input_size), passed on
+                    raise
+                raise error.within("conv_options.") from error  # the layer's options, named as CCNN got them
 
         return build
 

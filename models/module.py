@@ -135,7 +135,8 @@ class ClassificationModule(pl.LightningModule):
     def _predicted_classes(self, logits: Tensor) -> Tensor:
         return (logits > 0).long() if self.num_classes == 2 else logits.argmax(dim=-1)
 
-    def _loss_and_predictions(self, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_and_predictions(self, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss of ``logits`` against the classes ``y``, and the predicted classes."""
         if self.num_classes == 2:
             return F.binary_cross_entropy_with_logits(logits.float(), y.float()), self._predicted_classes(logits)
         return F.cross_entropy(logits.float(), y), self._predicted_classes(logits)
@@ -156,7 +157,7 @@ class ClassificationModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         self.seen_batches += 1
         x, y = batch
-        loss, predictions = self._loss_and_predictions(self(x), y)
+        loss, predictions = self.loss_and_predictions(self(x), y)
         total = loss
         if self.penalty_weight > 0:
             reg = self.penalty_weight * ln_penalty(self.net)
@@ -180,7 +181,7 @@ class ClassificationModule(pl.LightningModule):
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metric: Accuracy) -> dict[str, Tensor]:
         x, y = batch
         logits = self(x)
-        loss, predictions = self._loss_and_predictions(logits, y)
+        loss, predictions = self.loss_and_predictions(logits, y)
         metric(predictions, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage == "val")

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from ckconv import CKConv
@@ -249,7 +250,9 @@ def save_kernel_plot(net: nn.Module, path: str | Path, max_channels: int = 4) ->
 
 
 class KernelPlotCallback(pl.Callback):
-    """Saves ``<dirpath>/epoch_<n>.png`` every ``every_n_epochs`` epochs and sends it to loggers that take images."""
+    """Saves ``<dirpath>/epoch_<n>.png`` every ``every_n_epochs`` epochs and sends it to loggers that take images.
+    A picture that cannot be written (a full disk) is said in one warning; the run goes on (its checkpoint, if the
+    disk stays full, is what stops it, in one line)."""
 
     def __init__(self, dirpath: str | Path, every_n_epochs: int = 10, max_channels: int = 4) -> None:
         self.dirpath = Path(dirpath)
@@ -264,7 +267,11 @@ class KernelPlotCallback(pl.Callback):
         net = getattr(pl_module, "net", pl_module)
         if not continuous_layers(net):
             return
-        path = save_kernel_plot(net, self.dirpath / f"epoch_{epoch:04d}.png", self.max_channels)
+        try:
+            path = save_kernel_plot(net, self.dirpath / f"epoch_{epoch:04d}.png", self.max_channels)
+        except OSError as error:
+            rank_zero_warn(f"the kernel picture of epoch {epoch + 1} could not be written: {error.strerror or error}.")
+            return
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key="kernels", images=[str(path)], step=trainer.global_step)

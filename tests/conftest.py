@@ -1,20 +1,26 @@
-"""Shared test setup: W&B off, Hydra composition helpers, and tiny-run flags."""
+"""Shared test setup: W&B off, the config main.py would run with, main.py in this process or as a user runs it, and
+tiny-run flags."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
-os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+from training.config.compose import compose  # noqa: E402 (after W&B is off)
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG_DIR = str(REPO / "cfg")
+SHIPPED = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
 
 # A model and run small enough for a CPU test: one block of width 8, one epoch on 400 MNIST-1D samples.
 TINY = [
@@ -30,15 +36,55 @@ TINY = [
 ]
 
 
+@dataclass
+class Result:
+    """What a command printed and its exit code."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+_main_module: Any = None
+
+
+def run_main(*args: str, cwd: Path) -> Result:
+    """``python main.py <args>`` in this process, from ``cwd``: the same entry function (``training.cli.main``) and
+    Hydra app as the script, without starting Python and loading torch again."""
+    global _main_module
+    if _main_module is None:
+        spec = importlib.util.spec_from_file_location("ccnn_main_py", REPO / "main.py")
+        _main_module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(_main_module)  # type: ignore[union-attr]
+    from training.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = (os.getcwd(), list(sys.argv))
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(_main_module.main, ["main.py", *args])
+            except SystemExit as stop:  # a run's own exit (Ctrl-C, a failure while running)
+                code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        os.chdir(saved[0])
+        sys.argv = saved[1]
+    return Result(code, out.getvalue(), err.getvalue())
+
+
 def main_env() -> dict[str, str]:
     """The environment a user runs ``main.py`` in, taken now (fixture writers register their checksums in it): W&B
-    off, no HYDRA_FULL_ERROR (one-line messages must not depend on it), the repository importable."""
-    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    off, the repository importable."""
+    env = {key: value for key, value in os.environ.items() if key not in ("HYDRA_FULL_ERROR", "CCNN_TRACEBACK")}
     return {**env, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
 
 
 def main_py(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python main.py <args>`` as a user runs it, from ``cwd``; its exit code and output."""
+    """``python main.py <args>`` as a user runs it, in a process of its own, from ``cwd``."""
     command = [sys.executable, str(REPO / "main.py"), *args]
     return subprocess.run(command, cwd=cwd, env=main_env(), capture_output=True, text=True, timeout=timeout)
 
@@ -51,13 +97,9 @@ def start_main_py(*args: str, cwd: Path = REPO, **streams: Any) -> subprocess.Po
     return subprocess.Popen(command, cwd=cwd, env=main_env(), **streams)
 
 
-def compose(overrides: list[str] | None = None):
-    """The config ``python main.py <overrides>`` would run with."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides or []))
+def tree(folder: Path) -> dict[str, int]:
+    """Every file and folder under ``folder`` with its modification time."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +112,6 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny(data_dir: Path, tmp_path: Path) -> list[str]:
     """Overrides of a tiny run writing into this test's tmp_path."""
     return [*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={tmp_path / 'run'}"]
+
+
+__all__ = ["REPO", "SHIPPED", "TINY", "Result", "compose", "main_env", "main_py", "run_main", "start_main_py", "tree"]

@@ -1,4 +1,4 @@
-"""training.allocator: freed activations stay in the process, so the next step's tensors do not page-fault."""
+"""training.run.allocator: freed activations stay in the process, so the next step's tensors do not page-fault."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ PROBE = textwrap.dedent(
     """
     import resource
     import torch
-    from training.allocator import keep_freed_memory
+    from training.run.allocator import keep_freed_memory
     applied = keep_freed_memory()
     def step():
         activations = [torch.empty(n << 18).fill_(1.0) for n in (4, 8, 4, 8, 4, 8)]
@@ -63,6 +63,6 @@ def test_user_allocator_settings_are_left_alone():
 
 
 def test_is_idempotent_and_reports_the_same_answer():
-    from training.allocator import keep_freed_memory
+    from training.run.allocator import keep_freed_memory
 
     assert keep_freed_memory() == keep_freed_memory()

@@ -1,11 +1,19 @@
-"""training.compat: a checkpoint's stored config, read in today's terms and compared flag by flag with a run's."""
+"""training.run.compat: a checkpoint's stored config, read in today's terms and compared flag by flag with a run's;
+and what happens to a checkpoint that stores none."""
 
 from __future__ import annotations
 
+import pytest
+import torch
 from omegaconf import OmegaConf
 
 from tests.conftest import compose
-from training.compat import NETWORK_FLAGS, TRAINING_FLAGS, flag_differences, upgraded_config
+from training.run.checkpoints import CheckpointError
+from training.run.compat import COMPARED, flag_differences, upgraded_config
+from training.run.execute import train
+
+NETWORK_FLAGS = COMPARED["fine-tune"]
+TRAINING_FLAGS = COMPARED["resume"]
 
 
 def stored(overrides: list[str], drop: tuple[str, ...] = (), **legacy: object) -> dict:
@@ -53,6 +61,33 @@ def test_an_average_written_before_its_warm_up_existed_resumes_only_without_it()
     assert flag_differences(compose(["train.ema=0.9", "train.ema_warmup=False"]), old, TRAINING_FLAGS) == []
 
 
+def test_a_checkpoint_of_the_time_when_init_spatial_value_was_always_set_reads_as_unset():
+    old = stored(["conv.type=CKConv"], kernel__init_spatial_value=1.0)  # then the default, passed to every net
+    assert flag_differences(compose(["conv.type=CKConv"]), old, TRAINING_FLAGS) == []
+
+
 def test_the_warm_up_of_no_average_is_no_difference():
     old = stored([], drop=("train.ema_warmup",))  # an older run without an average
     assert flag_differences(compose([]), old, TRAINING_FLAGS) == []
+
+
+def test_a_checkpoint_without_a_stored_config_is_used_only_when_told_its_flags_are_unchecked(tiny, tmp_path):
+    trained = train(compose(tiny))
+    checkpoint = torch.load(trained["best_checkpoint"], weights_only=False)
+    del checkpoint["ccnn_config"]  # written by other code: its flags cannot be compared
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save(checkpoint, foreign)
+    load = ["train.do=False", "pretrained.load=True", f"pretrained.filename={foreign}"]
+    with pytest.raises(CheckpointError) as refused:
+        train(compose([*tiny, *load, "conv.causal=True", f"train.output_dir={tmp_path / 'refused'}"]))
+    assert str(foreign) in str(refused.value) and "pretrained.unchecked=True" in str(refused.value)
+    assert not (tmp_path / "refused").exists()
+    evaluated = train(compose([*tiny, *load, "pretrained.unchecked=True", f"train.output_dir={tmp_path / 'eval'}"]))
+    assert evaluated["test/acc"] == trained["test/acc"]
+    with pytest.raises(CheckpointError) as shapes:  # still refused by its tensors' shapes
+        train(
+            compose(
+                [*tiny, *load, "pretrained.unchecked=True", "net.no_hidden=12", f"train.output_dir={tmp_path / 'x'}"]
+            )
+        )
+    assert str(foreign) in str(shapes.value)

@@ -19,6 +19,7 @@ from ckconv import (
     CKConv,
     Conv,
     FlexConv,
+    InvalidArgument,
     PointwiseLinear,
     SeparableCKConv,
     SeparableConv,
@@ -31,7 +32,7 @@ from ckconv.mask import GaussianMask
 # `import ckconv.conv as m` would give the function ckconv.conv (re-exported from functional), not the module.
 conv_module = importlib.import_module("ckconv.conv")
 REPO = Path(__file__).resolve().parent.parent
-SMALL_NET = {"kernel_hidden_channels": 8, "kernel_num_layers": 2}
+SMALL_KERNEL = {"hidden_channels": 8, "num_layers": 2}
 
 
 def build(cls, in_channels, out_channels, data_dim, spatial, *, seed=0, dtype=torch.float64, **kwargs):
@@ -41,8 +42,7 @@ def build(cls, in_channels, out_channels, data_dim, spatial, *, seed=0, dtype=to
         kwargs.setdefault("kernel_size", 5)
     else:
         kwargs.setdefault("input_size", spatial)
-        for key, value in SMALL_NET.items():
-            kwargs.setdefault(key, value)
+        kwargs["kernel_options"] = {**SMALL_KERNEL, **kwargs.get("kernel_options", {})}
     return cls(in_channels, out_channels, data_dim, **kwargs).to(dtype)
 
 
@@ -182,7 +182,7 @@ def test_centred_layer_is_translation_equivariant_away_from_borders(cls, spatial
 @pytest.mark.parametrize("cls", [FlexConv, SeparableFlexConv])
 def test_gradients_reach_every_kernel_net_parameter_and_the_mask_width(cls, data_dim):
     spatial = (9, 7, 5)[:data_dim]
-    layer = build(cls, 2, 3, data_dim, spatial, mask_init_value=0.3)
+    layer = build(cls, 2, 3, data_dim, spatial, mask_options={"init_value": 0.3})
     y = layer(randn(2, 2, *spatial))
     (y * randn(*y.shape, seed=1)).sum().backward()
     for name, p in layer.kernel_net.named_parameters():
@@ -192,7 +192,9 @@ def test_gradients_reach_every_kernel_net_parameter_and_the_mask_width(cls, data
 
 @pytest.mark.slow
 def test_gradcheck_of_separable_flexconv_wrt_input_and_mask_width():
-    layer = build(SeparableFlexConv, 2, 2, 1, (8,), mask_init_value=0.3, kernel_hidden_channels=4)
+    layer = build(
+        SeparableFlexConv, 2, 2, 1, (8,), mask_options={"init_value": 0.3}, kernel_options={"hidden_channels": 4}
+    )
     x = randn(1, 2, 8).requires_grad_(True)
     assert torch.autograd.gradcheck(layer, (x,))
     x = x.detach()
@@ -230,7 +232,7 @@ def test_state_dict_reloads_bit_identically_in_another_process(tmp_path):
         import torch
         from ckconv import SeparableFlexConv
         torch.manual_seed(0)
-        layer = SeparableFlexConv(2, 3, 1, input_size=64, causal=True, kernel_hidden_channels=8)
+        layer = SeparableFlexConv(2, 3, 1, input_size=64, causal=True, kernel_options={{"hidden_channels": 8}})
         x = torch.linspace(-1, 1, 2 * 2 * 64).reshape(2, 2, 64)
         torch.save({{"state": layer.state_dict(), "x": x, "y": layer(x).detach()}}, {str(path)!r})
         """
@@ -238,7 +240,7 @@ def test_state_dict_reloads_bit_identically_in_another_process(tmp_path):
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
     saved = torch.load(path)
     torch.manual_seed(1)
-    layer = SeparableFlexConv(2, 3, 1, input_size=64, causal=True, kernel_hidden_channels=8)
+    layer = SeparableFlexConv(2, 3, 1, input_size=64, causal=True, kernel_options={"hidden_channels": 8})
     assert not torch.equal(layer(saved["x"]), saved["y"])
     layer.load_state_dict(saved["state"])
     assert torch.equal(layer(saved["x"]), saved["y"])
@@ -257,7 +259,7 @@ def test_chang_init_scales_the_output_layer_once_by_sqrt_of_inverse_cropped_fan_
     layers = {}
     for chang in (False, True):
         torch.manual_seed(0)
-        layers[chang] = cls(3, 2, chang_initialize=chang, kernel_hidden_channels=8, **kwargs)
+        layers[chang] = cls(3, 2, chang_initialize=chang, kernel_options={"hidden_channels": 8}, **kwargs)
     w_plain = layers[False].kernel_net.output_layer.weight
     w_chang = layers[True].kernel_net.output_layer.weight
     assert torch.equal(w_chang, w_plain * math.sqrt(1.0 / fan_in))
@@ -268,10 +270,42 @@ def test_chang_init_scales_the_output_layer_once_by_sqrt_of_inverse_cropped_fan_
     layers[True](randn(1, 3, *spatial, dtype=torch.float32))
     assert torch.equal(layers[True].kernel_net.output_layer.weight, w_chang)
     torch.manual_seed(5)
-    fresh = cls(3, 2, chang_initialize=True, kernel_hidden_channels=8, **kwargs)
+    fresh = cls(3, 2, chang_initialize=True, kernel_options={"hidden_channels": 8}, **kwargs)
     fresh.load_state_dict(layers[True].state_dict())
     fresh(randn(1, 3, *spatial, dtype=torch.float32))
     assert torch.equal(fresh.kernel_net.output_layer.weight, w_chang)
+
+
+CONTINUOUS = sorted(name for name, cls in CONV_TYPES.items() if cls.continuous)
+
+
+@pytest.mark.parametrize("scale", [0.25, 4.0])
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_kernel_init_scale_scales_the_initial_kernel_exactly(name, scale):
+    # A power of two scales without rounding, and every kernel net's output bias starts at 0: the sampled kernel is
+    # exactly `scale` times that of the same layer built with kernel_init_scale=1 under the same seed.
+    plain = build(CONV_TYPES[name], 2, 3, 1, (20,))
+    scaled = build(CONV_TYPES[name], 2, 3, 1, (20,), kernel_init_scale=scale)
+    reference = plain.sample_kernel((20,))
+    assert reference.abs().sum() > 0
+    assert torch.equal(scaled.sample_kernel((20,)), scale * reference)
+    for (key, p), q in zip(plain.state_dict().items(), scaled.state_dict().values()):
+        expected = scale * p if key == "kernel_net.output_layer.weight" else p
+        assert torch.equal(q, expected), key
+
+
+def test_flexconv_starts_the_gabor_centres_within_its_mask_unless_kernel_options_say_otherwise():
+    layer = build(FlexConv, 1, 1, 1, (16,), mask_options={"init_value": 0.3})
+    assert layer.kernel_net.init_spatial_value == pytest.approx(conv_module.MASK_TO_SPATIAL_INIT * 0.3, rel=1e-15)
+    given = build(
+        FlexConv, 1, 1, 1, (16,), mask_options={"init_value": 0.3}, kernel_options={"init_spatial_value": 2.0}
+    )
+    assert given.kernel_net.init_spatial_value == 2.0
+    assert build(CKConv, 1, 1, 1, (16,)).kernel_net.init_spatial_value == 1.0  # no mask: the net's default
+    # A kernel net without Gabor centres is not passed one.
+    siren = build(FlexConv, 1, 1, 1, (16,), kernel_type="SIREN")
+    assert not hasattr(siren.kernel_net, "init_spatial_value")
+    assert siren.sample_kernel((16,)).abs().sum() > 0
 
 
 # The only attributes a forward pass may write: the caches named under "State outside parameters" in the ckconv
@@ -345,9 +379,9 @@ def test_forward_writes_no_state(name, data_dim, causal):
 def test_a_stack_of_layers_writes_no_state_but_the_named_caches():
     torch.manual_seed(0)
     stack = torch.nn.Sequential(
-        SeparableFlexConv(1, 4, 1, input_size=24, **SMALL_NET),
+        SeparableFlexConv(1, 4, 1, input_size=24, kernel_options=SMALL_KERNEL),
         torch.nn.BatchNorm1d(4),
-        FlexConv(4, 2, 1, input_size=24, **SMALL_NET),
+        FlexConv(4, 2, 1, input_size=24, kernel_options=SMALL_KERNEL),
     ).eval()
     with torch.no_grad():
         stack[0].mask.width.mul_(1.5)  # as an optimizer step would: the first forward renews this mask's host copy
@@ -390,7 +424,7 @@ def test_sampled_kernel_follows_the_mask_width(kernel_size, causal):
 def test_cropped_kernel_equals_the_full_masked_kernel_on_the_kept_taps():
     n = 33
     cropped = build(FlexConv, 1, 1, 1, (n,))
-    full = build(FlexConv, 1, 1, 1, (n,), mask_dynamic_cropping=False)
+    full = build(FlexConv, 1, 1, 1, (n,), mask_options={"dynamic_cropping": False})
     k_crop = cropped.sample_kernel((n,))[0, 0]
     k_full = full.sample_kernel((n,))[0, 0]
     c = k_crop.shape[-1]
@@ -430,7 +464,7 @@ def test_a_kernel_resampled_to_one_tap_carries_its_sum_over_the_training_grid(cl
 
 
 def test_a_kernel_collapsed_along_one_axis_is_summed_there_and_rescaled_along_the_other():
-    layer = build(FlexConv, 1, 1, 2, (32, 32), kernel_size=9, bias=False, mask_init_value=0.3)
+    layer = build(FlexConv, 1, 1, 2, (32, 32), kernel_size=9, bias=False, mask_options={"init_value": 0.3})
     assert layer.kernel_size_for((2, 16)) == (1, 5)  # 4 steps * 2/32 -> 0; 4 steps * 16/32 -> 2 each side
     assert layer.mask.cropped_kernel_size((9, 5)) == (5, 3)  # a crop of several taps along both axes
     positions = kernel_positions((9, 5), dtype=torch.float64)  # the training grid along axis 0, the new along 1
@@ -465,8 +499,10 @@ def _smooth_signal(n: int) -> torch.Tensor:
 @pytest.mark.parametrize("cls", [CKConv, FlexConv])
 def test_kernel_at_twice_the_resolution_approximates_the_same_continuous_convolution(cls, causal):
     n = 65
-    mask = {"mask_init_value": 0.2} if cls is FlexConv else {}  # a wider window: more taps, smaller quadrature error
-    layer = build(cls, 1, 1, 1, (n,), causal=causal, kernel_omega_0=1.0, **mask)
+    mask = (
+        {"mask_options": {"init_value": 0.2}} if cls is FlexConv else {}
+    )  # a wider window: more taps, smaller quadrature error
+    layer = build(cls, 1, 1, 1, (n,), causal=causal, kernel_options={"omega_0": 1.0}, **mask)
     assert layer.kernel_size_for((2 * n,)) == (resampled_size(n, n, 2 * n, causal),)
     y_n = layer(_smooth_signal(n))
     y_2n = layer(_smooth_signal(2 * n))
@@ -547,42 +583,62 @@ def test_functional_call_with_fresh_parameters_gives_their_outputs():
 # ---------------------------------------------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------------------------------------------
+def refused_argument(call, *args, **kwargs) -> str:
+    """The argument that ``call(*args, **kwargs)`` names in the InvalidArgument it raises."""
+    with pytest.raises(InvalidArgument) as info:
+        call(*args, **kwargs)
+    return info.value.argument
+
+
 @pytest.mark.parametrize("cls", [CKConv, FlexConv, SeparableFlexConv, Conv])
-def test_layers_reject_bad_constructor_arguments_with_named_messages(cls):
+def test_layers_refuse_bad_constructor_arguments_naming_them(cls):
     ck = not issubclass(cls, Conv)
     base = {"input_size": 16} if ck else {}
-    with pytest.raises(ValueError, match=r"data_dim must be one of \(1, 2, 3\), got 4"):
-        cls(1, 1, 4, **base)
-    with pytest.raises(ValueError, match=r"causal=True needs data_dim=1"):
-        cls(1, 1, 2, causal=True, **base)
-    with pytest.raises(ValueError, match=r"use_fft must be True, False or 'auto', got 'yes'"):
-        cls(1, 1, 1, use_fft="yes", **base)
-    with pytest.raises(ValueError, match=r"in_channels must be a positive integer \(>= 1\), got 0"):
-        cls(0, 1, 1, **base)
-    with pytest.raises(ValueError, match=r"out_channels must be a positive integer \(>= 1\), got -2"):
-        cls(1, -2, 1, **base)
-    for bad in (0, -3, (3, 0)):
-        with pytest.raises(ValueError, match=r"kernel_size must be a positive int or 2 positive ints"):
-            cls(1, 1, 2, kernel_size=bad)
+    assert refused_argument(cls, 1, 1, 4, **base) == "data_dim"
+    assert refused_argument(cls, 1, 1, 2, causal=True, **base) == "causal"
+    assert refused_argument(cls, 1, 1, 1, use_fft="yes", **base) == "use_fft"
+    assert refused_argument(cls, 0, 1, 1, **base) == "in_channels"
+    assert refused_argument(cls, 1, -2, 1, **base) == "out_channels"
+    for bad in (0, -3, (3, 0), 2.5, True):
+        assert refused_argument(cls, 1, 1, 2, kernel_size=bad) == "kernel_size", bad
     if ck:
         for bad in (0, -5):
-            with pytest.raises(ValueError, match=r"input_size must be a positive int"):
-                cls(1, 1, 1, kernel_size=3, input_size=bad)
-        with pytest.raises(
-            ValueError, match=r"input_size \(the training length or resolution\) is needed for kernel_size='same'"
-        ):
-            cls(1, 1, 1, kernel_size="same")
-        with pytest.raises(ValueError, match=r"kernel_size must be 'same', 'full', an int or a tuple of ints"):
-            cls(1, 1, 1, kernel_size="large", input_size=16)
-        with pytest.raises(ValueError, match=r"kernel_type must be one of .*'MAGNet'.*got 'Nope'"):
-            cls(1, 1, 1, kernel_type="Nope", input_size=16)
+            assert refused_argument(cls, 1, 1, 1, kernel_size=3, input_size=bad) == "input_size"
+        assert refused_argument(cls, 1, 1, 1, kernel_size="same") == "input_size"  # "same" needs the input size
+        assert refused_argument(cls, 1, 1, 1, kernel_size="large", input_size=16) == "kernel_size"
+        assert refused_argument(cls, 1, 1, 1, kernel_type="Nope", input_size=16) == "kernel_type"
+        for bad in (0.0, -1.0, float("inf")):
+            assert refused_argument(cls, 1, 1, 1, kernel_init_scale=bad, input_size=16) == "kernel_init_scale"
 
 
-def test_flexconv_rejects_bad_mask_arguments():
-    with pytest.raises(ValueError, match=r"^mask_init_value must be a finite number > 0, got -0.1"):
-        FlexConv(1, 1, 1, input_size=8, mask_init_value=-0.1)
-    with pytest.raises(ValueError, match=r"^mask_threshold must be in \(0, 1\)"):
-        FlexConv(1, 1, 1, input_size=8, mask_threshold=0.0)
+@pytest.mark.parametrize("cls", [CKConv, FlexConv])
+def test_kernel_options_errors_are_named_by_the_prefix(cls):
+    def refused(kernel_options, **kwargs):
+        return refused_argument(cls, 1, 1, 1, input_size=8, kernel_options=kernel_options, **kwargs)
+
+    assert refused({"omega_0": 0.0}) == "kernel_options.omega_0"  # the net's own rule
+    assert refused({"hidden_channels": 0}) == "kernel_options.hidden_channels"
+    assert refused({"alpha": -1.0}) == "kernel_options.alpha"
+    assert refused({"foo": 1}) == "kernel_options.foo"  # no argument of the net
+    assert refused({"omega_0": 1.0}, kernel_type="MLP") == "kernel_options.omega_0"  # MLP takes no omega_0
+    assert refused("alpha") == "kernel_options"
+    for key in ("data_dim", "out_channels", "causal", "max_frequency"):  # set by the layer
+        assert refused({key: 1}) == f"kernel_options.{key}"
+
+
+def test_flexconv_refuses_bad_mask_options_named_by_the_prefix():
+    def refused(mask_options):
+        return refused_argument(FlexConv, 1, 1, 1, input_size=8, mask_options=mask_options)
+
+    assert refused({"init_value": -0.1}) == "mask_options.init_value"
+    for threshold in (0.0, 1.0):  # (0, 1), with or without dynamic cropping
+        assert refused({"threshold": threshold}) == "mask_options.threshold"
+        assert refused({"threshold": threshold, "dynamic_cropping": False}) == "mask_options.threshold"
+    assert refused({"learn_mean": "yes"}) == "mask_options.learn_mean"
+    assert refused({"width": 0.2}) == "mask_options.width"  # no argument of GaussianMask
+    for key in ("data_dim", "causal", "max_frequency"):  # set by the layer
+        assert refused({key: 1}) == f"mask_options.{key}"
+    assert refused([0.2]) == "mask_options"
 
 
 @pytest.mark.parametrize("name", sorted(CONV_TYPES))
@@ -641,7 +697,6 @@ def test_pointwise_linear_default_init_is_kaiming_normal_with_zero_bias():
     layer = PointwiseLinear(400, 300)
     assert torch.equal(layer.bias, torch.zeros(300))
     assert layer.weight.std().item() == pytest.approx(math.sqrt(2 / 400), rel=0.02)
-    with pytest.raises(ValueError, match=r"init must be 'kaiming_normal' or 'kaiming_uniform'"):
-        PointwiseLinear(2, 2, init="xavier")
+    assert refused_argument(PointwiseLinear, 2, 2, init="xavier") == "init"
     with pytest.raises(ValueError, match=r"expected input \(B, 2, \.\.\.\)"):
         PointwiseLinear(2, 2)(torch.zeros(1, 3, 4))

@@ -13,6 +13,7 @@ from torchvision import transforms as transforms_v1
 from torchvision.datasets import CIFAR10, CIFAR100, MNIST, STL10
 from torchvision.transforms import v2
 
+from argcheck import InvalidArgument
 from datamodules.base import DataError, DataMeta
 from datamodules.cifar import CIFAR10DataModule, CIFAR100DataModule
 from datamodules.download import file_digest
@@ -95,11 +96,16 @@ def test_meta_comes_from_arguments_without_touching_disk(tmp_path, cls, kwargs, 
         (CIFAR10DataModule, {"data_type": "pointcloud"}, "data_type"),
         (CIFAR100DataModule, {"grayscale": True}, "grayscale"),
         (STL10DataModule, {"resolution": 0}, "resolution"),
+        (CIFAR10DataModule, {"val_size": 0}, "val_size"),
+        (CIFAR10DataModule, {"batch_size": 2.0}, "batch_size"),
+        (MNISTDataModule, {"test_batch_size": 0}, "test_batch_size"),
+        (STL10DataModule, {"augment": "yes"}, "augment"),
     ],
 )
 def test_invalid_argument_combinations_are_refused_by_name(tmp_path, cls, kwargs, argument):
-    with pytest.raises(ValueError, match=argument):
-        cls(data_dir=tmp_path, batch_size=2, **kwargs)
+    with pytest.raises(InvalidArgument) as refused:
+        cls(data_dir=tmp_path, **{"batch_size": 2, **kwargs})
+    assert refused.value.argument == argument
 
 
 # ------------------------------------------------------------------------ the steps transforms.v2 lacks

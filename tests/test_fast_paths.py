@@ -17,7 +17,12 @@ from models.ccnn import CCNN
 
 def twin_networks(data_dim: int, size: tuple[int, ...], causal: bool) -> tuple[CCNN, CCNN]:
     torch.manual_seed(0)
-    options = {"kernel_hidden_channels": 8, "causal": causal, "mask_init_value": 0.3, "use_fft": True}
+    options = {
+        "kernel_options": {"hidden_channels": 8},
+        "causal": causal,
+        "mask_options": {"init_value": 0.3},
+        "use_fft": True,
+    }
     fft_net = CCNN(2, 5, data_dim, size, hidden_channels=8, num_blocks=2, conv_options=options).double()
     direct_net = copy.deepcopy(fft_net)
     for module in direct_net.modules():
@@ -41,7 +46,7 @@ def test_fft_and_direct_networks_agree_in_outputs_and_gradients(data_dim, size, 
 @pytest.mark.slow
 def test_compiled_network_matches_eager_outputs_and_gradients():
     torch.manual_seed(0)
-    net = CCNN(1, 4, 1, (24,), hidden_channels=8, num_blocks=1, conv_options={"kernel_hidden_channels": 8})
+    net = CCNN(1, 4, 1, (24,), hidden_channels=8, num_blocks=1, conv_options={"kernel_options": {"hidden_channels": 8}})
     compiled = torch.compile(copy.deepcopy(net))
     x = torch.randn(2, 1, 24)
     eager_out, compiled_out = net(x), compiled(x)
@@ -79,7 +84,7 @@ def test_after_refresh_a_forward_pass_reads_no_device_values(monkeypatch):
         (64,),
         hidden_channels=8,
         num_blocks=2,
-        conv_options={"kernel_hidden_channels": 8, "causal": True, "mask_init_value": 0.1},
+        conv_options={"kernel_options": {"hidden_channels": 8}, "causal": True, "mask_options": {"init_value": 0.1}},
     )
     x = torch.randn(2, 1, 64)
     expected = net(x)
@@ -103,7 +108,7 @@ def test_a_changed_mask_width_is_seen_without_a_refresh():
         (64,),
         hidden_channels=8,
         num_blocks=1,
-        conv_options={"kernel_hidden_channels": 8, "causal": True, "mask_init_value": 0.1},
+        conv_options={"kernel_options": {"hidden_channels": 8}, "causal": True, "mask_options": {"init_value": 0.1}},
     )
     layer = net.conv1
     threshold = layer.mask.threshold
@@ -155,7 +160,7 @@ def test_a_fused_optimizer_step_is_seen_after_refresh_mask_widths():
     from ckconv.mask import refresh_mask_widths
 
     torch.manual_seed(0)
-    options = dict(kernel_size="same", input_size=60, causal=True, mask_init_value=0.1)
+    options = dict(kernel_size="same", input_size=60, causal=True, mask_options={"init_value": 0.1})
     layer, x = SeparableFlexConv(2, 2, 1, **options), torch.randn(1, 2, 60)
     layer(x).sum().backward()
     torch.optim.Adam(layer.parameters(), lr=0.05, fused=True).step()

@@ -49,7 +49,12 @@ def test_fft_conv_under_bf16_autocast_on_the_gpu_computes_in_float32():
 
 def _tiny_network() -> CCNN:
     torch.manual_seed(0)
-    options = {"kernel_hidden_channels": 8, "causal": True, "mask_init_value": 0.1, "use_fft": True}
+    options = {
+        "kernel_options": {"hidden_channels": 8},
+        "causal": True,
+        "mask_options": {"init_value": 0.1},
+        "use_fft": True,
+    }
     return CCNN(1, 4, 1, (64,), hidden_channels=8, num_blocks=2, conv_options=options)
 
 

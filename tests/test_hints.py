@@ -19,7 +19,9 @@ DECAY = OptimHint()
 def small_model(learn_mean: bool = True) -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        SeparableFlexConv(2, 4, 1, input_size=16, kernel_hidden_channels=8, mask_learn_mean=learn_mean),
+        SeparableFlexConv(
+            2, 4, 1, input_size=16, kernel_options={"hidden_channels": 8}, mask_options={"learn_mean": learn_mean}
+        ),
         nn.BatchNorm1d(4),
         nn.LayerNorm(16),
         nn.Conv1d(4, 3, 1),
@@ -77,7 +79,7 @@ def test_param_groups_scale_the_mask_lr_and_cover_every_trainable_parameter_once
 
 
 def test_optimizer_step_applies_the_group_learning_rates_and_decay():
-    model = FlexConv(1, 1, 1, input_size=8, kernel_hidden_channels=4).double()
+    model = FlexConv(1, 1, 1, input_size=8, kernel_options={"hidden_channels": 4}).double()
     optimizer = torch.optim.AdamW(param_groups(model, lr=0.1, weight_decay=0.5, lr_scales={"mask": 0.1}))
     width = model.mask.width.detach().clone()
     weight = model.kernel_net.output_layer.weight.detach().clone()

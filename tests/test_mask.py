@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from argcheck import InvalidArgument
 from ckconv.functional import (
     MASK_EPS,
     anchor_index,
@@ -145,15 +146,27 @@ def test_causal_crop_keeps_the_most_recent_taps():
 # ---------------------------------------------------------------------------------------------------------------
 # Construction
 # ---------------------------------------------------------------------------------------------------------------
-def test_gaussian_mask_rejects_bad_arguments():
-    with pytest.raises(ValueError, match=r"data_dim must be one of \(1, 2, 3\), got 4"):
-        GaussianMask(4)
-    with pytest.raises(ValueError, match=r"causal=True needs data_dim=1"):
-        GaussianMask(2, causal=True)
-    with pytest.raises(ValueError, match=r"init_value must be a finite number > 0"):
-        GaussianMask(1, init_value=0.0)
-    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\)"):
-        GaussianMask(1, threshold=1.5)
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"data_dim": 4}, "data_dim"),
+        ({"data_dim": 2, "causal": True}, "causal"),
+        ({"init_value": 0.0}, "init_value"),
+        ({"init_value": float("inf")}, "init_value"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"threshold": 1.0}, "threshold"),
+        ({"threshold": 0.0}, "threshold"),
+        ({"threshold": None}, "threshold"),
+        # (0, 1) whether or not the mask crops: a threshold of 0 or 1 means nothing either way
+        ({"threshold": 0.0, "dynamic_cropping": False}, "threshold"),
+        ({"dynamic_cropping": "yes"}, "dynamic_cropping"),
+        ({"learn_mean": 1}, "learn_mean"),
+    ],
+)
+def test_gaussian_mask_refuses_bad_arguments_naming_them(kwargs, argument):
+    with pytest.raises(InvalidArgument) as info:
+        GaussianMask(**{"data_dim": 1, **kwargs})
+    assert info.value.argument == argument
 
 
 def test_gaussian_mask_learn_mean_makes_the_mean_a_parameter():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from argcheck import InvalidArgument
 from datamodules import DATAMODULES, datamodule_class
 from datamodules.base import DataError, DataMeta
 from datamodules.medmnist3d import MedMNIST3DDataModule, OrganMNIST3DDataModule
@@ -71,8 +72,11 @@ def test_meta_comes_from_the_arguments_without_touching_disk(name, resolution, t
 
 
 def test_a_resolution_that_was_not_published_is_refused_by_name(tmp_path):
-    with pytest.raises(ValueError, match=r"resolution must be one of \(28, 64\).*got 32"):
-        organ(tmp_path, resolution=32)
+    for side in (32, 0, 28.0, True):
+        with pytest.raises(InvalidArgument) as refused:
+            organ(tmp_path, resolution=side)
+        assert refused.value.argument == "resolution"
+    assert not (tmp_path / "MedMNIST").exists()
 
 
 # ---------------------------------------------------------------------------------------------------- reading

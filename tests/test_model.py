@@ -7,13 +7,16 @@ from functools import partial
 import pytest
 import torch
 
+from argcheck import InvalidArgument
 from ckconv import SeparableFlexConv
-from ckconv.errors import InvalidArgument
 from datamodules import DataMeta
 from models.blocks import S4Block
 from models.ccnn import CCNN, block_widths
-from tests.conftest import compose
 from training.build import build_network
+from training.config.compose import compose
+
+# Conv-layer options of a small kernel net.
+SMALL_CONV = {"kernel_options": {"hidden_channels": 8}}
 
 PAPER_1D = [
     "conv.causal=True",
@@ -61,7 +64,7 @@ def test_network_outputs_logits_for_any_dimension(data_dim, block_type):
         hidden_channels=8,
         num_blocks=2,
         block_type=block_type,
-        conv_options={"kernel_hidden_channels": 8},
+        conv_options=SMALL_CONV,
     ).double()
     net.eval()
     x = torch.randn(3, 2, *size, dtype=torch.float64)
@@ -76,18 +79,18 @@ def test_network_outputs_logits_for_any_dimension(data_dim, block_type):
 
 
 def test_two_classes_give_one_logit():
-    net = CCNN(1, 2, 1, (16,), hidden_channels=8, num_blocks=1, conv_options={"kernel_hidden_channels": 8})
+    net = CCNN(1, 2, 1, (16,), hidden_channels=8, num_blocks=1, conv_options=SMALL_CONV)
     assert net(torch.randn(4, 1, 16)).shape == (4,)
 
 
 def test_batch_of_one_keeps_its_batch_dimension():
-    net = CCNN(1, 10, 2, (8, 8), hidden_channels=8, num_blocks=1, conv_options={"kernel_hidden_channels": 8}).eval()
+    net = CCNN(1, 10, 2, (8, 8), hidden_channels=8, num_blocks=1, conv_options=SMALL_CONV).eval()
     assert net(torch.randn(1, 1, 8, 8)).shape == (1, 10)
 
 
 def test_token_inputs_use_a_learned_embedding_or_the_float_token_id():
     tokens = torch.randint(0, 20, (2, 32), generator=torch.Generator().manual_seed(0))
-    small = {"hidden_channels": 8, "num_blocks": 1, "conv_options": {"kernel_hidden_channels": 8}}
+    small = {"hidden_channels": 8, "num_blocks": 1, "conv_options": SMALL_CONV}
     torch.manual_seed(0)
     learned = CCNN(1, 10, 1, (32,), vocab_size=20, **small).eval()
     torch.manual_seed(0)
@@ -117,7 +120,7 @@ def test_paired_inputs_share_one_encoder_and_are_order_sensitive():
         num_blocks=1,
         vocab_size=10,
         paired=True,
-        conv_options={"kernel_hidden_channels": 8},
+        conv_options=SMALL_CONV,
     ).eval()
     pair = torch.randint(0, 10, (3, 2, 16), generator=torch.Generator().manual_seed(0))
     swapped = pair.flip(1)
@@ -131,8 +134,9 @@ def test_paired_inputs_share_one_encoder_and_are_order_sensitive():
 def test_block_width_factors_and_downsampling_change_the_architecture():
     assert block_widths(16, 3, [(1.0, 1), (2.0, 2)]) == [16, 32, 32]
     assert block_widths(16, 2, []) == [16, 16]
-    with pytest.raises(InvalidArgument, match=r"^block_width_factors=\[\(1.0, 1\)\] gives the block widths \[16\]"):
-        block_widths(16, 3, [(1.0, 1)])
+    with pytest.raises(InvalidArgument) as info:
+        block_widths(16, 3, [(1.0, 1)])  # one block of three
+    assert info.value.argument == "block_width_factors"
     net = CCNN(
         1,
         10,
@@ -142,7 +146,7 @@ def test_block_width_factors_and_downsampling_change_the_architecture():
         num_blocks=2,
         block_width_factors=[(1.0, 1), (2.0, 1)],
         downsampling=[0],
-        conv_options={"kernel_hidden_channels": 8},
+        conv_options=SMALL_CONV,
     )
     assert net.out_channels == 16
     assert [type(b).__name__ for b in net.blocks] == ["S4Block", "MaxPool1d", "S4Block"]
@@ -154,7 +158,7 @@ def test_block_width_factors_and_downsampling_change_the_architecture():
 
 def test_prenorm_and_postnorm_s4_blocks_follow_their_formulas_and_differ():
     torch.manual_seed(0)
-    make_conv = partial(SeparableFlexConv, data_dim=1, input_size=(16,), kernel_hidden_channels=8)
+    make_conv = partial(SeparableFlexConv, data_dim=1, input_size=(16,), kernel_options={"hidden_channels": 8})
     pre = S4Block(8, 8, make_conv, 1, prenorm=True).eval()
     post = S4Block(8, 8, make_conv, 1, prenorm=False).eval()
     with torch.no_grad():  # a norm far from the identity, so that where it sits matters
@@ -178,9 +182,7 @@ def test_prenorm_and_postnorm_s4_blocks_follow_their_formulas_and_differ():
 def test_prenorm_and_postnorm_networks_train_every_parameter(prenorm):
     torch.manual_seed(0)
     x = torch.randn(4, 1, 16)
-    net = CCNN(
-        1, 3, 1, (16,), hidden_channels=8, num_blocks=1, prenorm=prenorm, conv_options={"kernel_hidden_channels": 8}
-    )
+    net = CCNN(1, 3, 1, (16,), hidden_channels=8, num_blocks=1, prenorm=prenorm, conv_options=SMALL_CONV)
     assert isinstance(net.out_norm, torch.nn.BatchNorm1d) == prenorm  # pre-norm blocks leave the sum un-normalised
     net(x).logsumexp(-1).sum().backward()
     for name, p in net.named_parameters():

@@ -7,17 +7,21 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, TensorDataset
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument
 from models.ccnn import CCNN
 from models.module import ClassificationModule
+from models.optim import OptimizerSettings
+from models.schedule import Constant, Cosine, Plateau
 from tests.test_schedule import reference_multiplier
 
 
 def small_net(num_classes: int = 3) -> CCNN:
     torch.manual_seed(0)
-    return CCNN(1, num_classes, 1, (8,), hidden_channels=4, num_blocks=1, conv_options={"kernel_hidden_channels": 4})
+    options = {"kernel_options": {"hidden_channels": 4}}
+    return CCNN(1, num_classes, 1, (8,), hidden_channels=4, num_blocks=1, conv_options=options)
 
 
 def quiet_trainer(tmp_path, epochs: int, callback: pl.Callback) -> pl.Trainer:
@@ -54,27 +58,44 @@ def random_data(samples: int) -> TensorDataset:
         ({"optimizer": {"betas": (0.9, 0.99)}}, "optimizer.betas"),
         ({"scheduler": {"name": "cosin"}}, "scheduler.name"),
         ({"scheduler": {"name": "plateau", "warmup_epochs": 3}}, "scheduler.warmup_epochs"),
-        ({"scheduler": {"warmup_epochs": -1}}, "scheduler.warmup_epochs"),
-        ({"scheduler": {"decay_steps": 0}}, "scheduler.decay_steps"),
+        ({"scheduler": {"name": "cosine", "warmup_epochs": -1}}, "scheduler.warmup_epochs"),
+        ({"scheduler": {"name": "multistep", "decay_steps": 0}}, "scheduler.decay_steps"),
         ({"scheduler": {"name": "plateau", "patience": -1}}, "scheduler.patience"),
         ({"scheduler": {"name": "exponential", "factor": 2.0}}, "scheduler.factor"),
-        ({"scheduler": {"mode": "up"}}, "scheduler.mode"),
-        ({"scheduler": {"gamma": 0.5}}, "scheduler.gamma"),
+        ({"scheduler": {"name": "plateau", "mode": "up"}}, "scheduler.mode"),
+        ({"scheduler": {"name": "cosine", "gamma": 0.5}}, "scheduler.gamma"),
+        ({"scheduler": {"name": "cosine", "patience": 3}}, "scheduler.patience"),  # a setting a cosine does not read
+        ({"scheduler": {"warmup_epochs": -1}}, "scheduler.warmup_epochs"),  # without a name: a constant rate
     ],
 )
 def test_bad_settings_are_refused_on_construction_naming_their_key(kwargs, argument):
     num_classes = kwargs.pop("num_classes", 3)
     with pytest.raises(InvalidArgument) as info:
         ClassificationModule(small_net(), num_classes, **kwargs)
-    assert info.value.argument == argument and str(info.value).startswith(argument), str(info.value)
+    assert info.value.argument == argument
+
+
+def test_settings_objects_are_taken_as_they_are_and_mappings_build_them():
+    optimizer = OptimizerSettings("SGD", lr=0.5, weight_decay=0.01)
+    schedule = Plateau(patience=2)
+    module = ClassificationModule(small_net(), 3, optimizer=optimizer, scheduler=schedule)
+    assert module.optimizer_settings is optimizer and module.schedule is schedule
+    optimizer_mapping = {"name": "SGD", "lr": 0.5, "weight_decay": 0.01}
+    from_mappings = ClassificationModule(
+        small_net(), 3, optimizer=optimizer_mapping, scheduler={"name": "plateau", "patience": 2}
+    )
+    assert (from_mappings.optimizer_settings, from_mappings.schedule) == (optimizer, schedule)
+    defaults = ClassificationModule(small_net(), 3)
+    assert (defaults.optimizer_settings, defaults.schedule) == (OptimizerSettings(), Constant())
 
 
 def test_ln_loss_moves_the_decay_from_the_optimizer_into_the_penalty():
     optimizer = {"name": "AdamW", "lr": 0.01, "weight_decay": 0.05}
     decoupled = ClassificationModule(small_net(), 3, optimizer=optimizer)
     ln_loss = ClassificationModule(small_net(), 3, optimizer={**optimizer, "weight_decay_type": "ln_loss"})
-    assert (decoupled.penalty_weight, decoupled.optimizer_settings.weight_decay) == (0.0, 0.05)
-    assert (ln_loss.penalty_weight, ln_loss.optimizer_settings.weight_decay) == (0.05, 0.0)
+    assert (decoupled.penalty_weight, decoupled.optimizer_settings.optimizer_decay) == (0.0, 0.05)
+    assert (ln_loss.penalty_weight, ln_loss.optimizer_settings.optimizer_decay) == (0.05, 0.0)
+    assert {g["weight_decay"] for g in decoupled.optimizer_settings.build(decoupled.net).param_groups} == {0.0, 0.05}
     assert all(g["weight_decay"] == 0.0 for g in ln_loss.optimizer_settings.build(ln_loss.net).param_groups)
 
 
@@ -135,9 +156,8 @@ class RecordRates(pl.Callback):
 
 
 def test_the_module_steps_the_schedule_once_per_optimizer_step_of_the_run(tmp_path):
-    module = ClassificationModule(
-        small_net(), 3, optimizer={"name": "SGD", "lr": 0.1}, scheduler={"name": "cosine", "warmup_epochs": 1}
-    )
+    optimizer = {"name": "SGD", "lr": 0.1}
+    module = ClassificationModule(small_net(), 3, optimizer=optimizer, scheduler=Cosine(warmup_epochs=1))
     data = random_data(12)
     record = RecordRates()
     trainer = quiet_trainer(tmp_path, 3, record)
@@ -145,3 +165,4 @@ def test_the_module_steps_the_schedule_once_per_optimizer_step_of_the_run(tmp_pa
     per_epoch, total = 4, 12
     expected = [0.1 * reference_multiplier("cosine", s, per_epoch, per_epoch, total) for s in range(total)]
     assert record.rates == pytest.approx(expected, rel=1e-12)
+    assert isinstance(trainer.lr_scheduler_configs[0].scheduler, LambdaLR)

@@ -12,9 +12,10 @@ from bench.network import Volumes, run_volumes
 from ckconv import CONV_TYPES
 from ckconv.functional import prefers_fft
 from ckconv.hints import count_parameters
-from tests.conftest import compose
 from training.build import build_datamodule, build_network
-from training.config import check_against_data, validate_config
+from training.config.checks import check_config
+from training.config.compose import compose
+from training.run.plan import check_against_data
 
 PRESETS_3D = ("organmnist3d/ccnn_4_140", "organmnist3d/ccnn_6_380", "blobs3d/ccnn_2_16")
 # Parameters of each 3D preset's network, from build_network on the dataset's metadata (no data read).
@@ -31,14 +32,14 @@ SHRINK = ["net.no_hidden=8", "kernel.no_hidden=8"]
 @functools.cache
 def preset_config(preset: str, *overrides: str):
     cfg = compose([f"experiment={preset}", *overrides])
-    validate_config(cfg)
+    check_config(cfg)
     return cfg
 
 
 def network(preset: str, *overrides: str, seed: int = 0) -> torch.nn.Module:
     cfg = preset_config(preset, *overrides)
     meta = build_datamodule(cfg).meta
-    check_against_data(cfg, meta.data_dim)
+    check_against_data(cfg, meta)
     torch.manual_seed(seed)
     return build_network(cfg, meta)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import re
+import subprocess
+import sys
 import tomllib
 
 from tests.conftest import REPO
@@ -49,6 +52,34 @@ def test_no_file_asks_for_torch_2_15_or_newer():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     torch_spec = next(d for d in project["dependencies"] if d.startswith("torch>") or d.startswith("torch="))
     assert "<=2.14.1" in torch_spec
+
+
+def installed_packages() -> list[str]:
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    return [pattern.removesuffix("*") for pattern in include]
+
+
+def test_what_the_installed_packages_import_from_the_repository_is_installed_too():
+    packages = installed_packages()
+    assert "argcheck" in packages  # the torch-free package the library's signatures take their rules from
+    local = {path.name for path in REPO.iterdir() if path.is_dir() and any(path.glob("*.py"))}
+    imported = set()
+    for package in packages:
+        for path in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.add(node.module.split(".")[0])
+                elif isinstance(node, ast.Import):
+                    imported |= {alias.name.split(".")[0] for alias in node.names}
+    assert imported & local <= set(packages), sorted(imported & local)
+
+
+def test_argcheck_imports_nothing_but_the_standard_library():
+    code = (
+        "import sys, argcheck; print(sorted(m for m in ('torch', 'numpy', 'omegaconf', 'ckconv') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_makefile_and_ci_run_the_readme_test_command():

@@ -18,7 +18,8 @@ from ckconv.hints import count_parameters
 from tests.conftest import REPO, compose
 from tests.fixtures import sequence_files, vision_files
 from training.build import build_datamodule, build_module, build_network
-from training.config import check_against_data, validate_config
+from training.config.checks import check_config
+from training.run.plan import check_against_data
 
 PRESET_DIR = REPO / "cfg" / "experiment"
 # Shared settings the presets name in their defaults lists; a separate config group, so `experiment=` cannot pick one.
@@ -124,6 +125,12 @@ def _leaves(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+@functools.cache
+def default_flags() -> dict:
+    """Every flag with the value ``python main.py`` runs with (the schema's defaults), dotted."""
+    return _leaves(OmegaConf.to_container(compose([])))
+
+
 def _defaults_and_body(path: Path) -> tuple[list[str], dict]:
     """A preset file's defaults list and its own flags (dotted)."""
     content = yaml.safe_load(path.read_text()) or {}
@@ -156,7 +163,7 @@ def test_preset_file_sets_only_what_its_defaults_do_not(preset, parent_configs):
     lines = path.read_text().splitlines()
     assert lines[0] == "# @package _global_"
     assert lines[1].startswith("# ") and ("Source:" in lines[1] or "not in the paper" in lines[1])
-    flat_defaults = _leaves(OmegaConf.to_container(OmegaConf.load(REPO / "cfg" / "config.yaml")))
+    flat_defaults = default_flags()
     parent = parent_configs[preset]
     _, body = _defaults_and_body(path)
     for flag, value in body.items():
@@ -166,10 +173,10 @@ def test_preset_file_sets_only_what_its_defaults_do_not(preset, parent_configs):
 
 
 @pytest.mark.parametrize("base", sorted(p.stem for p in BASE_DIR.glob("*.yaml")))
-def test_preset_base_sets_only_flags_that_differ_from_config_yaml(base):
+def test_preset_base_sets_only_flags_that_differ_from_the_defaults(base):
     path = BASE_DIR / f"{base}.yaml"
     assert path.read_text().startswith("# @package _global_\n")
-    flat_defaults = _leaves(OmegaConf.to_container(OmegaConf.load(REPO / "cfg" / "config.yaml")))
+    flat_defaults = default_flags()
     defaults, body = _defaults_and_body(path)
     assert not defaults and body
     for flag, value in body.items():
@@ -197,7 +204,7 @@ def test_6_380_presets_extend_their_4_140_sibling_and_shared_values_live_in_the_
 
 def _checked_config(overrides: list[str]):
     cfg = compose(overrides)
-    validate_config(cfg)
+    check_config(cfg)
     return cfg
 
 
@@ -205,7 +212,7 @@ def _checked_config(overrides: list[str]):
 def test_preset_builds_a_model_of_the_pinned_size_from_metadata(preset, tmp_path):
     cfg = _checked_config([f"experiment={preset}", "train.dry_run=True", f"dataset.data_dir={tmp_path / 'none'}"])
     meta = build_datamodule(cfg).meta
-    check_against_data(cfg, meta.data_dim)
+    check_against_data(cfg, meta)
     net = build_network(cfg, meta)
     parameters = count_parameters(net.parameters())
     assert parameters == PARAMETERS[preset]

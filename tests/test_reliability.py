@@ -15,9 +15,9 @@ from torch import nn
 from datamodules import DataError
 from models.module import ClassificationModule, NonFiniteLossError
 from tests.conftest import TINY, compose, main_py, start_main_py
-from training.checkpoints import atomic_torch_save, read_checkpoint
-from training.config import ConfigError
-from training.run import _wandb_run_id, train
+from training.config.checks import ConfigError
+from training.run.checkpoints import atomic_torch_save, read_checkpoint
+from training.run.execute import RunFailedError, _wandb_run_id, train
 
 # TINY trains on 500 * 0.8 - 100 = 300 MNIST-1D examples in batches of 50.
 STEPS_PER_EPOCH = 6
@@ -58,7 +58,7 @@ def test_sigkill_mid_training_then_resume_reaches_the_same_epoch_count(data_dir,
 
 
 def test_stale_temporaries_of_atomic_saves_are_removed_and_nothing_else(tmp_path):
-    from training.checkpoints import remove_stale_temporaries
+    from training.run.checkpoints import remove_stale_temporaries
 
     stale = [tmp_path / ".last.ckpt.ab_cd123.tmp", tmp_path / ".best.ckpt.0123abcd.tmp"]
     kept = [tmp_path / "last.ckpt", tmp_path / "notes.tmp", tmp_path / ".hidden.tmp", tmp_path / ".x.ckpt.short.tmp"]
@@ -97,19 +97,14 @@ def test_non_finite_loss_stops_the_run_naming_the_step_and_the_modules_own_argum
     batch = (torch.zeros(4, 1, 5), torch.zeros(4, dtype=torch.long))
     with pytest.raises(NonFiniteLossError) as raised:
         module.training_step(batch, 7)
-    assert str(raised.value) == (
-        "Stopping: non-finite training loss (nan) at global step 0 (epoch 0, batch 7). Lower the learning rate "
-        "(optimizer['lr']), clip the gradients, or pass skip_nonfinite=True to skip such batches."
-    )
+    assert "global step 0" in str(raised.value) and "batch 7" in str(raised.value)  # where
+    assert "skip_nonfinite=True" in str(raised.value)  # the way out, in the module's own arguments' names
 
 
 def test_a_run_whose_loss_diverges_stops_naming_the_flags_that_fix_it(tiny):
     with pytest.raises(NonFiniteLossError) as raised:
         train(compose([*tiny, "optimizer.lr=1e12"]))
-    assert str(raised.value).startswith("Stopping: non-finite training loss (nan) at global step ")
-    assert str(raised.value).endswith(
-        "Lower optimizer.lr, set train.grad_clip, or pass train.skip_nonfinite=True to skip such batches."
-    )
+    assert all(flag in str(raised.value) for flag in ("optimizer.lr", "train.grad_clip", "train.skip_nonfinite"))
 
 
 def test_non_finite_loss_can_skip_the_batch_instead():
@@ -131,7 +126,7 @@ def test_deterministic_runs_with_the_same_seed_give_identical_metrics(tiny, tmp_
 def test_a_data_dir_that_cannot_be_created_is_refused_naming_it(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(DataError, match=rf"Cannot create {blocker}/data/MNIST.*writable folder"):
+    with pytest.raises(DataError, match=rf"{blocker}/data/MNIST"):
         train(
             compose(
                 [
@@ -149,7 +144,7 @@ def test_a_data_dir_that_cannot_be_created_is_refused_naming_it(tmp_path):
 def test_a_data_dir_that_is_a_file_is_refused_naming_it(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(ConfigError, match=rf"dataset.data_dir {blocker} is a file, not a folder"):
+    with pytest.raises(ConfigError, match=rf"dataset.data_dir {blocker}"):
         train(
             compose(
                 [
@@ -164,19 +159,17 @@ def test_a_data_dir_that_is_a_file_is_refused_naming_it(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_bad_flag_writes_nothing(tmp_path):
-    with pytest.raises(ConfigError):
-        train(
-            compose(
-                [
-                    *TINY,
-                    "train.epochs=abc",
-                    f"dataset.data_dir={tmp_path / 'data'}",
-                    f"train.output_dir={tmp_path / 'run'}",
-                ]
-            )
-        )
-    assert list(tmp_path.iterdir()) == []
+def test_a_run_that_trained_on_no_batch_fails_instead_of_reporting_an_untrained_network(tiny, tmp_path):
+    with pytest.raises(RunFailedError):
+        train(compose([*tiny, "train.limit_train_batches=0"]))
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_run_that_skipped_most_of_its_batches_as_non_finite_fails(tiny, tmp_path):
+    with pytest.raises(RunFailedError) as failed:
+        train(compose([*tiny, "optimizer.lr=1e30", "train.skip_nonfinite=True"]))
+    assert "optimizer.lr" in str(failed.value)
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_a_resumed_run_keeps_its_wandb_run_id(tmp_path, monkeypatch):
@@ -190,5 +183,5 @@ def test_a_resumed_run_keeps_its_wandb_run_id(tmp_path, monkeypatch):
     assert re.fullmatch(r"[a-z0-9]{8}", first)
     (tmp_path / "other").mkdir()
     assert _wandb_run_id(tmp_path / "other") != first
-    # Why the id is drawn here: the pinned wandb has no public generator (training.run._wandb_run_id).
+    # Why the id is drawn here: the pinned wandb has no public generator (training.run.execute._wandb_run_id).
     assert not hasattr(wandb.util, "generate_id")

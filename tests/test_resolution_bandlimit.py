@@ -9,18 +9,21 @@ import math
 import pytest
 import torch
 
+from argcheck import InvalidArgument, accepted_arguments
 from ckconv import CKConv, FlexConv, SeparableFlexConv
 from ckconv.bandlimit import ENVELOPE_STDS, band_scale, grid_nyquist
-from ckconv.errors import InvalidArgument
 from ckconv.functional import kernel_positions
-from ckconv.kernels import KERNEL_NETS, FourierNet, GaborNet, MAGNet
+from ckconv.kernels import KERNEL_NETS, MAGNet
 from ckconv.kernels.mfn import FourierFilter, GaborFilter
 from models.ccnn import CCNN
-from tests.conftest import compose
-from training.build import build_network
-from training.config import ConfigError
+from training.build import build_datamodule, build_network
+from training.config.checks import ConfigError
+from training.config.compose import compose
 
-MFN_NETS = ("MAGNet", "GaborNet", "FourierNet")
+# The kernel nets whose spectrum follows from their parameters: those that take a bound on it.
+MFN_NETS = sorted(name for name, net in KERNEL_NETS.items() if "max_frequency" in accepted_arguments(net))
+GABOR_NETS = sorted(name for name in MFN_NETS if "alpha" in accepted_arguments(KERNEL_NETS[name]))
+UNBOUNDED_NETS = sorted(set(KERNEL_NETS) - set(MFN_NETS))
 
 
 def spectrum_above(kernel_net: torch.nn.Module, taps: int, samples: int = 8193) -> float:
@@ -35,18 +38,19 @@ def spectrum_above(kernel_net: torch.nn.Module, taps: int, samples: int = 8193) 
     return float(power[:, cycles_per_unit > (taps - 1) / 4].sum() / power.sum())
 
 
-def layer(kernel_type: str, bandlimit: float | None, taps: int = 33, data_dim: int = 1, **kwargs) -> CKConv:
+def layer(kernel_type: str, bandlimit: float | None, taps: int = 33, data_dim: int = 1, omega_0: float = 50.0):
+    """A separable CKConv of ``kernel_type`` (with ``omega_0`` where the net takes one) and the bound ``bandlimit``."""
     torch.manual_seed(0)
+    takes_omega_0 = "omega_0" in accepted_arguments(KERNEL_NETS[kernel_type])
     return CKConv(
         4,
         4,
         data_dim,
         kernel_size=taps,
         kernel_type=kernel_type,
-        kernel_omega_0=kwargs.pop("kernel_omega_0", 50.0),
+        kernel_options={"omega_0": omega_0} if takes_omega_0 else {},
         kernel_bandlimit=bandlimit,
         separable=True,
-        **kwargs,
     ).double()
 
 
@@ -60,8 +64,8 @@ def test_grid_nyquist_is_pi_times_half_the_steps_and_infinite_for_one_tap():
 @pytest.mark.parametrize("kernel_type", MFN_NETS)
 def test_bandlimited_kernel_net_has_no_energy_above_the_training_nyquist_frequency(kernel_type):
     omega_0 = 200.0 if kernel_type == "FourierNet" else 50.0  # FourierNet's default scaling stays low otherwise
-    free = spectrum_above(layer(kernel_type, None, kernel_omega_0=omega_0).kernel_net, 33)
-    bounded = spectrum_above(layer(kernel_type, 1.0, kernel_omega_0=omega_0).kernel_net, 33)
+    free = spectrum_above(layer(kernel_type, None, omega_0=omega_0).kernel_net, 33)
+    bounded = spectrum_above(layer(kernel_type, 1.0, omega_0=omega_0).kernel_net, 33)
     # Measured: MAGNet/GaborNet 70% of the energy above it unbounded, 2e-7 bounded (a Gaussian envelope's spectrum
     # has tails: beyond the 2 standard deviations counted, 2.3% of each filter's spectrum, summed over four filters
     # whose products spread it further, is below the bound after all).
@@ -69,7 +73,7 @@ def test_bandlimited_kernel_net_has_no_energy_above_the_training_nyquist_frequen
     assert bounded < 1e-5
 
 
-@pytest.mark.parametrize("kernel_type", ["MAGNet", "GaborNet"])
+@pytest.mark.parametrize("kernel_type", GABOR_NETS)
 @pytest.mark.parametrize("data_dim", [1, 2])
 def test_every_gabor_filter_keeps_within_its_share_whatever_the_parameters(kernel_type, data_dim):
     torch.manual_seed(1)
@@ -133,7 +137,8 @@ def test_the_bound_draws_the_same_initial_parameters_and_saves_no_extra_state(cl
     def make(**extra):
         torch.manual_seed(3)
         # omega_0 100: frequencies above the 40-tap grid's Nyquist frequency, which the bound then lowers
-        return cls(3, 3, 1, input_size=(40,), kernel_type=kernel_type, kernel_omega_0=100.0, **extra).double()
+        options = {"omega_0": 100.0}
+        return cls(3, 3, 1, input_size=(40,), kernel_type=kernel_type, kernel_options=options, **extra).double()
 
     plain, off, on = make(), make(kernel_bandlimit=None), make(kernel_bandlimit=1.0)
     x = torch.randn(2, 3, 40, dtype=torch.float64)
@@ -159,7 +164,8 @@ def test_layers_and_kernel_nets_say_when_they_are_band_limited():
 # ---------------------------------------------------------------------------------------------- the mask's share
 def test_a_masked_layer_gives_half_of_the_bound_to_its_mask_and_half_to_its_kernel_net():
     torch.manual_seed(0)
-    conv = FlexConv(2, 2, 2, input_size=(33, 17), kernel_num_layers=3, kernel_bandlimit=1.0, mask_init_value=0.01)
+    narrow = {"mask_options": {"init_value": 0.01}}
+    conv = FlexConv(2, 2, 2, input_size=(33, 17), kernel_options={"num_layers": 3}, kernel_bandlimit=1.0, **narrow)
     nyquist = (16 * math.pi, 8 * math.pi)  # of 33 and 17 taps over [-1, 1]
     assert conv.max_frequency == pytest.approx(nyquist)
     assert conv.kernel_net.max_frequency == pytest.approx(tuple(f / 2 for f in nyquist))
@@ -170,7 +176,7 @@ def test_a_masked_layer_gives_half_of_the_bound_to_its_mask_and_half_to_its_kern
     torch.testing.assert_close(conv.mask.applied_width(), applied)
     # The crop follows the width applied (0.080 and 0.160): 0.01 alone would keep one tap per axis.
     assert conv.mask.cropped_kernel_size((33, 17)) == (5, 5)
-    unbounded = FlexConv(2, 2, 2, input_size=(33, 17), mask_init_value=0.01)
+    unbounded = FlexConv(2, 2, 2, input_size=(33, 17), **narrow)
     assert unbounded.mask.cropped_kernel_size((33, 17)) == (1, 1) and unbounded.mask.min_width is None
     unmasked = CKConv(2, 2, 2, input_size=(33, 17), kernel_bandlimit=1.0)
     assert unmasked.kernel_net.max_frequency == pytest.approx(nyquist)  # no mask: the kernel net has it all
@@ -182,7 +188,8 @@ def test_a_narrow_mask_is_band_limited_with_its_layer():
 
     def above(bandlimit):
         torch.manual_seed(0)
-        conv = FlexConv(1, 1, 1, input_size=(33,), kernel_omega_0=1.0, kernel_bandlimit=bandlimit).double()
+        slow = {"omega_0": 1.0}
+        conv = FlexConv(1, 1, 1, input_size=(33,), kernel_options=slow, kernel_bandlimit=bandlimit).double()
         with torch.no_grad():
             conv.mask.width.fill_(0.004)
         conv.mask.dynamic_cropping = False  # the whole grid: the spectrum of the function, not of a crop
@@ -198,44 +205,63 @@ def test_a_narrow_mask_is_band_limited_with_its_layer():
 
 
 # ---------------------------------------------------------------------------------------------- refusals
-@pytest.mark.parametrize("value", [0, 0.0, -0.5, 1.5, True, "half"])
+@pytest.mark.parametrize("value", [0, 0.0, -0.5, 1.5, True, "half", math.nan])
 def test_bandlimit_outside_zero_one_is_refused_by_name(value):
-    with pytest.raises(InvalidArgument, match=r"^kernel_bandlimit must be a fraction in \(0, 1\]") as error:
+    with pytest.raises(InvalidArgument) as error:
         layer("MAGNet", value)
     assert error.value.argument == "kernel_bandlimit"
 
 
-@pytest.mark.parametrize("kernel_type", ["SIREN", "MLP"])
-def test_bandlimit_needs_a_kernel_net_whose_spectrum_follows_from_its_parameters(kernel_type):
-    with pytest.raises(InvalidArgument, match=r"MAGNet, GaborNet, FourierNet\), got kernel_type=") as error:
+def test_a_bandlimit_of_one_is_the_whole_band():
+    assert layer("MAGNet", 1).kernel_net.max_frequency == pytest.approx((grid_nyquist(33),))
+
+
+@pytest.mark.parametrize("kernel_type", UNBOUNDED_NETS)
+def test_bandlimit_needs_a_kernel_net_that_takes_max_frequency(kernel_type):
+    # Read from the signature: a net that takes no max_frequency cannot be bounded (SIREN and MLP today).
+    assert "max_frequency" not in accepted_arguments(KERNEL_NETS[kernel_type])
+    with pytest.raises(InvalidArgument) as error:
         layer(kernel_type, 1.0)
     assert error.value.argument == "kernel_bandlimit"
-    assert not KERNEL_NETS[kernel_type].analytic_spectrum
-    assert all(net.analytic_spectrum for net in (MAGNet, GaborNet, FourierNet))
+    assert layer(kernel_type, None).kernel_bandlimit is None  # unbounded, it builds
 
 
-def test_max_frequency_of_a_kernel_net_must_be_positive_per_axis():
-    with pytest.raises(InvalidArgument, match=r"^max_frequency must be a number > 0 or 2 of them"):
-        MAGNet(2, 3, max_frequency=(1.0, 0.0))
+def test_every_net_that_takes_max_frequency_is_bounded_by_the_layer():
+    assert MFN_NETS and UNBOUNDED_NETS
+    for kernel_type in MFN_NETS:
+        assert layer(kernel_type, 0.5).kernel_net.max_frequency == pytest.approx((0.5 * grid_nyquist(33),))
+        assert layer(kernel_type, None).kernel_net.max_frequency is None
+
+
+@pytest.mark.parametrize("max_frequency", [(1.0, 0.0), (1.0, -2.0), (1.0, 2.0, 3.0), 0.0])
+def test_max_frequency_of_a_kernel_net_must_be_positive_per_axis(max_frequency):
+    with pytest.raises(InvalidArgument) as error:
+        MAGNet(2, 3, max_frequency=max_frequency)
+    assert error.value.argument == "max_frequency"
+
+
+def test_max_frequency_is_set_by_the_layer_not_by_kernel_options():
+    with pytest.raises(InvalidArgument) as error:
+        CKConv(1, 1, 1, kernel_size=9, kernel_options={"max_frequency": 10.0})
+    assert error.value.argument == "kernel_options.max_frequency"
+
+
+def mnist1d_network(*overrides: str) -> CCNN:
+    cfg = compose(["net.no_hidden=8", "net.no_blocks=1", "kernel.no_hidden=8", *overrides])
+    return build_network(cfg, build_datamodule(cfg).meta)
 
 
 @pytest.mark.parametrize("value", ["2.0", "0"])
 def test_the_flag_names_itself_in_the_error(value):
-    cfg = compose([f"kernel.bandlimit={value}"])
-    with pytest.raises(ConfigError, match=r"^kernel\.bandlimit must be a fraction in \(0, 1\]"):
-        build_network(cfg, _mnist1d_meta())
+    with pytest.raises(ConfigError) as error:
+        mnist1d_network(f"kernel.bandlimit={value}")
+    assert error.value.flag == "kernel.bandlimit"
 
 
 def test_the_flag_reaches_every_conv_layer_of_the_network():
-    net = build_network(compose(["kernel.bandlimit=0.5"]), _mnist1d_meta())
-    layers = [m for m in net.modules() if isinstance(m, CKConv)]
+    layers = [m for m in mnist1d_network("kernel.bandlimit=0.5").modules() if isinstance(m, CKConv)]
     assert layers and all(m.kernel_bandlimit == 0.5 for m in layers)
-
-
-def _mnist1d_meta():
-    from datamodules.base import DataMeta
-
-    return DataMeta(data_dim=1, in_channels=1, num_classes=10, size=(40,))
+    assert all(m.kernel_net.max_frequency == pytest.approx((0.25 * grid_nyquist(40),)) for m in layers)  # masked
 
 
 # ---------------------------------------------------------------------------------------------- a network at 2x
@@ -253,10 +279,9 @@ def band_limited_input(m: int, data_dim: int) -> torch.Tensor:
 def relative_logit_change(bandlimit: float | None, data_dim: int, n: int, seed: int, crop: bool = True) -> float:
     torch.manual_seed(seed)
     options = {
-        "kernel_omega_0": 10.0,
+        "kernel_options": {"omega_0": 10.0},
         "kernel_bandlimit": bandlimit,
-        "mask_init_value": 0.3,
-        "mask_dynamic_cropping": crop,
+        "mask_options": {"init_value": 0.3, "dynamic_cropping": crop},
     }
     net = CCNN(2, 10, data_dim, (n,) * data_dim, hidden_channels=16, num_blocks=2, conv_options=options)
     net = net.double().eval()

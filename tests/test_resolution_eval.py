@@ -15,7 +15,7 @@ import models.module
 from tests.conftest import TINY, compose
 from training.build import build_datamodule
 from training.config import ConfigError
-from training.resolution import check_resolutions, requested_resolutions, resolutions_table
+from training.evaluation.resolution import check_resolutions, requested_resolutions, resolutions_table
 from training.run import plan_run, train
 
 

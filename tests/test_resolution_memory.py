@@ -17,7 +17,7 @@ import training.resolution_memory as memory
 from tests.conftest import REPO, TINY, compose, main_env
 from training.build import build_datamodule, build_module
 from training.config import ConfigError
-from training.run import train
+from training.run.execute import train
 
 # TINY without its kernel-net flags, which discrete conv.types refuse.
 DISCRETE_TINY = [flag for flag in TINY if not flag.startswith("kernel.")]
@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 from tests.conftest import compose
 from training.build import build_datamodule, build_module
-from training.resolution import config_at
-from training.resolution_memory import data_bytes, network_bytes
+from training.evaluation.resolution import config_at
+from training.evaluation.memory import data_bytes, network_bytes
 
 def status(key):
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":"))
@@ -52,7 +52,7 @@ for name, value, batch, flags in json.loads(sys.argv[1]):
     datamodule = build_datamodule(cfg)
     other = build_datamodule(config_at(cfg, datamodule.resolution_option, value))
     if batch == 0:  # the data
-        from training.allocator import keep_freed_memory
+        from training.run.allocator import keep_freed_memory
         import mnist1d.data  # noqa: F401  (the import is not the data)
         keep_freed_memory()  # the allocator of a run
         results[name] = (data_bytes(other), peak_of(lambda: (other.prepare_data(), other.setup())))

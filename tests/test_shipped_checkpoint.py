@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
-from tests.conftest import REPO, compose
-from training.run import train
-
-SHIPPED = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
+from tests.conftest import SHIPPED, compose
+from training.run.execute import train
 
 
 def test_shipped_checkpoint_is_small_and_carries_its_config_and_metrics():
@@ -34,6 +34,8 @@ def test_shipped_checkpoint_reproduces_its_test_accuracy_in_test_only_mode(data_
     assert metrics["test/acc"] == recorded["test/acc"]
     assert metrics["val/acc"] == recorded["val/acc"]
     assert "val/acc_best" not in metrics  # the best accuracy of the run that wrote it is not this evaluation's
+    written = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert written["test/acc"] == recorded["test/acc"] and "val/acc_best" not in written
 
 
 def test_plot_kernels_cli_draws_every_layer_of_a_checkpoint(tmp_path):

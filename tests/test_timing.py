@@ -1,8 +1,10 @@
-"""Time and memory as metrics (training/timing.py) and the epoch line that shows them (training/callbacks.py)."""
+"""Time and memory as metrics, the epoch line that shows them (training/callbacks/epochs.py) and the run's totals,
+Lightning's Timer's."""
 
 from __future__ import annotations
 
 import csv
+import json
 import mmap
 import re
 import time
@@ -12,14 +14,11 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
-from pytorch_lightning.trainer.states import TrainerFn
 
-from tests.conftest import TINY, compose
-from tests.test_trust import main_py
-from training import timing
-from training.run import build_trainer, plan_run
-from training.timing import RunTimer, duration, reset_rss_peak, rss_peak_mib
+from tests.conftest import TINY, compose, run_main
+from training.callbacks import epochs
+from training.callbacks.epochs import EpochClock, duration, reset_rss_peak, rss_peak_mib, run_times, times_line
+from training.run.execute import build_trainer, check
 
 
 def _csv_rows(run: Path) -> list[dict[str, str]]:
@@ -49,10 +48,10 @@ def test_the_logged_throughput_is_the_epochs_training_examples_over_its_training
     # 1,900 training examples: epochs of about 0.4 s, against which the clocks' gap stays small on a loaded machine.
     flags = [*TINY, "dataset.params.num_samples=2500", "train.epochs=2", f"dataset.data_dir={data_dir}"]
     cfg = compose([*flags, f"train.output_dir={tmp_path / 'run'}"])
-    plan = plan_run(cfg)
-    trainer = build_trainer(plan, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    plan, folder = check(cfg)
+    trainer = build_trainer(plan, folder)
     clock = _OwnClock()
-    trainer.callbacks.append(clock)  # type: ignore[attr-defined]  # after the RunTimer: its readings follow the timer's
+    trainer.callbacks.append(clock)  # type: ignore[attr-defined]  # after the EpochClock: its readings follow it
     trainer.fit(plan.module, datamodule=plan.datamodule)
 
     # The training loader drops the last incomplete batch: whole batches of train.batch_size only.
@@ -80,21 +79,20 @@ class _Clock:
 def test_each_second_of_an_epoch_is_counted_in_its_part(monkeypatch):
     logged: dict[str, float] = {}
     module = SimpleNamespace(device=torch.device("cpu"), log_dict=lambda values, **_: logged.update(values))
-    trainer = SimpleNamespace(current_epoch=0, world_size=2, state=SimpleNamespace(fn=TrainerFn.FITTING))
+    trainer = SimpleNamespace(
+        current_epoch=0, max_epochs=3, world_size=2, is_global_zero=True, callback_metrics={}, state=None
+    )
     batch = (torch.zeros(10, 3), torch.zeros(10))
-    # created 0 | epoch 10 | step 11-13 | step 13.5-16 | validation 16.5-17.5 | epoch end 18 | test 19-21 | summary 22
-    monkeypatch.setattr(timing.time, "perf_counter", _Clock([0, 10, 11, 13, 13.5, 16, 16.5, 17.5, 18, 19, 21, 22, 22]))
-    timer = RunTimer()
-    timer.on_train_epoch_start(trainer, module)
+    # epoch 10 | step 11-13 | step 13.5-16 | validation 16.5-17.5 | epoch end 18
+    monkeypatch.setattr(epochs.time, "perf_counter", _Clock([10, 11, 13, 13.5, 16, 16.5, 17.5, 18]))
+    clock = EpochClock()
+    clock.on_train_epoch_start(trainer, module)
     for _ in range(2):
-        timer.on_train_batch_start(trainer, module, batch, 0)
-        timer.on_train_batch_end(trainer, module, None, batch, 0)
-    timer.on_validation_start(trainer, module)
-    timer.on_validation_end(trainer, module)
-    timer.on_train_epoch_end(trainer, module)
-    trainer.state.fn = TrainerFn.TESTING
-    timer.on_test_start(trainer, module)
-    timer.on_test_end(trainer, module)
+        clock.on_train_batch_start(trainer, module, batch, 0)
+        clock.on_train_batch_end(trainer, module, None, batch, 0)
+    clock.on_validation_start(trainer, module)
+    clock.on_validation_end(trainer, module)
+    clock.on_train_epoch_end(trainer, module)
 
     assert logged == {
         "time/epoch_s": 8.0,
@@ -104,54 +102,28 @@ def test_each_second_of_an_epoch_is_counted_in_its_part(monkeypatch):
         "time/samples_per_s": 2 * 20 / 6.0,  # two processes of 20 examples in 1.5 + 4.5 s
         "memory/rss_peak_mib": pytest.approx(rss_peak_mib(), rel=0.5),
     }
-    assert timer.totals() == {
-        "time/total_s": 22.0,
-        "time/data_total_s": 1.5,
-        "time/compute_total_s": 4.5,
-        "time/val_total_s": 1.0,
-        "time/eval_total_s": 2.0,
-        "time/other_total_s": 13.0,
-    }
-    assert timer.summary() == (
-        "time: 22.0s in all: training compute 4.5s (20%), data loading 1.5s (7%), validation 1.0s (5%), "
-        "final evaluation 2.0s (9%), other 13.0s (59%); slowest: training compute"
-    )
+    assert clock.totals == {"data": 1.5, "compute": 4.5}
+    # The time left after the first of three epochs: its 8 s, twice.
+    assert clock.epoch_line(trainer, clock.epochs[0]).endswith(f"| {duration(16.0)} left")
 
 
-def test_a_resumed_runs_totals_include_the_time_before_the_resume_and_say_so(monkeypatch):
-    module = SimpleNamespace(device=torch.device("cpu"), log_dict=lambda values, **_: None)
-    trainer = SimpleNamespace(current_epoch=0, world_size=1, state=SimpleNamespace(fn=TrainerFn.FITTING))
-    batch = (torch.zeros(10, 3), torch.zeros(10))
-    # First process: created 0 | epoch 1 | step 2-5 | validation 5-6 | epoch end 7 | checkpoint 7 (then killed)
-    monkeypatch.setattr(timing.time, "perf_counter", _Clock([0, 1, 2, 5, 5, 6, 7, 7]))
-    first = RunTimer()
-    first.on_train_epoch_start(trainer, module)
-    first.on_train_batch_start(trainer, module, batch, 0)
-    first.on_train_batch_end(trainer, module, None, batch, 0)
-    first.on_validation_start(trainer, module)
-    first.on_validation_end(trainer, module)
-    first.on_train_epoch_end(trainer, module)
-    saved = first.state_dict()  # what the checkpoint of that epoch holds
-    assert saved == {"total": 7.0, "data": 1.0, "compute": 3.0, "validation": 1.0, "evaluation": 0.0}
-
-    # The resumed process: created 100 | test 110-112 | summary 120
-    monkeypatch.setattr(timing.time, "perf_counter", _Clock([100, 110, 112, 120, 120, 130, 131]))
-    resumed = RunTimer()
-    resumed.load_state_dict(saved)
-    trainer.state.fn = TrainerFn.TESTING
-    resumed.on_test_start(trainer, module)
-    resumed.on_test_end(trainer, module)
-    assert resumed.totals() == {
-        "time/total_s": 27.0,  # 7 s before the resume and 20 s after it
+def test_a_resumed_runs_totals_include_the_time_before_the_resume():
+    first = EpochClock()
+    first.totals = {"data": 1.0, "compute": 3.0}
+    resumed = EpochClock()
+    resumed.load_state_dict(first.state_dict())  # what the checkpoint carries
+    assert resumed.totals == {"data": 1.0, "compute": 3.0}
+    timer = SimpleNamespace(time_elapsed=lambda stage: {"train": 10.0, "validate": 1.0, "test": 2.0}[stage])
+    times = run_times(timer, resumed)  # type: ignore[arg-type]
+    assert times == {
+        "time/train_total_s": 10.0,
         "time/data_total_s": 1.0,
         "time/compute_total_s": 3.0,
-        "time/val_total_s": 1.0,
-        "time/eval_total_s": 2.0,
-        "time/other_total_s": 20.0,
+        "time/eval_total_s": 3.0,
     }
-    assert resumed.summary().startswith("time: 27.0s in all, 7.0s of it before the run was resumed: training compute")
-    fresh = RunTimer()  # not resumed: created 130, summary 131
-    assert fresh.resumed_after == 0.0 and fresh.summary().startswith("time: 1.0s in all: training compute")
+    line = times_line(times)
+    assert line.startswith("time: 13.0s in all: training compute 3.0s (23%), data loading 1.0s (8%)")
+    assert line.endswith("slowest: validation and the rest of training")  # 10 - 3 - 1 = 6 s
 
 
 def test_the_rss_peak_is_reset_at_each_epoch_where_linux_allows_it():
@@ -176,7 +148,7 @@ def test_durations_read_as_seconds_minutes_or_hours():
 @pytest.mark.slow
 def test_the_console_shows_epoch_k_of_n_its_cost_the_time_left_and_the_runs_slowest_part(data_dir, tmp_path):
     run = tmp_path / "run"
-    result = main_py(*TINY, "train.epochs=3", f"dataset.data_dir={data_dir}", f"train.output_dir={run}", cwd=tmp_path)
+    result = run_main(*TINY, "train.epochs=3", f"dataset.data_dir={data_dir}", f"train.output_dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
     pattern = re.compile(
@@ -200,5 +172,9 @@ def test_the_console_shows_epoch_k_of_n_its_cost_the_time_left_and_the_runs_slow
     )
     summary = [line for line in result.stdout.splitlines() if line.startswith("time: ")]
     assert len(summary) == 1 and re.search(
-        r"; slowest: (training compute|data loading|validation|final evaluation)$", summary[0]
+        r"; slowest: (training compute|data loading|validation and the rest of training|final evaluation)$", summary[0]
+    )
+    results = json.loads((run / "results.json").read_text())
+    assert results["time/compute_total_s"] == pytest.approx(
+        sum(_epoch_metric(rows, "time/compute_s").values()), rel=1e-4
     )

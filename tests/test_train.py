@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import compose, main_py
-from training.run import train
+from tests.conftest import TINY, compose, main_py, run_main
+from training.run.execute import train
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -20,7 +21,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def accuracy_by_hand(cfg, checkpoint: Path, split: str, autocast: bool = False) -> float:
     """The accuracy of ``checkpoint`` on a split, computed without Lightning: rebuild, load, predict, count."""
     from training.build import build_datamodule, build_module
-    from training.checkpoints import load_weights
+    from training.run.checkpoints import load_weights
 
     datamodule = build_datamodule(cfg)
     datamodule.setup()
@@ -92,7 +93,7 @@ def test_resume_continues_from_the_saved_epoch_with_optimizer_state(tiny, tmp_pa
 
 def test_dry_run_prints_the_exact_parameter_count_without_data(tmp_path):
     missing = tmp_path / "no_data_here"
-    result = main_py(
+    result = run_main(
         "dataset.name=MNIST",
         "dataset.data_type=sequence",
         "net.type=ResNet",
@@ -112,29 +113,28 @@ def test_dry_run_prints_the_exact_parameter_count_without_data(tmp_path):
         "hooks_enabled=False",
         "train.dry_run=True",
         f"dataset.data_dir={missing}",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "parameters: 198769" in result.stdout
-    assert not missing.exists()
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing: no data, no run folder
 
 
 def test_main_py_trains_and_prints_final_test_accuracy(data_dir, tmp_path):
-    from tests.conftest import TINY
-
     flags = [*TINY, f"dataset.data_dir={data_dir}"]
-    result = main_py(*flags, f"train.output_dir={tmp_path}")
+    result = run_main(*flags, f"train.output_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     best = tmp_path / "checkpoints" / "best.ckpt"
     printed = final_metrics(result.stdout)
     assert printed["test/acc"] == pytest.approx(accuracy_by_hand(compose(flags), best, "test"), abs=1e-4)
     assert printed["val/acc"] == pytest.approx(accuracy_by_hand(compose(flags), best, "val"), abs=1e-4)
     assert list((tmp_path / "kernels").glob("epoch_*.png"))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["test/acc"] == pytest.approx(printed["test/acc"], abs=1e-4) and results["processes"] == 1
 
 
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_trains(data_dir, tmp_path):
-    from tests.conftest import TINY
-
     result = main_py(
         *TINY,
         "device=cpu",
@@ -144,7 +144,7 @@ def test_ddp_with_two_cpu_processes_trains(data_dir, tmp_path):
         f"train.output_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "distributed_backend=gloo" in result.stdout and "Starting with 2 processes" in result.stdout
+    assert json.loads((tmp_path / "results.json").read_text())["processes"] == 2
     assert "sync_dist=True" not in result.stderr  # every epoch-level metric is reduced across the processes
     # The two processes each test half of the split (padded to equal halves): the whole split's accuracy, within
     # the one padded example's weight.
@@ -153,16 +153,14 @@ def test_ddp_with_two_cpu_processes_trains(data_dir, tmp_path):
     assert final_metrics(result.stdout)["test/acc"] == pytest.approx(by_hand, abs=2 / 1000)
 
 
-@pytest.mark.slow
 def test_hydra_multirun_writes_separate_outputs(data_dir, tmp_path):
-    from tests.conftest import TINY
-
-    result = main_py("-m", *TINY, "seed=0,1", f"dataset.data_dir={data_dir}", f"hydra.sweep.dir={tmp_path}")
+    sweep = tmp_path / "sweep"
+    result = run_main("-m", *TINY, "seed=0,1", f"dataset.data_dir={data_dir}", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0", "1"):
-        assert (tmp_path / job / "config.yaml").is_file()
-        assert (tmp_path / job / "checkpoints" / "best.ckpt").is_file()
-    assert "seed: 1" in (tmp_path / "1" / "config.yaml").read_text()
+        assert (sweep / job / "config.yaml").is_file() and (sweep / job / "main.log").is_file()
+        assert (sweep / job / "checkpoints" / "best.ckpt").is_file()
+    assert "seed: 1" in (sweep / "1" / "config.yaml").read_text()
 
 
 def test_mixed_precision_trains_under_bf16_autocast_on_cpu(tiny, tmp_path):

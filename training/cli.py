@@ -27,11 +27,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from training.config.checks import check_config
 from training.config.flags import FLAGS, not_a_flag
+from training.config.resolvers import run_folder
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
     """The override lists of the jobs a multirun will run: the whole product of its sweeps for Hydra's basic
     sweeper; for another sweeper (Optuna), each value of each swept flag (both ends of an interval) with the others
     at their first, its search space (``hydra.sweeper.params``) included."""
-    overrides = list(config.hydra.overrides.task)
+    overrides: list[str] = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)  # type: ignore[assignment]
     parser = OverridesParser.create()
     on_command_line = {o.key_or_group for o in parser.parse_overrides(overrides)}
     params = config.hydra.sweeper.get("params") or {}
@@ -261,7 +262,9 @@ class CheckBeforeWriting(Callback):
                 label = f"job {number} [{' '.join(overrides)}]"
                 try:
                     job = compose(config.hydra.job.config_name, overrides=overrides, return_hydra_config=True)
-                    HydraConfig.instance().set_config(job)  # ${hydra:...} in a job's flags resolves as in the job
+                    with open_dict(job.hydra.job):
+                        job.hydra.job.num = number
+                    HydraConfig.instance().set_config(job)  # ${hydra:job.num} in a job's flags resolves as in the job
                     cfg = _run_config(job)
                     OmegaConf.resolve(cfg)
                     check_config(cfg)
@@ -271,8 +274,12 @@ class CheckBeforeWriting(Callback):
                     if exit_code(error) is None:
                         raise
                     raise RefusedError(f"{label}: {error}") from error
-                explicit = cfg.train.output_dir or cfg.train.resume
-                jobs.append((label, cfg, Path(job.hydra.sweep.dir, job.hydra.sweep.subdir) if explicit else None))
+                explicit = (
+                    cfg.train.output_dir or cfg.train.resume
+                )  # else a new folder of the sweep's: nothing to check
+                jobs.append(
+                    (label, cfg, Path(run_folder(cfg.train.output_dir, cfg.train.resume)) if explicit else None)
+                )
         finally:
             HydraConfig.instance().cfg = hydra_config
         folders = [cfg.train.output_dir for _, cfg, _ in jobs]

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 RECORD_NAME = "jobs.jsonl"
-exit_code = 0  # 2 when a job of the last multirun failed; main.py exits with it
+exit_code = 0  # 1 when a job of the last multirun failed while running; main.py exits with it
 
 
 def record_job(
@@ -86,4 +86,4 @@ class JobSummary(Callback):
         jobs = read_jobs(Path(config.hydra.sweep.dir) / RECORD_NAME, self._offset)
         if jobs:
             print("\n".join(summary_lines(jobs)), flush=True)
-        exit_code = 2 if any(job["failed"] for job in jobs) else 0
+        exit_code = 1 if any(job["failed"] for job in jobs) else 0

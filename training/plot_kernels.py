@@ -4,7 +4,8 @@ The network is rebuilt from the config stored in the checkpoint and the dataset'
 picture goes to ``outputs/kernels/<run>_<checkpoint>.png`` under the current folder (``outputs/`` is where runs write
 too, and git ignores it, so the command run from the repository leaves its tree clean) or to ``--out``, never into
 ``pretrained/``, whose files are the shipped checkpoints. Each layer's learned mask width and the taps its crop keeps
-are printed too. Errors print one line and exit with 2, as ``main.py`` does.
+are printed too. A picture is always a new file (an existing ``--out`` is refused). Errors print one line and exit
+with 2 (refused, nothing written) or 1 (a write that failed), as ``main.py`` does.
 """
 
 from __future__ import annotations
@@ -14,17 +15,10 @@ import sys
 from pathlib import Path
 
 from models.plot_kernels import continuous_layers, kernel_view, save_kernel_plot
-from training.build import build_datamodule, build_module
-from training.cli import EXIT_REFUSED, one_line
 from training.config.resolvers import run_folder_of_checkpoint
-from training.run.checkpoints import CheckpointError, load_weights, read_checkpoint
-from training.run.compat import upgraded_config
+from training.tools import OutputError, check_new_output, checkpoint_network, run_tool, write_new
 
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "pretrained"
-
-
-class OutputPathError(ValueError):
-    """The picture cannot be written where asked; the message names the path and another place."""
 
 
 DEFAULT_FOLDER = Path("outputs") / "kernels"  # under the current folder
@@ -44,7 +38,7 @@ def default_output(checkpoint: Path) -> Path:
 
 
 def check_output(out: Path, chosen: bool = True) -> None:
-    """Raise :class:`OutputPathError` for a path inside ``pretrained/`` (the shipped checkpoints, tracked by git).
+    """Raise :class:`OutputError` for a path inside ``pretrained/`` (the shipped checkpoints, tracked by git).
 
     Args:
         out: where the picture would go.
@@ -53,29 +47,24 @@ def check_output(out: Path, chosen: bool = True) -> None:
     if not out.resolve().is_relative_to(SHIPPED_CHECKPOINTS):
         return
     if chosen:
-        raise OutputPathError(
+        raise OutputError(
             f"--out {out} is inside {SHIPPED_CHECKPOINTS}, which holds the shipped checkpoints (tracked by git); "
             f"pass a path outside it, or drop --out (the picture then goes to {DEFAULT_FOLDER}/ under the current "
             "folder)."
         )
-    raise OutputPathError(
+    raise OutputError(
         f"the default picture {out} would be inside {SHIPPED_CHECKPOINTS}, which holds the shipped checkpoints "
         f"(tracked by git), because the current folder is in it; run the command from another folder (it writes "
         f"to {DEFAULT_FOLDER}/ there) or pass --out <a path outside {SHIPPED_CHECKPOINTS}>."
     )
 
 
-def main(argv: list[str] | None = None) -> Path:
-    """Draw the kernels of the checkpoint named in ``argv`` and return the PNG's path.
-
-    Raises:
-        CheckpointError: the checkpoint cannot be read or was not written by ``main.py``.
-        OutputPathError: ``--out`` is inside ``pretrained/``.
-    """
+def main(argv: list[str] | None = None) -> int:
+    """Draw the kernels of the checkpoint named in ``argv`` into a new PNG file; the exit code."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
     parser.add_argument(
-        "--out", type=Path, default=None, help=f"PNG path (default: ./{DEFAULT_FOLDER}/<run>_<checkpoint>.png)"
+        "--out", type=Path, default=None, help=f"a new PNG file (default: ./{DEFAULT_FOLDER}/<run>_<checkpoint>.png)"
     )
     parser.add_argument("--channels", type=int, default=4, help="kernel channels drawn per layer")
     args = parser.parse_args(argv)
@@ -83,26 +72,20 @@ def main(argv: list[str] | None = None) -> Path:
         parser.error(f"--channels must be at least 1, got {args.channels}")
     if args.out is not None and args.out.suffix.lower() != ".png":
         parser.error(f"--out {args.out} must name a .png file")  # matplotlib would add .png, or refuse the format
-    out = args.out or default_output(args.checkpoint)
-    check_output(out, chosen=args.out is not None)
-    checkpoint = read_checkpoint(args.checkpoint)
-    if "ccnn_config" not in checkpoint:
-        raise CheckpointError(
-            f"checkpoint {args.checkpoint} carries no config (ccnn_config); it was not written by main.py."
-        )
-    cfg = upgraded_config(checkpoint["ccnn_config"])
-    module = build_module(cfg, build_datamodule(cfg).meta)
-    load_weights(module, args.checkpoint)
-    for name, layer in continuous_layers(module.net):
-        print(f"{name}: mask {kernel_view(name, layer, max_channels=0).mask_summary()}")
-    save_kernel_plot(module.net, out, args.channels)
-    print(f"wrote {out}")
-    return out
+
+    def draw() -> int:
+        out = args.out or default_output(args.checkpoint)
+        check_output(out, chosen=args.out is not None)
+        check_new_output(out)
+        module, _ = checkpoint_network(args.checkpoint)
+        for name, layer in continuous_layers(module.net):
+            print(f"{name}: mask {kernel_view(name, layer, max_channels=0).mask_summary()}")
+        write_new(out, lambda path: save_kernel_plot(module.net, path, args.channels))
+        print(f"wrote {out}")
+        return 0
+
+    return run_tool(draw)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (CheckpointError, OutputPathError) as error:
-        print(one_line(error), file=sys.stderr)
-        sys.exit(EXIT_REFUSED)
+    sys.exit(main())

@@ -9,15 +9,14 @@ passed through the dataset's own evaluation transform (``torchvision.transforms.
 and flattening as its test split). The CSV holds
 ``file,predicted,prob_0,...,prob_<K-1>``. Only the image datasets (MNIST, CIFAR-10/100, STL-10) are supported.
 
-Exit codes: 0 done, 2 refused (one line naming the checkpoint, folder, file, ``--out`` or ``--device``; ``--out``
-and ``--device`` are checked before anything is read).
+Exit codes: 0 done, 2 refused (one line naming the checkpoint, folder, file, ``--out`` or ``--device``; ``--out``,
+which must be a new file, and ``--device`` are checked before anything is read), 1 a write that failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +28,9 @@ from torchvision.transforms import v2
 from datamodules import DataError
 from datamodules.vision import VisionDataModule
 from models.module import ClassificationModule
-from training.build import build_datamodule, build_module
 from training.callbacks.predictions import write_predictions_csv
-from training.cli import EXIT_REFUSED, one_line
 from training.config.checks import ConfigError
-from training.run.checkpoints import CheckpointError, load_weights, read_checkpoint
-from training.run.compat import upgraded_config
+from training.tools import check_new_output, checkpoint_network, run_tool, write_new
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -51,29 +47,6 @@ def image_files(folder: Path) -> list[Path]:
     if not files:
         raise DataError(f"{folder} holds no image file ({', '.join(IMAGE_SUFFIXES)}).")
     return files
-
-
-def check_output(out: Path) -> None:
-    """Make sure the CSV can be written at ``out`` (its folder is created), before any inference runs.
-
-    Raises:
-        ConfigError: naming ``--out`` and why not (a folder, or a place where no file can be created).
-    """
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; pass a file name, e.g. --out {out / 'predictions.csv'}.")
-    existing = out.parent
-    while not existing.exists() and existing != existing.parent:  # the folders write_predictions_csv would create
-        existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(f"{existing} is not a folder")
-        with tempfile.TemporaryFile(dir=existing):  # what the permission bits do not say (read-only mounts, /proc)
-            pass
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise ConfigError(
-            f"--out {out} cannot be written ({reason}); pass a path in a folder you can write to."
-        ) from error
 
 
 def check_device(name: str) -> torch.device:
@@ -106,24 +79,16 @@ def load_classifier(checkpoint_path: Path) -> tuple[ClassificationModule, Vision
     """The network of ``checkpoint_path`` in eval mode and the (unloaded) datamodule of its dataset.
 
     Raises:
-        CheckpointError: the checkpoint is unreadable or carries no config.
+        CheckpointError: the checkpoint is unreadable or stores no config.
         ConfigError: its dataset is not an image dataset.
     """
-    checkpoint = read_checkpoint(checkpoint_path)
-    if "ccnn_config" not in checkpoint:
-        raise CheckpointError(
-            f"checkpoint {checkpoint_path} carries no config (ccnn_config); it was not written by main.py."
-        )
-    cfg = upgraded_config(checkpoint["ccnn_config"])
-    datamodule = build_datamodule(cfg)  # reads nothing: the transform and metadata only
+    module, datamodule = checkpoint_network(checkpoint_path)
     if not isinstance(datamodule, VisionDataModule):
         raise ConfigError(
-            f"checkpoint {checkpoint_path} was trained on dataset.name={cfg.dataset.name}; training.predict reads "
-            "images for MNIST, CIFAR10, CIFAR100 and STL10 checkpoints only."
+            f"checkpoint {checkpoint_path} was trained on dataset {datamodule.name}; training.predict reads images "
+            "for MNIST, CIFAR10, CIFAR100 and STL10 checkpoints only."
         )
-    module = build_module(cfg, datamodule.meta)
-    load_weights(module, checkpoint_path)
-    return module.eval(), datamodule
+    return module, datamodule
 
 
 def read_image(path: Path, datamodule: VisionDataModule) -> Tensor:
@@ -164,22 +129,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
     parser.add_argument("folder", type=Path, help="a folder of image files")
-    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV path (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="a new CSV (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
     args = parser.parse_args(argv)
-    try:
-        check_output(args.out)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+
+    def predict() -> int:
+        check_new_output(args.out)
         device = check_device(args.device)
         files = image_files(args.folder)
         module, datamodule = load_classifier(args.checkpoint)
         predicted, probabilities = predict_folder(module.to(device), datamodule, files, args.batch_size)
-    except (CheckpointError, ConfigError, DataError) as error:
-        print(one_line(error), file=sys.stderr)
-        return EXIT_REFUSED
-    write_predictions_csv(args.out, "file", [p.name for p in files], None, predicted, probabilities)
-    print(f"wrote {args.out} ({len(files)} images)")
-    return 0
+        names = [p.name for p in files]
+        write_new(args.out, lambda path: write_predictions_csv(path, "file", names, None, predicted, probabilities))
+        print(f"wrote {args.out} ({len(files)} images)")
+        return 0
+
+    return run_tool(predict)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.utilities.model_summary import ModelSummary, get_human_readable_count
 
 log = logging.getLogger(__name__)
@@ -44,12 +42,3 @@ class ModelTable(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             log.info(model_table(pl_module, self.max_depth))
-
-
-class ProgressBar(RichProgressBar):
-    """Lightning's live progress bar without the logger's version (``v_num``, a column of no meaning here)."""
-
-    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)
-        metrics.pop("v_num", None)
-        return metrics

@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from argcheck import did_you_mean
 from argcheck.rules import rule_of
 from training.config import source
 from training.config.components import COMPONENTS, Component
-from training.config.flags import FLAGS, Flag, feeding, is_default, value
+from training.config.flags import FLAGS, Flag, feeding, is_default, not_a_flag, value
 from training.config.resolvers import run_folder_of_checkpoint
 
 
@@ -107,6 +107,23 @@ def check_component(cfg: DictConfig, component: Component) -> None:
         )
 
 
+def _names(cfg: DictConfig, prefix: str = "") -> list[str]:
+    names = []
+    for key in cfg:
+        name = f"{prefix}{key}"
+        value = OmegaConf.select(cfg, str(key), throw_on_missing=False)
+        names += _names(value, f"{name}.") if isinstance(value, DictConfig) and name not in FLAGS else [name]
+    return names
+
+
+def check_known_flags(cfg: DictConfig) -> None:
+    """Refuse a flag the schema does not declare: Hydra's ``+flag=value`` adds one even to a structured config, and
+    nothing would read it."""
+    for name in _names(cfg):
+        if name not in FLAGS:
+            raise ConfigError(not_a_flag(name), name)
+
+
 def check_flags(cfg: DictConfig) -> None:
     """Dead flags, choices and rules of each flag, then every component's flags."""
     for flag in FLAGS.values():
@@ -192,7 +209,14 @@ def check_between_flags(cfg: DictConfig) -> None:
             "train.resume",
         )
     if train.resume:
-        own = run_folder_of_checkpoint(Path(train.resume).expanduser().absolute())
+        given = Path(train.resume).expanduser().absolute()
+        if given.is_dir():
+            inside = next((c for c in (given / "checkpoints" / "last.ckpt", given / "last.ckpt") if c.is_file()), None)
+            example = f", e.g. train.resume={inside}" if inside else ""
+            raise ConfigError(
+                f"train.resume={train.resume} is a folder; pass the path of a .ckpt file{example}.", "train.resume"
+            )
+        own = run_folder_of_checkpoint(given)
         if own is None and not train.output_dir:
             raise ConfigError(
                 f"train.resume={train.resume} is not inside a run's checkpoints/ folder; also pass "
@@ -236,5 +260,6 @@ def check_between_flags(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError`, naming the flag, if ``cfg`` cannot describe a run. Imports no torch."""
+    check_known_flags(cfg)
     check_flags(cfg)
     check_between_flags(cfg)

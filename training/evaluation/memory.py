@@ -73,7 +73,7 @@ def conv_layers(net: nn.Module, size: Sequence[int]) -> Iterator[tuple[nn.Module
     current = tuple(size)
     yield net.conv1, current
     for child in net.blocks:
-        if isinstance(child, nn.modules.pooling._MaxPoolNd):
+        if isinstance(child, nn.MaxPool1d | nn.MaxPool2d | nn.MaxPool3d):
             pool = child.kernel_size if isinstance(child.kernel_size, int) else child.kernel_size[0]
             current = tuple(max(1, n // pool) for n in current)  # as models.ccnn tracks it
             continue

@@ -89,8 +89,6 @@ def _effective(flag: str, value: Any, config: DictConfig) -> Any:
     """The value a flag takes effect with, so that spellings of the same choice compare equal."""
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value)
-    if flag == "train.ema_warmup" and OmegaConf.select(config, "train.ema") is None:
-        return None  # no average, no warm-up of it
     if value is None and flag.startswith("dataset.params."):
         value = _dataset_default(OmegaConf.select(config, "dataset.name"), flag.rsplit(".", 1)[1])
     if flag == "net.block_width_factors":
@@ -105,8 +103,11 @@ def _effective(flag: str, value: Any, config: DictConfig) -> Any:
 def flag_differences(cfg: DictConfig, stored: Mapping[str, Any], flags: tuple[str, ...]) -> list[str]:
     """``flag=<value here> (checkpoint: <value there>)`` for each of ``flags`` whose values differ."""
     stored_cfg = upgraded_config(stored)
+    averaged = cfg.train.ema is not None and stored_cfg.train.ema is not None
     differences = []
     for flag in flags:
+        if flag == "train.ema_warmup" and not averaged:
+            continue  # no average (here or there), no warm-up of it: train.ema itself is compared
         here = OmegaConf.select(cfg, flag, default=None)
         there = OmegaConf.select(stored_cfg, flag, default=None)
         if _effective(flag, here, cfg) != _effective(flag, there, stored_cfg):

@@ -22,12 +22,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Timer
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, RichProgressBar, Timer
 
 from models.module import NonFiniteLossError
 from models.plot_kernels import KernelPlotCallback
 from training.build import arguments
-from training.callbacks.console import ModelTable, ProgressBar, model_table
+from training.callbacks.console import ModelTable, model_table
 from training.callbacks.epochs import EpochClock, run_times, times_line
 from training.callbacks.predictions import PredictionWriter
 from training.callbacks.run_state import ConfigInCheckpoint, GradNormLogger, RNGStateCallback, RunCheckpoint
@@ -75,9 +75,11 @@ def hydra_folder() -> Path | None:
 
 
 def folder_of(cfg: DictConfig) -> Path:
-    """Where the run writes: Hydra's folder, the first process's (for DDP's other processes), or the one
+    """Where the run writes: the first process's folder (for the processes DDP starts), Hydra's, or the one
     cfg/config.yaml would give Hydra (``training.config.resolvers``)."""
-    return hydra_folder() or Path(os.environ.get(RUN_DIR_ENV) or run_folder(cfg.train.output_dir, cfg.train.resume))
+    if not is_first_process() and os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    return hydra_folder() or Path(run_folder(cfg.train.output_dir, cfg.train.resume))
 
 
 @contextmanager
@@ -152,7 +154,7 @@ def build_trainer(plan: RunPlan, folder: Path) -> pl.Trainer:
         InterruptNotice(folder),
     ]
     if sys.stdout.isatty():  # a live bar in a terminal; logs and CI get one line per epoch
-        callbacks.append(ProgressBar())
+        callbacks.append(RichProgressBar())
     if cfg.train.track_grad_norm is not None:
         callbacks.append(GradNormLogger(float(cfg.train.track_grad_norm)))
     if plan.ema is not None:
@@ -213,11 +215,11 @@ def _check_trained(plan: RunPlan, trainer: pl.Trainer) -> None:
 
 def _fit_and_evaluate(plan: RunPlan, folder: Path) -> dict[str, Any]:
     cfg, module, datamodule = plan.cfg, plan.module, plan.datamodule
-    os.environ[RUN_DIR_ENV] = str(folder)  # processes that Lightning starts for DDP write into the same folder
     if cfg.train.compile:
         module.net.compile()  # in place: the state_dict keys stay those of the eager network
     trainer = build_trainer(plan, folder)
     metrics: dict[str, Any] = {"parameters": float(plan.parameters), "run_folder": str(folder)}
+    metrics["processes"] = float(trainer.world_size)
     if cfg.test.before_train:
         before = _metrics(trainer.test(module, datamodule=datamodule, verbose=False))
         metrics |= {f"before_train/{k}": v for k, v in before.items()}
@@ -286,6 +288,7 @@ def execute(plan: RunPlan, folder: Path) -> dict[str, Any]:
         return _fit_and_evaluate(plan, folder)
     lock = RunLock(folder)
     lock.acquire(resuming=plan.resume is not None)
+    os.environ[RUN_DIR_ENV] = str(folder)  # the processes that Lightning starts for DDP write into the same folder
     try:
         remove_stale_temporaries(folder / "checkpoints")  # left by a run killed while writing a checkpoint
         if plan.resume is None or not (folder / "config.yaml").is_file():
@@ -295,7 +298,10 @@ def execute(plan: RunPlan, folder: Path) -> dict[str, Any]:
         metrics = _fit_and_evaluate(plan, folder)
         _write_results(folder, metrics)
         return metrics
+    except OSError as error:  # a full disk or a read-only folder while writing what is not a checkpoint
+        raise RunFailedError(f"could not write into {folder}: {error.strerror or error}.") from error
     finally:
+        os.environ.pop(RUN_DIR_ENV, None)
         lock.release()
 
 
@@ -307,6 +313,13 @@ def prepare(cfg: DictConfig, folder: Path | None = None) -> tuple[RunPlan, Path]
         torch.use_deterministic_algorithms(True, warn_only=True)
     folder = folder or folder_of(cfg)
     return plan_run(cfg, folder), folder
+
+
+def check(cfg: DictConfig, folder: Path | None = None) -> tuple[RunPlan, Path]:
+    """Every check ``main.py`` makes before it writes (the flags first, without torch), for code that runs a config
+    itself (tools that run several): the checked plan and the run folder, for :func:`train`."""
+    check_config(cfg)
+    return prepare(cfg, folder)
 
 
 def dry_run(plan: RunPlan) -> dict[str, float]:
@@ -331,10 +344,7 @@ def train(cfg: DictConfig, prepared: tuple[RunPlan, Path] | None = None) -> dict
         ConfigError, DataError, CheckpointError, RunFolderError: before anything is written (see ``plan_run``).
         NonFiniteLossError, CheckpointSaveError, RunFailedError: while running.
     """
-    if prepared is None:
-        check_config(cfg)
-        prepared = prepare(cfg)
-    plan, folder = prepared
+    plan, folder = prepared or check(cfg)
     if cfg.train.dry_run:
         return dry_run(plan)
     with run_log(folder):

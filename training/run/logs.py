@@ -27,15 +27,17 @@ from training.config.checks import ConfigError
 
 
 class ConsoleHandler(logging.StreamHandler):
-    """A log handler that writes to ``sys.stdout`` as it is when a record comes (a live progress bar replaces it
-    with a stream that prints above the bar), not as it was when logging was configured."""
+    """A log handler for the console: warnings and errors to ``sys.stderr``, the rest to ``sys.stdout``, each as it
+    is when a record comes (a live progress bar replaces ``sys.stdout`` with a stream that prints above the bar), not
+    as it was when logging was configured."""
 
     def __init__(self) -> None:
         super().__init__(sys.stdout)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.stream is not sys.stdout:
-            self.setStream(sys.stdout)
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        if self.stream is not stream:
+            self.setStream(stream)
         super().emit(record)
 
 
@@ -72,7 +74,7 @@ class AppendingCSVLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        row = {key: float(value) for key, value in metrics.items()}
+        row = {key: value.item() if hasattr(value, "item") else value for key, value in metrics.items()}
         self.rows.append({**row, "step": step if step is not None else len(self.rows)})
 
     @rank_zero_only

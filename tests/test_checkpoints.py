@@ -1,0 +1,50 @@
+"""Checkpoints that cannot be used are refused naming the file, whatever is wrong with them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import SHIPPED, compose
+from training.run.checkpoints import CheckpointError, read_checkpoint
+from training.run.execute import train
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, None])
+def test_truncated_or_foreign_checkpoints_are_refused_naming_the_file(tiny, tmp_path, content):
+    path = tmp_path / "model.ckpt"
+    if content is None:
+        torch.save({"weights": torch.zeros(3)}, path)  # a PyTorch file, not a checkpoint of ours
+    else:
+        path.write_bytes(content)
+    for flag in ("pretrained.filename", "train.resume"):
+        extra = ["train.do=False", "pretrained.load=True"] if flag == "pretrained.filename" else []
+        with pytest.raises(CheckpointError) as refused:
+            train(compose([*tiny, *extra, f"{flag}={path}"]))
+        assert str(path) in str(refused.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_checkpoint_is_refused_naming_the_path(tiny, tmp_path):
+    missing = tmp_path / "nothing.ckpt"
+    with pytest.raises(CheckpointError) as refused:
+        train(compose([*tiny, "train.do=False", "pretrained.load=True", f"pretrained.filename={missing}"]))
+    assert str(missing) in str(refused.value)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.53, 0.7, 0.9, 0.99])
+def test_a_checkpoint_cut_anywhere_is_refused_as_truncated(tmp_path, fraction):
+    # Cut inside a tensor record, torch's zip reader fails with OSError (Errno 22), which escaped as a traceback.
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(SHIPPED.read_bytes()[: int(fraction * SHIPPED.stat().st_size)])
+    with pytest.raises(CheckpointError) as refused:
+        read_checkpoint(cut)
+    assert str(cut) in str(refused.value)
+
+
+def test_a_checkpoint_whose_state_dict_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "odd.ckpt"
+    torch.save({"state_dict": 5}, path)
+    with pytest.raises(CheckpointError) as refused:
+        read_checkpoint(path)
+    assert str(path) in str(refused.value)
