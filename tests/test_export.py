@@ -152,3 +152,13 @@ def test_the_command_refuses_a_file_that_is_not_a_checkpoint_with_exit_code_2(tm
     assert done.returncode == EXIT_REFUSED
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and str(tmp_path) in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.ckpt"]
+
+
+@pytest.mark.slow
+def test_the_latency_benchmark_times_every_path_of_the_shipped_model():
+    from bench.latency import Repeats, run
+
+    table = run(quick=True, batches=(1,), repeats=Repeats(0.05, 1, 1))
+    (row,) = table.rows
+    for column in ("eval", "materialised", "ONNX Runtime"):
+        assert row[table.columns.index(column)] > 0

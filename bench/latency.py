@@ -1,0 +1,150 @@
+"""Inference latency: the training-time network, its materialised copy, ONNX Runtime and streaming, on CPU.
+
+Run ``python -m bench.latency [--quick] [--markdown] [--threads 2]``. For each network (the default MNIST-1D model,
+as shipped in ``pretrained/mnist1d_ccnn/model.ckpt``, and the sMNIST and CIFAR-10 CCNN-4,140 presets, built from
+their configs with their initial weights: no trained checkpoint of them ships) it reports the median milliseconds of
+one forward pass, in eval mode under ``torch.no_grad``, at batch 1 and batch 64, of:
+
+- ``eval``: the network as it trains and evaluates today (every kernel sampled from its kernel net at every pass);
+- ``materialised``: ``models.materialize.materialize(net, size)`` (fixed kernels, batch norms folded, FFT or direct
+  as the layer picks);
+- ``ONNX Runtime``: the file ``python -m training.export --format onnx`` writes (direct convolutions), run by
+  ONNX Runtime's CPU provider with its default threads;
+- ``streaming / sample``: for causal 1D networks, ``models.streaming.StreamingCCNN`` fed one sample at a time: the
+  time of one step (a whole sequence streamed, divided by its length).
+
+Inputs are random, of each task's shape. Kernel sizes follow the masks: the presets' initial masks crop sMNIST's
+784-tap kernels to about 60 taps and leave CIFAR-10's 33x33 whole (widths 0.075 and 0.75); trained masks differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from bench.timing import Table, add_setup_flags, apply_setup_flags, machine_description, measure, render
+from models.ccnn import CCNN
+from models.materialize import materialize
+from models.streaming import StreamingCCNN
+
+SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "mnist1d_ccnn" / "model.ckpt"
+CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Repeats:
+    target_s: float = 3.0
+    min_repeats: int = 3
+    max_repeats: int = 30
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    net: CCNN
+    size: tuple[int, ...]
+    in_channels: int
+
+
+def shipped_case() -> Case:
+    from training.export import load_checkpoint
+
+    loaded = load_checkpoint(SHIPPED)
+    meta = loaded.datamodule.meta
+    return Case("default (MNIST-1D, shipped checkpoint)", loaded.net, tuple(meta.size), meta.in_channels)
+
+
+def preset_case(task: str, variant: str, label: str) -> Case:
+    from bench.network import build_case
+
+    torch.manual_seed(0)
+    module, meta = build_case(task, variant)
+    return Case(label, module.net.eval(), tuple(meta.size), meta.in_channels)
+
+
+def cases(quick: bool) -> list[Case]:
+    if quick:
+        return [shipped_case()]
+    return [
+        shipped_case(),
+        preset_case("smnist", "ccnn_4_140", "sMNIST CCNN-4,140 (causal, 784)"),
+        preset_case("cifar10", "ccnn_4_140", "CIFAR-10 CCNN-4,140 (32x32)"),
+    ]
+
+
+def onnx_runner(net: CCNN, size: tuple[int, ...], folder: Path) -> Callable[[Tensor], object]:
+    import onnxruntime
+
+    from training.export import write_onnx
+
+    path = folder / "model.onnx"
+    write_onnx(net, size, path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(["logits"], {"input": x.numpy()})
+
+
+def streaming_step_ms(net: CCNN, size: tuple[int, ...], x: Tensor, repeats: int) -> float:
+    """Milliseconds per sample of streaming ``x`` one sample at a time (median over whole sequences)."""
+    import statistics
+    import time
+
+    streaming = StreamingCCNN(net, size[0])
+    times = []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        streaming.reset()
+        start = time.perf_counter()
+        for t in range(size[0]):
+            streaming.step(x[..., t : t + 1])
+        times.append((time.perf_counter() - start) / size[0])
+    return 1e3 * statistics.median(times[1:])
+
+
+def median_ms(forward: Callable[[Tensor], object], x: Tensor, repeats: Repeats) -> float:
+    ms = measure(functools.partial(forward, x), CPU, repeats, memory=False).ms
+    assert ms is not None
+    return ms
+
+
+def run(quick: bool = False, batches: Sequence[int] = (1, 64), repeats: Repeats | None = None) -> Table:
+    repeats = repeats or (Repeats(0.5, 2, 5) if quick else Repeats())
+    table = Table(
+        title="Inference latency (median ms per forward pass, CPU, eval mode, no_grad)",
+        columns=["network", "batch", "eval", "materialised", "speed-up", "ONNX Runtime", "streaming / sample"],
+    )
+    with tempfile.TemporaryDirectory() as folder, torch.no_grad():
+        for case in cases(quick):
+            net = case.net.eval()
+            fixed = materialize(net, case.size)
+            ort = onnx_runner(net, case.size, Path(folder))
+            causal = case.net.data_dim == 1 and getattr(case.net.conv1, "causal", False)
+            for batch in batches:
+                x = torch.randn(batch, case.in_channels, *case.size, generator=torch.Generator().manual_seed(0))
+                eval_ms, fixed_ms, ort_ms = (median_ms(forward, x, repeats) for forward in (net, fixed, ort))
+                stream_ms = streaming_step_ms(net, case.size, x, 1 if quick else 3) if causal else float("nan")
+                table.rows.append(
+                    [case.name, batch, eval_ms, fixed_ms, f"{eval_ms / fixed_ms:.2f}x", ort_ms, stream_ms]
+                )
+    table.notes.append(f"Machine: {machine_description(CPU)}.")
+    table.notes.append("streaming / sample: one step of a sequence fed one sample at a time (causal 1D networks).")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the shipped model only, few repeats (a smoke test)")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    add_setup_flags(parser)
+    args = parser.parse_args(argv)
+    apply_setup_flags(args)
+    print(render(run(quick=args.quick), args.markdown))
+
+
+if __name__ == "__main__":
+    main()
