@@ -13,6 +13,10 @@ one forward pass, in eval mode under ``torch.no_grad``, at batch 1 and batch 64,
 - ``streaming / sample``: for causal 1D networks, ``models.streaming.StreamingCCNN`` fed one sample at a time: the
   time of one step (a whole sequence streamed, divided by its length).
 
+A second table times the shipped model's evaluation of its whole test split as ``main.py`` runs it today and
+through ``models.materialize.MaterializedEvaluation`` (what the evaluation path would call), and compares their
+predictions.
+
 Inputs are random, of each task's shape. Kernel sizes follow the masks: the presets' initial masks crop sMNIST's
 784-tap kernels to about 60 taps and leave CIFAR-10's 33x33 whole (widths 0.075 and 0.75); trained masks differ.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import statistics
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,7 +97,6 @@ def onnx_runner(net: CCNN, size: tuple[int, ...], folder: Path) -> Callable[[Ten
 
 def streaming_step_ms(net: CCNN, size: tuple[int, ...], x: Tensor, repeats: int) -> float:
     """Milliseconds per sample of streaming ``x`` one sample at a time (median over whole sequences)."""
-    import statistics
     import time
 
     streaming = StreamingCCNN(net, size[0])
@@ -136,14 +140,53 @@ def run(quick: bool = False, batches: Sequence[int] = (1, 64), repeats: Repeats 
     return table
 
 
+def evaluation(data_dir: Path | None = None) -> Table:
+    """The shipped model's evaluation of its whole MNIST-1D test split, in the run's test batches, as ``main.py``
+    evaluates today (kernels sampled at every batch) and through ``models.materialize.MaterializedEvaluation``
+    (kernels sampled once), with the predictions compared."""
+    import time
+
+    from models.materialize import MaterializedEvaluation
+    from training.export import check_inputs, load_checkpoint
+
+    loaded = load_checkpoint(SHIPPED, data_dir)
+    check_inputs(loaded, tuple(loaded.datamodule.meta.size))  # reads the data
+    data, batch = loaded.datamodule.test_set, loaded.datamodule.test_batch_size
+    assert data is not None
+    x = torch.stack([data[i][0] for i in range(len(data))])  # type: ignore[arg-type]
+    net, materialised = loaded.net, MaterializedEvaluation(loaded.net)
+    table = Table(
+        title=f"Evaluating the shipped model on its {len(x)} test examples (batches of {batch}), CPU",
+        columns=["path", "seconds (median of 5)", "speed-up", "same predictions"],
+    )
+    reference = None
+    for name, forward in (("today (kernels sampled per batch)", net), ("MaterializedEvaluation", materialised)):
+        times, predictions = [], None
+        for _ in range(6):  # the first is a warm-up (and, materialised, builds the copy: counted in the others)
+            materialised.clear()
+            start = time.perf_counter()
+            with torch.inference_mode():
+                predictions = torch.cat([forward(part).argmax(-1) for part in torch.split(x, batch)])
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times[1:])
+        reference = reference if reference is not None else (seconds, predictions)
+        same = bool(torch.equal(predictions, reference[1]))
+        table.rows.append([name, seconds, f"{reference[0] / seconds:.2f}x", "yes" if same else "NO"])
+    table.notes.append(f"Machine: {machine_description(CPU)}.")
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the shipped model only, few repeats (a smoke test)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where MNIST-1D is cached (default: data/)")
     add_setup_flags(parser)
     args = parser.parse_args(argv)
     apply_setup_flags(args)
     print(render(run(quick=args.quick), args.markdown))
+    if not args.quick:
+        print(render(evaluation(args.data_dir), args.markdown))
 
 
 if __name__ == "__main__":

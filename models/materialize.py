@@ -208,13 +208,16 @@ class MaterializedEvaluation:
     evaluation); the copies are then built again from the weights in place. Not a ``nn.Module``: as an attribute
     of one, it adds nothing to its ``state_dict``.
 
+    Works under ``torch.inference_mode`` (Lightning's evaluation loops) and ``torch.no_grad``; the copies are plain
+    eager modules, also for a network wrapped by ``torch.compile`` (its original module is materialised).
+
     Args:
         net: the network evaluated (not copied: its weights are read when a copy is built).
         fold_batchnorm: see :func:`materialize`.
     """
 
     def __init__(self, net: CCNN, *, fold_batchnorm: bool = True) -> None:
-        self.net = net
+        self.net: CCNN = getattr(net, "_orig_mod", net)  # torch.compile's wrapper keeps the module there
         self.fold_batchnorm = fold_batchnorm
         self._copies: dict[tuple[int, ...], CCNN] = {}
 

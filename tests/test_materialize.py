@@ -174,6 +174,13 @@ def test_materialised_evaluation_reuses_one_copy_per_size_until_cleared():
     assert "_copies" not in dict(net.named_children())
 
 
+def test_materialised_evaluation_works_in_lightnings_inference_mode():
+    net = make_network(2, False, "SeparableFlexConv")
+    x = torch.randn(2, 2, *SIZES[2])
+    with torch.inference_mode():
+        assert relative_error(MaterializedEvaluation(net)(x), net(x)) <= RELATIVE
+
+
 def preset_networks() -> list[str]:
     return [name for name in presets() if name.endswith(("ccnn_4_140", "ccnn_2_16"))]
 
