@@ -135,6 +135,8 @@ class FixedConv(nn.Module):
         groups = self.in_channels if self.separable else 1
         if not self.use_fft:
             return direct_conv(x, self.weight, bias, causal=self.causal, groups=groups)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()  # the FFT runs in float32, as functional.fft_conv runs it under autocast
         spectrum = self.spectrum
         if spectrum is None or spectrum.device != x.device or spectrum.dtype != _complex_of(x.dtype):
             # Another dtype or device than the one materialised for: the layer's own FFT convolution.
@@ -257,8 +259,11 @@ def materialize_conv(layer: nn.Module, input_size: Sequence[int], *, use_fft: Us
         )
     was_training = layer.training
     layer.eval()
+    device = next(layer.parameters()).device.type
     try:
-        kernel = layer.sample_kernel(size) if layer.continuous else layer.weight
+        # In float32 even under autocast: the kernel is sampled once, and the FFT takes no half precision.
+        with torch.autocast(device_type=device, enabled=False):
+            kernel = layer.sample_kernel(size) if layer.continuous else layer.weight
     finally:
         layer.train(was_training)
     kernel = kernel.detach().clone()

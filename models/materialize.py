@@ -189,14 +189,17 @@ def materialize(
         InvalidArgument: naming ``input_size``: not a size the network can take (see :func:`check_input_size`).
     """
     sizes = check_input_size(net, input_size)
-    fixed = {name: materialize_conv(net.get_submodule(name), size, use_fft=use_fft) for name, size in sizes.items()}
-    result = copy.deepcopy(net)
-    for name, layer in fixed.items():
-        parent, _, attribute = name.rpartition(".")
-        setattr(result.get_submodule(parent) if parent else result, attribute, layer)
-    result.eval().requires_grad_(False)
-    if fold_batchnorm:
-        _fold_batchnorms(result)
+    # Kernels and folded weights in the parameters' precision, also when called under autocast (an evaluation loop
+    # with mixed precision): computed once, they cost nothing more in float32, and the FFT takes no half precision.
+    with torch.autocast(device_type=next(net.parameters()).device.type, enabled=False):
+        fixed = {name: materialize_conv(net.get_submodule(name), size, use_fft=use_fft) for name, size in sizes.items()}
+        result = copy.deepcopy(net)
+        for name, layer in fixed.items():
+            parent, _, attribute = name.rpartition(".")
+            setattr(result.get_submodule(parent) if parent else result, attribute, layer)
+        result.eval().requires_grad_(False)
+        if fold_batchnorm:
+            _fold_batchnorms(result)
     return result
 
 

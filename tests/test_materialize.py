@@ -174,6 +174,16 @@ def test_materialised_evaluation_reuses_one_copy_per_size_until_cleared():
     assert "_copies" not in dict(net.named_children())
 
 
+def test_materialised_evaluation_works_under_mixed_precision():
+    net = make_network(1, True, "SeparableFlexConv")
+    x = torch.randn(2, 2, *SIZES[1])
+    with torch.no_grad():
+        expected = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = MaterializedEvaluation(net)(x)
+    assert relative_error(logits.float(), expected) <= 0.05  # bfloat16 keeps 8 bits of mantissa
+
+
 def test_materialised_evaluation_works_in_lightnings_inference_mode():
     net = make_network(2, False, "SeparableFlexConv")
     x = torch.randn(2, 2, *SIZES[2])
