@@ -211,6 +211,13 @@ class MaterializedEvaluation:
     evaluation); the copies are then built again from the weights in place. Not a ``nn.Module``: as an attribute
     of one, it adds nothing to its ``state_dict``.
 
+    In ``models.module.ClassificationModule`` (not wired yet): hold one as a plain attribute
+    (``self._evaluation = MaterializedEvaluation(net)``), compute ``logits = self._evaluation(x)`` instead of
+    ``self(x)`` in ``_evaluate`` (validation and test steps only, never in training), and call ``clear()`` in
+    ``on_validation_epoch_start`` and ``on_test_epoch_start`` (Lightning runs callbacks' epoch-start hooks first, so
+    a weight average swapped in there is what the copy is built from, at the first batch) and in the matching
+    ``*_epoch_end`` hooks (to free the copies).
+
     Works under ``torch.inference_mode`` (Lightning's evaluation loops) and ``torch.no_grad``; the copies are plain
     eager modules, also for a network wrapped by ``torch.compile`` (its original module is materialised).
 
