@@ -95,7 +95,7 @@ def cases(quick: bool) -> list[Case]:
 def onnx_runner(net: CCNN, size: tuple[int, ...], folder: Path) -> Callable[[Tensor], object]:
     import onnxruntime
 
-    from training.export import write_onnx
+    from models.exporters import write_onnx
 
     path = folder / "model.onnx"
     write_onnx(net, size, path)

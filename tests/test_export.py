@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.exporters import relative_difference, run_onnx, run_torchscript
 from tests.conftest import REPO, main_env
 from training import export as export_module
 from training.cli import EXIT_FAILED, EXIT_REFUSED
@@ -53,7 +54,7 @@ def test_the_shipped_checkpoint_in_onnx_gives_its_test_accuracy_exactly_under_on
     assert export_shipped("onnx", out, data_dir) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["mnist1d.onnx"]  # no temporary left
     x, y = shipped_test_set(shipped)
-    predicted = export_module.run_onnx(out, x).argmax(dim=-1)  # all 1,000 in one batch
+    predicted = run_onnx(out, x).argmax(dim=-1)  # all 1,000 in one batch
     with torch.no_grad():
         expected = shipped.net(x).argmax(dim=-1)
     assert torch.equal(predicted, expected)
@@ -70,14 +71,14 @@ def test_every_format_loads_without_this_code_and_gives_the_networks_logits(ship
     with torch.no_grad():
         expected = shipped.net(x)
         if fmt == "torchscript":
-            actual = export_module.run_torchscript(out, x)
+            actual = run_torchscript(out, x)
         elif fmt == "pt2":
             actual = torch.export.load(str(out)).module()(x)
         else:
             from models.portable import load_portable
 
             actual = load_portable(out)(x)
-    assert export_module.relative_difference(actual, expected) <= 1e-5
+    assert relative_difference(actual, expected) <= 1e-5
 
 
 def test_the_safetensors_file_loads_with_torch_models_and_ckconv_alone(shipped, tmp_path):

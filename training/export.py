@@ -1,7 +1,8 @@
 """``python -m training.export <checkpoint.ckpt> --format onnx|torchscript|pt2|safetensors --out PATH
 [--resolution R] [--data-dir DIR]``: a trained CCNN as a file that runs without this framework.
 
-The network is rebuilt from the config stored in the checkpoint (as ``training.predict`` does), then:
+The network is rebuilt from the config stored in the checkpoint (as ``training.predict`` does), then written by
+``models.exporters`` (``models.portable`` for safetensors):
 
 - ``onnx``: materialised at ``--resolution`` (``models.materialize``: fixed kernels, batch norms folded, direct
   convolutions, which ONNX has and the FFT's complex numbers are not) and exported by PyTorch's exporter
@@ -31,7 +32,6 @@ import json
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +44,8 @@ from torch import Tensor
 from ckconv.errors import InvalidArgument
 from datamodules import CCNNDataModule, DataError
 from models.ccnn import CCNN
-from models.materialize import check_input_size, example_input, materialize
+from models.exporters import RUNNERS, WRITERS, relative_difference
+from models.materialize import check_input_size
 from models.portable import load_portable, save_portable
 from training.cli import EXIT_FAILED, EXIT_REFUSED, one_line
 from training.config import ConfigError
@@ -228,74 +229,6 @@ def check_inputs(loaded: LoadedCheckpoint, size: tuple[int, ...]) -> Tensor:
 # ---------------------------------------------------------------------------------------------------------------
 # Writers and their checks
 # ---------------------------------------------------------------------------------------------------------------
-def relative_difference(actual: Tensor, expected: Tensor) -> float:
-    """The largest difference, relative to the largest expected value."""
-    return ((actual.float() - expected.float()).abs().max() / expected.float().abs().max().clamp_min(1e-30)).item()
-
-
-def _batch_dim() -> dict[int, Any]:
-    """The batch axis left free in exported programs: one file serves batch 1 and batch 64 alike."""
-    return {0: torch.export.Dim("batch", min=1, max=1 << 20)}
-
-
-def write_onnx(net: CCNN, size: tuple[int, ...], path: Path) -> None:
-    """Export ``net`` materialised at ``size`` with direct convolutions to ONNX (any batch size)."""
-    fixed = materialize(net, size, use_fft=False)
-    with _quiet():
-        program = torch.onnx.export(
-            fixed,
-            (example_input(net, size, batch_size=2),),
-            dynamo=True,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_shapes=(_batch_dim(),),
-            verbose=False,
-        )
-        assert program is not None
-        program.save(str(path))
-
-
-def run_onnx(path: Path, x: Tensor) -> Tensor:
-    """The logits ONNX Runtime computes for ``x`` with the model in ``path``."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(["logits"], {"input": x.numpy()})[0])
-
-
-def write_torchscript(net: CCNN, size: tuple[int, ...], path: Path) -> None:
-    """Trace ``net`` materialised at ``size`` to TorchScript."""
-    with _quiet():
-        traced = torch.jit.trace(materialize(net, size), example_input(net, size, batch_size=2))
-        torch.jit.save(traced, str(path))
-
-
-def run_torchscript(path: Path, x: Tensor) -> Tensor:
-    with _quiet():
-        return torch.jit.load(str(path))(x)
-
-
-def write_pt2(net: CCNN, size: tuple[int, ...], path: Path) -> None:
-    """Export ``net`` materialised at ``size`` with ``torch.export`` (any batch size)."""
-    with _quiet():
-        program = torch.export.export(
-            materialize(net, size), (example_input(net, size, batch_size=2),), dynamic_shapes=(_batch_dim(),)
-        )
-        torch.export.save(program, str(path))
-
-
-def run_pt2(path: Path, x: Tensor) -> Tensor:
-    return torch.export.load(str(path)).module()(x)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Exporters' progress lines and deprecation notes are not this command's output."""
-    with open(os.devnull, "w") as devnull, warnings.catch_warnings(), contextlib.redirect_stdout(devnull):
-        warnings.simplefilter("ignore")
-        yield
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -330,13 +263,6 @@ def write_checked(out: Path, write: Callable[[Path], None], check: Callable[[Pat
         raise
 
 
-WRITERS: dict[str, tuple[Callable[[CCNN, tuple[int, ...], Path], None], Callable[[Path, Tensor], Tensor]]] = {
-    "onnx": (write_onnx, run_onnx),
-    "torchscript": (write_torchscript, run_torchscript),
-    "pt2": (write_pt2, run_pt2),
-}
-
-
 def export(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...], out: Path, x: Tensor) -> float:
     """Write ``loaded``'s network to ``out`` in format ``fmt`` at ``size``, checked on the inputs ``x``.
 
@@ -368,7 +294,7 @@ def export(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...], out: Path,
 
         write_checked(out, lambda path: save_portable(net, loaded.arguments, path, metadata), check)
         return difference[-1]
-    writer, runner = WRITERS[fmt]
+    writer, runner = WRITERS[fmt], RUNNERS[fmt]
 
     def check_runtime(path: Path) -> None:
         with torch.no_grad():
