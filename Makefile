@@ -35,7 +35,7 @@ test: lint
 
 # The suite on Python 3.12 (pyenv's, or python3.12 on PATH) in .venv312, built on first use: torch 2.14.1 for 3.12
 # has no local wheel here, so this downloads about 0.8 GB (61 s here) and the rest of requirements.txt (44 s); too
-# long for CI's 7 minutes, so it is run by hand (README, "Install").
+# long for CI's 7 minutes, so it is run by hand (README, "Deploy a checkpoint").
 PY312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) python3.12)
 VENV312 := .venv312
 
