@@ -13,7 +13,9 @@ net with a batch norm, in training mode), and one attribute outside them, a cach
   ``torch.nn.utils.vector_to_parameters``, and fused optimizer steps (``torch.optim.Adam(..., fused=True)`` and
   the other ``fused=True`` optimizers). Change mask widths with ``torch.no_grad()`` and in-place ops, or call
   ``refresh_mask_widths`` after such writes (in a loop of your own with a fused optimizer: after every step).
-Sampled kernels are not cached: every forward pass samples them anew.
+Sampled kernels are not cached: every forward pass samples them anew. At a fixed input size,
+``materialize_conv(layer, input_size)`` gives a :class:`FixedConv` that holds the kernel instead (for inference and
+export); :class:`StreamingConv` feeds a causal one a chunk at a time, keeping state between calls.
 """
 
 from argcheck import InvalidArgument
@@ -31,12 +33,15 @@ from ckconv.hints import OptimHint, param_groups, parameter_hints
 from ckconv.kernels import KERNEL_NETS, build_kernel_net
 from ckconv.linear import PointwiseLinear
 from ckconv.mask import GaussianMask
+from ckconv.materialize import FixedConv, materialize_conv
+from ckconv.streaming import StreamingConv, StreamingMaxPool
 
 __all__ = [
     "CONV_TYPES",
     "KERNEL_NETS",
     "CKConv",
     "Conv",
+    "FixedConv",
     "FlexConv",
     "GaussianMask",
     "InvalidArgument",
@@ -45,12 +50,15 @@ __all__ = [
     "SeparableCKConv",
     "SeparableConv",
     "SeparableFlexConv",
+    "StreamingConv",
+    "StreamingMaxPool",
     "build_kernel_net",
     "conv",
     "direct_conv",
     "fft_conv",
     "gaussian_mask",
     "kernel_positions",
+    "materialize_conv",
     "param_groups",
     "parameter_hints",
 ]
