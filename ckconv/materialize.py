@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument
 from ckconv.functional import UseFFT, anchor_index, conv, direct_conv, min_fft_size, prefers_fft
 
 __all__ = ["FixedConv", "materialize_conv"]

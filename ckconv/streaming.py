@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument
 from ckconv.materialize import FixedConv
 
 __all__ = ["StreamingConv", "StreamingMaxPool"]

@@ -7,7 +7,7 @@ resolutions, and tabulate and plot the test accuracy against the resolution, one
         --seeds 0 --setting plain= --extra train.epochs=20
 
 Each run is what ``python main.py [experiment=<preset>] seed=<s> dataset.params.<option>=<train-at>
-test.resolutions=[<evaluate-at>] <setting flags> <extra>`` runs (the same composition and ``training.run.execute.train``),
+test.resolutions=[<evaluate-at>] <setting flags> <extra>`` runs (the same composition and ``train``),
 in its own folder ``<runs>/<setting>/seed<s>`` (``--runs``, by default ``<output>/runs``); ``<option>`` is the
 dataset's resolution flag (an image side, the MNIST-1D length or the Speech Commands sample rate). A setting is
 ``name=flag=value flag=value ...`` (``plain=``: no flag). Every run's rows (one per resolution) are appended to

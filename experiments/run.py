@@ -3,7 +3,7 @@
     python -m experiments.run smnist ccnn_4_140 --seeds 0 1 2 [--extra train.epochs=5 device=cuda ...]
 
 Each seed runs what ``python main.py experiment=<task>/<variant> seed=<s> <extra...>`` runs (same config
-composition, same ``training.run.execute.train``), in this process, in a folder of its own, ``<base>/seed<s>``: ``<base>`` is
+composition, same ``train``), in this process, in a folder of its own, ``<base>/seed<s>``: ``<base>`` is
 ``train.output_dir`` when ``--extra`` sets it, else ``outputs/experiments/<task>/<variant>/<date>_<time>``. Before
 any seed trains, every seed gets the checks ``main.py`` makes before writing (flags, network, optimizer, device; for
 the first seed also its data of every split, checkpoints and run folder, which the others share), and a seed folder

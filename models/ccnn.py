@@ -131,7 +131,7 @@ class CCNN(nn.Module):
 
     Raises:
         InvalidArgument: naming the argument of this signature; an option in ``conv_options`` is named by its
-            conv-layer keyword (e.g. ``kernel_omega_0``, ``mask_threshold``, ``kernel_size``).
+            conv-layer keyword, prefixed (``conv_options.kernel_size``, ``conv_options.kernel_options.omega_0``).
     """
 
     def __init__(

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from argcheck import InvalidArgument
 from ckconv import CONV_TYPES, PointwiseLinear
-from ckconv.errors import InvalidArgument
 from ckconv.functional import UseFFT
 from ckconv.materialize import FixedConv, materialize_conv
 from models.blocks import ResNetBlock, S4Block
@@ -211,15 +211,12 @@ class MaterializedEvaluation:
     evaluation); the copies are then built again from the weights in place. Not a ``nn.Module``: as an attribute
     of one, it adds nothing to its ``state_dict``.
 
-    In ``models.module.ClassificationModule`` (not wired yet): hold one as a plain attribute
-    (``self._evaluation = MaterializedEvaluation(net)``), compute ``logits = self._evaluation(x)`` instead of
-    ``self(x)`` in ``_evaluate`` (validation and test steps only, never in training), and call ``clear()`` in
-    ``on_validation_epoch_start`` and ``on_test_epoch_start`` (Lightning runs callbacks' epoch-start hooks first, so
-    a weight average swapped in there is what the copy is built from, at the first batch) and in the matching
-    ``*_epoch_end`` hooks (to free the copies).
+    ``models.module.ClassificationModule`` evaluates through one (validation and test steps, never training), and
+    clears it at the start and end of every evaluation epoch (Lightning runs callbacks' epoch-start hooks first, so
+    a weight average swapped in there is what the copy is built from, at the first batch).
 
     Works under ``torch.inference_mode`` (Lightning's evaluation loops) and ``torch.no_grad``; the copies are plain
-    eager modules, also for a network wrapped by ``torch.compile`` (its original module is materialised).
+    eager modules (a network compiled in place, ``net.compile()``, is materialised from its own modules).
 
     Args:
         net: the network evaluated (not copied: its weights are read when a copy is built).
@@ -227,7 +224,7 @@ class MaterializedEvaluation:
     """
 
     def __init__(self, net: CCNN, *, fold_batchnorm: bool = True) -> None:
-        self.net: CCNN = getattr(net, "_orig_mod", net)  # torch.compile's wrapper keeps the module there
+        self.net = net
         self.fold_batchnorm = fold_batchnorm
         self._copies: dict[tuple[int, ...], CCNN] = {}
 

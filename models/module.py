@@ -18,6 +18,7 @@ from torchmetrics.classification import Accuracy
 
 from argcheck import InvalidArgument, check_choice, prefixed_arguments
 from ckconv.mask import refresh_mask_widths
+from models.materialize import MaterializedEvaluation
 from models.optim import OptimizerSettings, ln_penalty
 from models.schedule import SCHEDULES, Schedule, follow_new_length
 
@@ -113,6 +114,9 @@ class ClassificationModule(pl.LightningModule):
         self.penalty_weight = optimizer.penalty_weight
         self.schedule: Schedule = scheduler
         self.net = net
+        # Evaluation samples each kernel once per evaluation, not at every batch (the weights do not change during
+        # one): through materialised copies of the network, built at the first batch (models.materialize).
+        self.evaluation = MaterializedEvaluation(net)
         self.num_classes = num_classes
         self.skip_nonfinite = skip_nonfinite
         # Training batches this process ran, and of them those skipped as non-finite (not saved: a count of this run).
@@ -180,7 +184,8 @@ class ClassificationModule(pl.LightningModule):
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metric: Accuracy) -> dict[str, Tensor]:
         x, y = batch
-        logits = self(x)
+        # Under mixed precision the network's own forward: its copies compute in float32, other logits than bf16's.
+        logits = self(x) if torch.is_autocast_enabled(x.device.type) else self.evaluation(x)
         loss, predictions = self.loss_and_predictions(logits, y)
         metric(predictions, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
@@ -188,10 +193,20 @@ class ClassificationModule(pl.LightningModule):
         # Passed to callbacks' on_*_batch_end (training.predictions writes them); Lightning keeps no copy.
         return {"logits": logits.detach(), "predictions": predictions}
 
+    def on_validation_epoch_start(self) -> None:
+        self.evaluation.clear()  # the weights changed since the last evaluation (or a weight average is in place)
+
+    def on_test_epoch_start(self) -> None:
+        self.evaluation.clear()
+
+    def on_test_epoch_end(self) -> None:
+        self.evaluation.clear()  # free the copies
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "val", self.val_acc)
 
     def on_validation_epoch_end(self) -> None:
+        self.evaluation.clear()
         if self.trainer.sanity_checking:
             return
         acc = self.trainer.callback_metrics.get("val/acc")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument
 from ckconv.materialize import FixedConv
 from ckconv.streaming import StreamingConv, StreamingMaxPool
 from models.ccnn import CCNN

@@ -17,7 +17,7 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from training.config.compose import compose  # noqa: E402 (after W&B is off)
+from training.config.compose import compose
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "pretrained" / "mnist1d_ccnn" / "model.ckpt"

@@ -1,5 +1,5 @@
-"""EMA of the weights (training/callbacks/ema.py): the average itself, the three places where Lightning's callback is corrected
-(each shown wrong without the correction), and runs that validate, save, evaluate and resume the average."""
+"""EMA of the weights (training/callbacks/ema.py): the average itself, the three places where Lightning's callback
+is corrected (each shown wrong without the correction), and runs that validate, save, evaluate and resume it."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from argcheck import accepted_arguments
 from ckconv import CONV_TYPES, InvalidArgument
 from ckconv.functional import prefers_fft
 from ckconv.materialize import FixedConv, materialize_conv
@@ -26,7 +27,8 @@ def make_layer(conv_type: str, data_dim: int, causal: bool, use_fft: bool | str,
 
 def mask_options(conv_type: str) -> dict:
     # A mask wide enough to keep several of the 9 taps (the default 0.075 keeps one, a zero kernel at init).
-    return {"mask_init_value": 0.5} if CONV_TYPES[conv_type].masked else {}
+    takes_mask = "mask_options" in accepted_arguments(CONV_TYPES[conv_type])
+    return {"mask_options": {"init_value": 0.5}} if takes_mask else {}
 
 
 def make_network(data_dim: int, causal: bool, conv_type: str, block_type: str = "S4", **network: object) -> CCNN:

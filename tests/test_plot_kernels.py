@@ -1,13 +1,12 @@
 """Kernel pictures: every panel on the layer's whole grid of positions in [-1, 1], each layer's own mask drawn from its
-learned width, axes and colour bars, and ``python -m training.plot_kernels``, which never writes into pretrained/."""
+learned width, axes and colour bars, and ``python -m training.plot_kernels`` (run in this process through its
+``main``), which writes new files only, never into pretrained/."""
 
 from __future__ import annotations
 
 import math
 import re
-import runpy
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,9 +14,8 @@ from torch import nn
 
 from ckconv import CKConv, FlexConv, SeparableFlexConv
 from models.plot_kernels import kernel_view, plot_kernels
-from tests.conftest import REPO, SHIPPED
-from training.run.checkpoints import CheckpointError
-from training.plot_kernels import OutputPathError, main
+from tests.conftest import REPO, SHIPPED, tree
+from training.plot_kernels import main
 
 GRID_40 = torch.linspace(-1.0, 1.0, 40)
 
@@ -159,48 +157,68 @@ def test_3d_kernels_are_shown_by_their_middle_slice_in_depth():
 # ---------------------------------------------------------------------------------------------------------------------
 # python -m training.plot_kernels
 # ---------------------------------------------------------------------------------------------------------------------
+def plot_command(*args: str, capsys) -> tuple[int, str, list[str]]:
+    """``python -m training.plot_kernels <args>`` in this process: exit code, what it printed, its error lines."""
+    code = main(list(args))
+    printed = capsys.readouterr()
+    return code, printed.out, [line for line in printed.err.splitlines() if line.strip()]
+
+
 def test_the_command_writes_under_outputs_of_the_current_folder_and_prints_each_layers_width(
     tmp_path, monkeypatch, capsys
 ):
     pretrained_before = sorted(p.name for p in SHIPPED.parent.iterdir())
     monkeypatch.chdir(tmp_path)
-    out = main([str(SHIPPED), "--channels", "2"])
-    assert out == tmp_path / "outputs" / "kernels" / "pretrained_mnist1d_ccnn_model.png"  # outputs/: ignored by git
-    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    code, printed, errors = plot_command(str(SHIPPED), "--channels", "2", capsys=capsys)
+    assert (code, errors) == (0, [])
+    out = tmp_path / "outputs" / "kernels" / "pretrained_mnist1d_ccnn_model.png"  # outputs/: ignored by git
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and str(out) in printed
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        str(out.relative_to(tmp_path))  # no temporary left beside it
+    ]
     assert sorted(p.name for p in SHIPPED.parent.iterdir()) == pretrained_before
-    printed = dict(re.findall(r"^(\S+): mask σ=([0-9.]+), ", capsys.readouterr().out, re.M))
-    assert all(len(width.replace("0.", "", 1)) == 3 for width in printed.values()), printed  # 0.160 beside 0.173
+    widths = dict(re.findall(r"^(\S+): mask σ=([0-9.]+), ", printed, re.M))
+    assert all(len(width.replace("0.", "", 1)) == 3 for width in widths.values()), widths  # 0.160 beside 0.173
     state = torch.load(SHIPPED, map_location="cpu", weights_only=False)["state_dict"]
     learned = {key.removeprefix("net.").removesuffix(".mask.width"): value for key, value in state.items()}
-    learned = {name: float(value) for name, value in learned.items() if name in printed}
-    assert set(printed) == {"conv1", "blocks.0.conv", "blocks.1.conv", "blocks.2.conv", "blocks.3.conv"} == set(learned)
-    for name, width in printed.items():
+    learned = {name: float(value) for name, value in learned.items() if name in widths}
+    assert set(widths) == {"conv1", "blocks.0.conv", "blocks.1.conv", "blocks.2.conv", "blocks.3.conv"} == set(learned)
+    for name, width in widths.items():
         assert float(width) == pytest.approx(learned[name], rel=5e-3)
     # The shipped model learned different widths per layer (0.16 to 0.57): its mask panels differ.
     assert max(learned.values()) > 3 * min(learned.values())
 
 
-@pytest.mark.filterwarnings("ignore:'training.plot_kernels' found in sys.modules:RuntimeWarning")
 def test_a_picture_inside_pretrained_is_refused_in_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys):
-    # ``python -m training.plot_kernels``: the module run as __main__, in this process (its imports are loaded).
     target = SHIPPED.parent / "kernels.png"
+    before = tree(SHIPPED.parent)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["plot_kernels", str(SHIPPED), "--out", str(target)])
-    with pytest.raises(SystemExit) as exited:
-        runpy.run_module("training.plot_kernels", run_name="__main__")
-    assert exited.value.code == 2
-    [line] = capsys.readouterr().err.strip().splitlines()
+    code, _, errors = plot_command(str(SHIPPED), "--out", str(target), capsys=capsys)
+    assert code == 2
+    [line] = errors
     assert line.startswith("error: ") and str(target) in line, line
-    assert not target.exists() and not any(tmp_path.iterdir())
+    assert tree(SHIPPED.parent) == before and tree(tmp_path) == {}
 
 
-def test_run_from_inside_pretrained_without_out_the_default_picture_is_refused_and_named(monkeypatch):
+def test_run_from_inside_pretrained_without_out_the_default_picture_is_refused_and_named(monkeypatch, capsys):
     monkeypatch.chdir(SHIPPED.parent)
-    before = sorted(p.name for p in SHIPPED.parent.iterdir())
-    with pytest.raises(OutputPathError) as error:
-        main([str(SHIPPED)])
-    assert str(SHIPPED.parent / "outputs" / "kernels") in str(error.value)  # the default picture's place
-    assert sorted(p.name for p in SHIPPED.parent.iterdir()) == before
+    before = tree(SHIPPED.parent)
+    code, _, errors = plot_command(str(SHIPPED), capsys=capsys)
+    assert code == 2
+    [line] = errors
+    assert str(SHIPPED.parent / "outputs" / "kernels") in line, line  # the default picture's place
+    assert tree(SHIPPED.parent) == before
+
+
+def test_an_existing_out_is_refused_and_left_as_it_was(tmp_path, capsys):
+    existing = tmp_path / "kernels.png"
+    existing.write_bytes(b"someone's picture")
+    before = tree(tmp_path)
+    code, _, errors = plot_command(str(SHIPPED), "--out", str(existing), capsys=capsys)
+    assert code == 2
+    [line] = errors
+    assert str(existing) in line, line
+    assert tree(tmp_path) == before and existing.read_bytes() == b"someone's picture"
 
 
 @pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
@@ -209,14 +227,15 @@ def test_the_repositorys_own_outputs_folder_is_ignored_by_git():
     assert ignored.returncode == 0  # the README's command, run from the repository, leaves git status clean
 
 
-def test_a_checkpoint_that_does_not_exist_is_named(tmp_path):
-    with pytest.raises(CheckpointError) as error:
-        main([str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "k.png")])
-    assert str(tmp_path / "missing.ckpt") in str(error.value)
-    assert not (tmp_path / "k.png").exists()
+def test_a_checkpoint_that_does_not_exist_is_named(tmp_path, capsys):
+    code, _, errors = plot_command(str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "k.png"), capsys=capsys)
+    assert code == 2
+    [line] = errors
+    assert str(tmp_path / "missing.ckpt") in line, line
+    assert tree(tmp_path) == {}
 
 
-def test_default_pictures_of_runs_with_the_same_time_or_job_never_overwrite_each_other(tmp_path, monkeypatch):
+def test_default_pictures_of_runs_with_the_same_time_or_job_never_overwrite_each_other(tmp_path, monkeypatch, capsys):
     # Runs of two days at the same time, or job 0 of two multiruns, once mapped to one name: the second replaced the
     # first. Run the command again and it writes a third picture beside them.
     monkeypatch.chdir(tmp_path)
@@ -224,13 +243,13 @@ def test_default_pictures_of_runs_with_the_same_time_or_job_never_overwrite_each
     for run in runs:
         (run / "checkpoints").mkdir(parents=True)
         (run / "checkpoints" / "best.ckpt").write_bytes(SHIPPED.read_bytes())
-    written = [main([str(run / "checkpoints" / "best.ckpt"), "--channels", "1"]) for run in (*runs, runs[0])]
-    assert [p.name for p in written] == [
+    for run in (*runs, runs[0]):
+        assert plot_command(str(run / "checkpoints" / "best.ckpt"), "--channels", "1", capsys=capsys)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "outputs" / "kernels").iterdir()) == [
         "2026-12-01_10-00-00_best.png",
-        "2026-12-02_10-00-00_best.png",
         "2026-12-01_10-00-00_best_1.png",
+        "2026-12-02_10-00-00_best.png",
     ]
-    assert all(p.is_file() for p in written)
 
 
 @pytest.mark.parametrize(
@@ -242,7 +261,7 @@ def test_options_that_cannot_draw_are_refused_in_one_line_with_exit_2(tmp_path, 
     with pytest.raises(SystemExit) as exited:
         main([str(SHIPPED), *option])
     assert exited.value.code == 2 and named in capsys.readouterr().err.splitlines()[-1]
-    assert not any(tmp_path.iterdir())
+    assert tree(tmp_path) == {}
 
 
 def test_more_channels_than_a_layer_has_draw_the_widest_layers_channels_only(net_1d):

@@ -122,10 +122,13 @@ def test_the_folder_command_refuses_in_one_line_naming_the_culprit(mnist_run, tm
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "bad.png").write_bytes(b"not a png")
+    taken = tmp_path / "taken.csv"
+    taken.write_text("another file\n")
     out = ["--out", str(tmp_path / "preds.csv")]
     cases = [
         # --out and --device are checked before anything is read (they failed with tracebacks after the inference).
         ((best, str(empty), "--out", "/proc/preds.csv"), "/proc/preds.csv"),
+        ((best, str(broken), "--out", str(taken)), str(taken)),  # a file that exists is never written over
         ((best, str(empty), *out, "--device", "cuda:99"), "--device cuda:99"),
         ((best, str(tmp_path / "missing")), str(tmp_path / "missing")),
         ((best, str(empty)), str(empty)),  # no image in it
@@ -139,6 +142,7 @@ def test_the_folder_command_refuses_in_one_line_naming_the_culprit(mnist_run, tm
         [line] = result.error_lines()
         assert line.startswith("error: ") and culprit in line, line
     assert tree(tmp_path) == before  # no predictions.csv, no folder
+    assert taken.read_text() == "another file\n"
 
 
 def test_the_device_must_be_one_this_machine_has():

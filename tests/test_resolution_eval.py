@@ -1,36 +1,36 @@
-"""``test.resolutions`` (training/resolution.py), in process: at the training resolution the new path computes the
-normal test's logits bit for bit, other resolutions change them; impossible lists are refused before anything is
-written, each with one message naming the flag."""
+"""``test.resolutions`` (training/evaluation/resolution.py), in process: at the training resolution the new path
+computes the normal test's logits bit for bit, other resolutions change them; impossible lists are refused before
+anything is written, each naming the flag (and the value at fault)."""
 
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 
 import pytest
 import torch
 
 import models.module
-from tests.conftest import TINY, compose
+from tests.conftest import TINY, compose, run_main, tree
 from training.build import build_datamodule
-from training.config import ConfigError
+from training.config.checks import ConfigError
 from training.evaluation.resolution import check_resolutions, requested_resolutions, resolutions_table
-from training.run import plan_run, train
+from training.run.execute import train
+from training.run.plan import plan_run
 
 
 @pytest.fixture
 def recorded_logits(monkeypatch):
     """Every test-loop batch's logits, with the trainer that ran the loop: ``[(trainer, logits), ...]``."""
     calls: list[tuple[object, torch.Tensor]] = []
-    real = models.module.ClassificationModule._loss_and_predictions
+    real = models.module.ClassificationModule.loss_and_predictions
 
     def recording(self, logits, y):
         if self.trainer.testing:
             calls.append((self.trainer, logits.detach().clone()))
         return real(self, logits, y)
 
-    monkeypatch.setattr(models.module.ClassificationModule, "_loss_and_predictions", recording)
+    monkeypatch.setattr(models.module.ClassificationModule, "loss_and_predictions", recording)
     return calls
 
 
@@ -63,22 +63,13 @@ def test_without_the_flag_nothing_else_is_evaluated(data_dir, tmp_path, recorded
 
 
 # ---------------------------------------------------------------------------------------------- the list
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ("[]", r"must be a list of positive integers .* got \[\]"),
-        ("[20,0]", r"must be a list of positive integers .* got \[20, 0\]"),
-        ("[-40]", r"must be a list of positive integers"),
-        ("[true]", r"must be a list of positive integers"),
-        ("[20.5]", r"must be a list of positive integers"),
-        ("[a]", r"must be a list of positive integers .* got \['a'\]"),
-        ("40", r"must be a list of positive integers .* got 40"),
-        ("[20,40,20]", r"^test\.resolutions=\[20, 40, 20\] lists 20 more than once; list each once\.$"),
-    ],
-)
-def test_a_list_that_is_not_distinct_positive_integers_is_refused(value, message):
-    with pytest.raises(ConfigError, match=message):
-        requested_resolutions(compose([f"test.resolutions={value}"]))
+@pytest.mark.parametrize("value", ["[]", "[20,0]", "[-40]", "[true]", "[20.5]", "[a]", "40", "[20,40,20]"])
+def test_a_list_that_is_not_distinct_positive_integers_is_refused_naming_the_flag(value, tmp_path):
+    result = run_main(f"test.resolutions={value}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.error_lines()
+    assert line.startswith("error: ") and "test.resolutions" in line, line
+    assert tree(tmp_path) == {}
 
 
 def test_null_means_off_and_a_list_is_taken_in_order():
@@ -91,46 +82,36 @@ def refusal(flags: list[str], tmp_path: Path) -> str:
     """The message of the ConfigError ``plan_run`` raises for ``flags``; the folders it was given stay empty."""
     cfg = compose([*flags, f"dataset.data_dir={tmp_path / 'data'}", f"train.output_dir={tmp_path / 'run'}"])
     with pytest.raises(ConfigError) as error:
-        plan_run(cfg)
-    assert list(tmp_path.iterdir()) == []
+        plan_run(cfg, tmp_path / "run")
+    assert tree(tmp_path) == {}
     return str(error.value)
 
 
-def test_flattened_images_are_refused_naming_the_data_type(tmp_path):
+def test_flattened_images_are_refused_naming_the_flag(tmp_path):
     message = refusal(["dataset.name=MNIST", "dataset.data_type=sequence", "test.resolutions=[14,28]"], tmp_path)
-    assert message.startswith("test.resolutions=[14, 28] cannot be used with dataset.name=MNIST: MNIST images ")
-    assert "flattened to sequences (data_type='sequence') do not keep the image's geometry" in message
+    assert "test.resolutions" in message and "sequence" in message  # the data type that loses the geometry
 
 
 def test_datasets_without_a_resolution_are_refused(tmp_path):
     message = refusal(["dataset.name=ListOps", "test.resolutions=[1024]"], tmp_path)
-    assert message == (
-        "test.resolutions=[1024] cannot be used with dataset.name=ListOps: ListOps has no resolution to change (no "
-        "image side, sequence length or sample rate)."
-    )
+    assert "test.resolutions" in message and "dataset.name=ListOps" in message
 
 
 def test_a_resolution_the_dataset_does_not_hold_is_refused_by_the_dataset(tmp_path):
     message = refusal(["dataset.name=PathFinder", "test.resolutions=[32,48]"], tmp_path)
-    assert message == (
-        "test.resolutions: 48 cannot be used: dataset.name=PathFinder: dataset.params.resolution must be one of (32, "
-        "64, 128, 256), got 48."
-    )
+    assert "test.resolutions: 48" in message  # 32 is one of the release's sides; 48 is not
 
 
 def test_a_side_below_what_the_pools_need_is_refused(tmp_path):
     pools = ["net.no_blocks=3", "net.downsampling=[0,1,2]", "dataset.name=CIFAR10"]
     message = refusal([*pools, "test.resolutions=[32,7]"], tmp_path)
-    assert message.startswith(
-        "test.resolutions: 7 gives inputs of size (7, 7), too small for net.downsampling=[0, 1, 2]:"
-    )
-    assert "after 2 max-pool(s) of net.downsampling_size=2 they have 1 position(s) along an axis" in message
-    assert message.endswith("Use a size of at least 8 (or fewer pools).")
+    assert "test.resolutions: 7" in message and "net.downsampling" in message
+    assert "at least 8" in message  # three pools of 2 need 2**3 positions
 
 
 def test_the_training_size_is_checked_against_the_pools_too(tmp_path):
     message = refusal(["dataset.params.seq_length=3", "net.downsampling=[0,1,2]", "net.no_blocks=3"], tmp_path)
-    assert message.startswith("dataset.params.seq_length=3 gives inputs of size (3,), too small for net.downsampling")
+    assert "dataset.params.seq_length=3" in message and "net.downsampling" in message
 
 
 @pytest.mark.parametrize(
@@ -142,12 +123,7 @@ def test_the_training_size_is_checked_against_the_pools_too(tmp_path):
 )
 def test_a_resolution_beyond_the_machines_memory_is_refused_before_the_data_is_looked_for(tmp_path, flags, value):
     message = refusal([*flags, "net.no_hidden=8", "net.no_blocks=1", f"test.resolutions=[{value}]"], tmp_path)
-    assert re.fullmatch(
-        rf"test\.resolutions: {value} needs about [\d.]+ [GTPE]B to evaluate \(one evaluation batch of \d+ through the "
-        r"network: [\d.]+ [GTPE]B\), more than the [\d.]+ [kMGT]?B available on this machine \(MemAvailable\); use a "
-        r"(smaller value|value of at most about \d+)\.",
-        message,
-    ), message
+    assert f"test.resolutions: {value}" in message and "MemAvailable" in message
 
 
 def test_a_side_the_pools_can_reduce_passes():
@@ -155,11 +131,9 @@ def test_a_side_the_pools_can_reduce_passes():
     check_resolutions(cfg, build_datamodule(cfg))
 
 
-def test_the_table_marks_the_training_resolution():
+def test_the_table_gives_each_resolution_in_percent_and_marks_the_training_one():
     table = resolutions_table("seq_length", 40, [(20, 0.5, 1.25), (40, 0.9875, 0.05)])
-    assert table.splitlines() == [
-        "Test accuracy at other resolutions (dataset.params.seq_length; trained at 40):",
-        "    seq_length  test acc %   test loss",
-        "            20       50.00      1.2500",
-        "            40       98.75      0.0500  (training resolution)",
-    ]
+    header, _, *rows = table.splitlines()
+    assert "dataset.params.seq_length" in header and "40" in header
+    assert [row.split()[:3] for row in rows] == [["20", "50.00", "1.2500"], ["40", "98.75", "0.0500"]]
+    assert [len(row.split()) > 3 for row in rows] == [False, True]  # the training resolution's row is marked

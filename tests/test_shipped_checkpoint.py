@@ -41,6 +41,6 @@ def test_shipped_checkpoint_reproduces_its_test_accuracy_in_test_only_mode(data_
 def test_plot_kernels_cli_draws_every_layer_of_a_checkpoint(tmp_path):
     from training.plot_kernels import main
 
-    out = main([str(SHIPPED), "--out", str(tmp_path / "kernels.png"), "--channels", "2"])
-    data = out.read_bytes()
+    assert main([str(SHIPPED), "--out", str(tmp_path / "kernels.png"), "--channels", "2"]) == 0
+    data = (tmp_path / "kernels.png").read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000

@@ -89,7 +89,7 @@ def test_a_network_that_reads_later_samples_is_refused(data_dim, causal):
 @pytest.mark.slow
 def test_a_trained_causal_checkpoint_streams_to_its_own_logits_and_predictions(data_dir, tmp_path):
     from training.export import check_inputs, load_checkpoint
-    from training.run import train
+    from training.run.execute import train
 
     overrides = [*TINY, "conv.causal=True", f"dataset.data_dir={data_dir}", f"train.output_dir={tmp_path / 'run'}"]
     train(compose(overrides))

@@ -96,8 +96,19 @@ def block_width_factors(value: Any) -> list[Any]:
     return [] if value in (None, [0.0], [0], []) else list(value)
 
 
-def build_network(cfg: DictConfig, meta: DataMeta) -> CCNN:
-    """The CCNN for data described by ``meta`` (the dataset's metadata: channels, classes, shape, tokens)."""
+# The network's arguments that the dataset's metadata gives (DataMeta's field -> CCNN's argument).
+DATA_ARGUMENTS = {
+    "in_channels": "in_channels",
+    "num_classes": "num_classes",
+    "data_dim": "data_dim",
+    "size": "input_size",
+    "vocab_size": "vocab_size",
+    "paired": "paired",
+}
+
+
+def network_arguments(cfg: DictConfig, meta: DataMeta) -> dict[str, Any]:
+    """Every keyword argument of ``CCNN`` for data described by ``meta``: the flags' and the metadata's."""
     options = arguments(cfg, "network", CCNN)
     options["block_width_factors"] = block_width_factors(options.get("block_width_factors"))
     if meta.vocab_size is None:
@@ -108,20 +119,16 @@ def build_network(cfg: DictConfig, meta: DataMeta) -> CCNN:
                     f"token ids); leave it at its default.",
                     name,
                 )
-    data = {
-        "in_channels": meta.in_channels,
-        "num_classes": meta.num_classes,
-        "data_dim": meta.data_dim,
-        "input_size": meta.size,
-        "vocab_size": meta.vocab_size,
-        "paired": meta.paired,
-    }
+    return {argument: getattr(meta, field) for field, argument in DATA_ARGUMENTS.items()} | options
+
+
+def build_network(cfg: DictConfig, meta: DataMeta) -> CCNN:
+    """The CCNN for data described by ``meta`` (the dataset's metadata: channels, classes, shape, tokens)."""
     try:
-        return CCNN(**data, **options)
+        return CCNN(**network_arguments(cfg, meta))
     except InvalidArgument as error:
-        raise flag_error(
-            error, "network", f"dataset.name={cfg.dataset.name}: " if error.argument in data else ""
-        ) from error
+        from_data = error.argument in DATA_ARGUMENTS.values()
+        raise flag_error(error, "network", f"dataset.name={cfg.dataset.name}: " if from_data else "") from error
 
 
 def build_module(cfg: DictConfig, meta: DataMeta) -> ClassificationModule:

@@ -84,6 +84,8 @@ _ONE_LINE_ERRORS = (
     ("datamodules.base", "DataError", EXIT_REFUSED),
     ("training.run.folder", "RunFolderError", EXIT_REFUSED),
     ("training.cli", "RefusedError", EXIT_REFUSED),
+    ("training.tools", "ToolFailedError", EXIT_FAILED),
+    ("training.tools", "RequestError", EXIT_REFUSED),
 )
 
 

@@ -26,43 +26,37 @@ Exit codes: 0 written; 2 refused before anything is written (one line naming the
 from __future__ import annotations
 
 import argparse
-import contextlib
-import inspect
 import json
-import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ckconv.errors import InvalidArgument
+from argcheck import InvalidArgument
 from datamodules import CCNNDataModule, DataError
 from models.ccnn import CCNN
 from models.exporters import RUNNERS, WRITERS, relative_difference
 from models.materialize import check_input_size
 from models.portable import load_portable, save_portable
-from training.cli import EXIT_FAILED, EXIT_REFUSED, one_line
-from training.config import ConfigError
+from training.tools import (
+    OneLineParser,
+    RequestError,
+    ToolFailedError,
+    check_new_output,
+    checkpoint_network,
+    run_tool,
+    write_new,
+)
 
 FORMATS = ("onnx", "torchscript", "pt2", "safetensors")
 # The largest difference allowed between the exported file's logits and the checkpoint network's, relative to the
 # largest logit. Measured on the shipped MNIST-1D checkpoint: 4e-7 (ONNX Runtime), 5e-7 (TorchScript, torch.export).
 RELATIVE_TOLERANCE = 1e-4
-SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "pretrained"
-
-
-class RefusedError(ValueError):
-    """A request that cannot be carried out; nothing was written. The message names the argument at fault."""
-
-
-class ExportError(RuntimeError):
-    """The export or its check failed; the file was not kept."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -77,25 +71,6 @@ class LoadedCheckpoint:
     datamodule: CCNNDataModule
     arguments: dict[str, Any]
     config: dict[str, Any]
-
-
-@contextlib.contextmanager
-def _recorded_arguments(cls: type) -> Iterator[list[dict[str, Any]]]:
-    """Record the arguments of every ``cls(...)`` made inside, by name (the builder passes them as keywords)."""
-    original = cls.__init__
-    signature = inspect.signature(original)
-    calls: list[dict[str, Any]] = []
-
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        bound = signature.bind(self, *args, **kwargs).arguments
-        calls.append({name: value for name, value in bound.items() if name != "self"})
-        original(self, *args, **kwargs)
-
-    cls.__init__ = init  # type: ignore[method-assign]
-    try:
-        yield calls
-    finally:
-        cls.__init__ = original  # type: ignore[method-assign]
 
 
 def _plain(value: Any) -> Any:
@@ -119,59 +94,25 @@ def load_checkpoint(path: Path, data_dir: Path | None = None) -> LoadedCheckpoin
         data_dir: where its dataset is, instead of the config's ``dataset.data_dir``.
 
     Raises:
-        RefusedError: naming the checkpoint (unreadable, not this project's, no config, for another network).
+        CheckpointError: naming the checkpoint (unreadable, not this project's, no config, for another network).
     """
     from omegaconf import OmegaConf
 
-    from training.build import build_datamodule, build_module
-    from training.checkpoints import CheckpointError, load_weights, read_checkpoint
-    from training.compat import upgraded_config
+    from training.build import network_arguments
 
-    try:
-        checkpoint = read_checkpoint(path)
-        if "ccnn_config" not in checkpoint:
-            raise CheckpointError(f"checkpoint {path} carries no config (ccnn_config); it was not written by main.py.")
-        cfg = upgraded_config(checkpoint["ccnn_config"])
-        if data_dir is not None:
-            cfg.dataset.data_dir = str(data_dir)
-        datamodule = build_datamodule(cfg)
-        with _recorded_arguments(CCNN) as calls:
-            module = build_module(cfg, datamodule.meta)
-        load_weights(module, path)
-    except (CheckpointError, ConfigError) as error:
-        raise RefusedError(str(error)) from error
-    arguments = _plain(calls[-1])
-    return LoadedCheckpoint(module.net.eval(), datamodule, arguments, _plain(OmegaConf.to_container(cfg)))
+    loaded = checkpoint_network(path, data_dir)
+    arguments = _plain(network_arguments(loaded.cfg, loaded.datamodule.meta))
+    return LoadedCheckpoint(loaded.module.net, loaded.datamodule, arguments, _plain(OmegaConf.to_container(loaded.cfg)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Checks of the request (before anything is written)
 # ---------------------------------------------------------------------------------------------------------------
-def check_out(out: Path) -> None:
-    """Refuse an ``--out`` that exists, lies in a folder that does not, or inside ``pretrained/``.
-
-    Raises:
-        RefusedError: naming ``--out``.
-    """
-    if out.exists() or out.is_symlink():
-        raise RefusedError(f"--out {out} exists; pass a new file name (an export never overwrites a file).")
-    if not out.parent.is_dir():
-        raise RefusedError(
-            f"--out {out}: the folder {out.parent} does not exist; create it or pass a path in another one."
-        )
-    if out.resolve().is_relative_to(SHIPPED_CHECKPOINTS):
-        raise RefusedError(
-            f"--out {out} is inside {SHIPPED_CHECKPOINTS}, which holds the shipped checkpoints; pass another."
-        )
-    if not os.access(out.parent, os.W_OK):
-        raise RefusedError(f"--out {out}: the folder {out.parent} cannot be written to; pass a path in another one.")
-
-
 def parse_resolution(text: str | None, net: CCNN, trained: tuple[int, ...]) -> tuple[int, ...]:
     """``--resolution`` as a size per axis (``40``, ``32x32``; one number is every axis), checked against ``net``.
 
     Raises:
-        RefusedError: naming ``--resolution``: not positive integers, or a size the network cannot take.
+        RequestError: naming ``--resolution``: not positive integers, or a size the network cannot take.
     """
     if text is None:
         size: tuple[int, ...] = trained
@@ -184,7 +125,7 @@ def parse_resolution(text: str | None, net: CCNN, trained: tuple[int, ...]) -> t
             parts = parts * net.data_dim
         if len(parts) != net.data_dim or min(parts, default=0) < 1:
             example = "x".join(map(str, trained))
-            raise RefusedError(
+            raise RequestError(
                 f"--resolution {text} is not {net.data_dim} positive integer(s) joined by 'x' (e.g. {example}, the "
                 "size this network was trained at)."
             )
@@ -192,7 +133,7 @@ def parse_resolution(text: str | None, net: CCNN, trained: tuple[int, ...]) -> t
     try:
         check_input_size(net, size)
     except InvalidArgument as error:
-        raise RefusedError(f"--resolution {'x'.join(map(str, size))}: {error}") from error
+        raise RequestError(f"--resolution {'x'.join(map(str, size))}: {error}") from error
     return size
 
 
@@ -201,12 +142,12 @@ def check_inputs(loaded: LoadedCheckpoint, size: tuple[int, ...]) -> Tensor:
     interpolation when their size differs; token sequences cannot be, and are refused).
 
     Raises:
-        RefusedError: the data cannot be read, or cannot be brought to ``size``.
+        RequestError: the data cannot be read, or cannot be brought to ``size``.
     """
     datamodule = loaded.datamodule
     trained = tuple(datamodule.meta.size)
     if size != trained and (loaded.net.embedding is not None or loaded.net.float_tokens or loaded.net.paired):
-        raise RefusedError(
+        raise RequestError(
             f"--resolution {'x'.join(map(str, size))}: the test data are token sequences of length "
             f"{'x'.join(map(str, trained))}, which cannot be resampled to check the export; use that length."
         )
@@ -214,7 +155,7 @@ def check_inputs(loaded: LoadedCheckpoint, size: tuple[int, ...]) -> Tensor:
         datamodule.prepare_data()
         datamodule.setup("test")
     except DataError as error:
-        raise RefusedError(
+        raise RequestError(
             f"{error} (the export is checked on the checkpoint's test data; --data-dir names its folder)"
         ) from error
     assert datamodule.test_set is not None
@@ -229,40 +170,6 @@ def check_inputs(loaded: LoadedCheckpoint, size: tuple[int, ...]) -> Tensor:
 # ---------------------------------------------------------------------------------------------------------------
 # Writers and their checks
 # ---------------------------------------------------------------------------------------------------------------
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_checked(out: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> None:
-    """``write`` to a temporary file beside ``out``, ``check`` it, and rename it to ``out`` only then.
-
-    Raises:
-        ExportError: ``write`` or ``check`` failed; the temporary file is removed.
-    """
-    # The temporary keeps --out's suffix: torch.export's loader judges a file by its name (.pt2).
-    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".tmp{out.suffix}")
-    os.close(fd)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        check(temporary)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
-        if out.exists():  # appeared while exporting: still never overwritten
-            raise ExportError(f"--out {out} appeared while exporting; it was left as it is.")
-        os.replace(temporary, out)
-    except ExportError:
-        temporary.unlink(missing_ok=True)
-        raise
-    except Exception as error:
-        temporary.unlink(missing_ok=True)
-        raise ExportError(f"exporting to {out} failed: {type(error).__name__}: {error}") from error
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def export(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...], out: Path, x: Tensor) -> float:
     """Write ``loaded``'s network to ``out`` in format ``fmt`` at ``size``, checked on the inputs ``x``.
 
@@ -270,7 +177,7 @@ def export(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...], out: Path,
         the largest difference of the file's logits from the network's, relative to its largest logit.
 
     Raises:
-        ExportError: the export failed or its logits differ by more than :data:`RELATIVE_TOLERANCE`.
+        ToolFailedError: the export failed or its logits differ by more than :data:`RELATIVE_TOLERANCE`.
     """
     net = loaded.net
     with torch.no_grad():
@@ -280,7 +187,7 @@ def export(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...], out: Path,
     def check_logits(actual: Tensor, what: str) -> None:
         difference.append(relative_difference(actual, expected))
         if not difference[-1] <= RELATIVE_TOLERANCE:
-            raise ExportError(
+            raise ToolFailedError(
                 f"{what} gives logits that differ from the checkpoint network's by {difference[-1]:.2e} of the "
                 f"largest logit (allowed: {RELATIVE_TOLERANCE:.0e}) on the test batch; {out} was not written."
             )
@@ -292,7 +199,7 @@ def export(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...], out: Path,
             with torch.no_grad():
                 check_logits(load_portable(path)(x), "the safetensors file")
 
-        write_checked(out, lambda path: save_portable(net, loaded.arguments, path, metadata), check)
+        write_new(out, lambda path: save_portable(net, loaded.arguments, path, metadata), check)
         return difference[-1]
     writer, runner = WRITERS[fmt], RUNNERS[fmt]
 
@@ -300,58 +207,49 @@ def export(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...], out: Path,
         with torch.no_grad():
             check_logits(runner(path, x), f"the {fmt} file" + (" under ONNX Runtime" if fmt == "onnx" else ""))
 
-    write_checked(out, lambda path: writer(net, size, path), check_runtime)
+    write_new(out, lambda path: writer(net, size, path), check_runtime)
     return difference[-1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse's usage block is not one line
-        print(f"error: {message} (see python -m training.export --help)", file=sys.stderr)
-        sys.exit(EXIT_REFUSED)
-
-
 def _require_format_packages(fmt: str) -> None:
     needs = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "safetensors": ("safetensors",)}.get(fmt, ())
     import importlib.util
 
     missing = [name for name in needs if importlib.util.find_spec(name) is None]
     if missing:
-        raise RefusedError(f"--format {fmt} needs {', '.join(missing)}: pip install 'ccnn[export]'.")
+        raise RequestError(f"--format {fmt} needs {', '.join(missing)}: pip install 'ccnn[export]'.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(
+        prog="python -m training.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
     parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
-    parser.add_argument("--out", type=Path, required=True, help="the file to write (must not exist)")
+    parser.add_argument("--out", type=Path, required=True, help="a new file (an existing one is refused)")
     parser.add_argument("--resolution", default=None, help="input size, e.g. 40 or 32x32 (default: the training size)")
     parser.add_argument("--data-dir", type=Path, default=None, help="the dataset's folder (default: the run's)")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         if args.format not in FORMATS:
-            raise RefusedError(f"--format {args.format} is not one of {', '.join(FORMATS)}.")
+            raise RequestError(f"--format {args.format} is not one of {', '.join(FORMATS)}.")
         _require_format_packages(args.format)
-        check_out(args.out)
+        check_new_output(args.out)
         loaded = load_checkpoint(args.checkpoint, args.data_dir)
         size = parse_resolution(args.resolution, loaded.net, tuple(loaded.datamodule.meta.size))
         x = check_inputs(loaded, size)
-    except RefusedError as error:
-        print(one_line(error), file=sys.stderr)
-        return EXIT_REFUSED
-    try:
         difference = export(loaded, args.format, size, args.out, x)
-    except ExportError as error:
-        print(one_line(error), file=sys.stderr)
-        return EXIT_FAILED
-    resolution = "x".join(map(str, size))
-    print(
-        f"wrote {args.out} ({args.format}, resolution {resolution}; its logits on {len(x)} test examples differ from "
-        f"the checkpoint's by {difference:.1e} of the largest)"
-    )
-    return 0
+        print(
+            f"wrote {args.out} ({args.format}, resolution {'x'.join(map(str, size))}; its logits on {len(x)} test "
+            f"examples differ from the checkpoint's by {difference:.1e} of the largest)"
+        )
+        return 0
+
+    return run_tool(run)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,7 @@ from pathlib import Path
 
 from models.plot_kernels import continuous_layers, kernel_view, save_kernel_plot
 from training.config.resolvers import run_folder_of_checkpoint
-from training.tools import OutputError, check_new_output, checkpoint_network, run_tool, write_new
-
-SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "pretrained"
-
+from training.tools import OneLineParser, check_new_output, checkpoint_network, run_tool, write_new
 
 DEFAULT_FOLDER = Path("outputs") / "kernels"  # under the current folder
 
@@ -37,31 +34,13 @@ def default_output(checkpoint: Path) -> Path:
     return candidate
 
 
-def check_output(out: Path, chosen: bool = True) -> None:
-    """Raise :class:`OutputError` for a path inside ``pretrained/`` (the shipped checkpoints, tracked by git).
-
-    Args:
-        out: where the picture would go.
-        chosen: whether the user passed ``out`` (``--out``) or it is the default under the current folder.
-    """
-    if not out.resolve().is_relative_to(SHIPPED_CHECKPOINTS):
-        return
-    if chosen:
-        raise OutputError(
-            f"--out {out} is inside {SHIPPED_CHECKPOINTS}, which holds the shipped checkpoints (tracked by git); "
-            f"pass a path outside it, or drop --out (the picture then goes to {DEFAULT_FOLDER}/ under the current "
-            "folder)."
-        )
-    raise OutputError(
-        f"the default picture {out} would be inside {SHIPPED_CHECKPOINTS}, which holds the shipped checkpoints "
-        f"(tracked by git), because the current folder is in it; run the command from another folder (it writes "
-        f"to {DEFAULT_FOLDER}/ there) or pass --out <a path outside {SHIPPED_CHECKPOINTS}>."
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Draw the kernels of the checkpoint named in ``argv`` into a new PNG file; the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(
+        prog="python -m training.plot_kernels",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
     parser.add_argument(
         "--out", type=Path, default=None, help=f"a new PNG file (default: ./{DEFAULT_FOLDER}/<run>_<checkpoint>.png)"
@@ -75,9 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def draw() -> int:
         out = args.out or default_output(args.checkpoint)
-        check_output(out, chosen=args.out is not None)
-        check_new_output(out)
-        module, _ = checkpoint_network(args.checkpoint)
+        check_new_output(out, make_folder=args.out is None)  # the default is new too, in a folder of its own
+        module = checkpoint_network(args.checkpoint).module
         for name, layer in continuous_layers(module.net):
             print(f"{name}: mask {kernel_view(name, layer, max_channels=0).mask_summary()}")
         write_new(out, lambda path: save_kernel_plot(module.net, path, args.channels))

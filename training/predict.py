@@ -30,7 +30,7 @@ from datamodules.vision import VisionDataModule
 from models.module import ClassificationModule
 from training.callbacks.predictions import write_predictions_csv
 from training.config.checks import ConfigError
-from training.tools import check_new_output, checkpoint_network, run_tool, write_new
+from training.tools import OneLineParser, check_new_output, checkpoint_network, run_tool, write_new
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -82,7 +82,8 @@ def load_classifier(checkpoint_path: Path) -> tuple[ClassificationModule, Vision
         CheckpointError: the checkpoint is unreadable or stores no config.
         ConfigError: its dataset is not an image dataset.
     """
-    module, datamodule = checkpoint_network(checkpoint_path)
+    loaded = checkpoint_network(checkpoint_path)
+    module, datamodule = loaded.module, loaded.datamodule
     if not isinstance(datamodule, VisionDataModule):
         raise ConfigError(
             f"checkpoint {checkpoint_path} was trained on dataset {datamodule.name}; training.predict reads images "
@@ -126,7 +127,9 @@ def predict_folder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(
+        prog="python -m training.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
     parser.add_argument("folder", type=Path, help="a folder of image files")
     parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="a new CSV (default: %(default)s)")

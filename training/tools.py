@@ -1,32 +1,62 @@
-"""What the commands beside ``main.py`` share (``training.predict``, ``training.plot_kernels``): the network of a
-checkpoint, rebuilt from the config it stores; outputs that are new files, never another's; one line and an exit
-code for whatever stops them, as ``main.py`` does (2: refused, nothing written; 1: failed while writing)."""
+"""What the commands beside ``main.py`` share (``training.predict``, ``training.plot_kernels``, ``training.export``):
+the network of a checkpoint, rebuilt from the config it stores; outputs that are new files, never another's, and
+never inside ``pretrained/``; one line and an exit code for whatever stops them, as ``main.py`` does (2: refused,
+nothing written; 1: failed while writing, nothing left behind)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from omegaconf import DictConfig
 
 from training.cli import EXIT_FAILED, EXIT_REFUSED, exit_code, one_line, wants_traceback
 
-
-class OutputError(ValueError):
-    """An output path that cannot be used: it exists, is a folder, or lies where nothing can be written."""
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "pretrained"
 
 
-def check_new_output(path: Path, option: str = "--out") -> None:
+class RequestError(ValueError):
+    """A tool's request that cannot be carried out (an argument, a path); nothing was written."""
+
+
+class OutputError(RequestError):
+    """An output path that cannot be used: it exists, is inside ``pretrained/``, or lies where nothing can be
+    written."""
+
+
+class ToolFailedError(RuntimeError):
+    """A tool's work failed while writing (its output did not pass its check, a full disk); nothing was kept."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse``, but a bad command line is one line (its usage block is not), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_REFUSED)
+
+
+def check_new_output(path: Path, option: str = "--out", make_folder: bool = False) -> None:
     """Refuse ``path`` unless a new file can be made there: no file or folder of that name yet (a tool never
-    replaces a file it did not make), and a folder (made if missing) where this process can write.
+    replaces a file it did not make), not inside ``pretrained/`` (the shipped checkpoints, tracked by git), and an
+    existing folder (or, with ``make_folder``, one that can be made: a tool's own default place) where this process
+    can write.
 
     Raises:
         OutputError: naming ``option`` and the path.
     """
-    if path.exists():
+    if path.exists() or path.is_symlink():
         raise OutputError(f"{option} {path} exists already; pass a new path (nothing is ever written over a file).")
+    if path.resolve().is_relative_to(SHIPPED_CHECKPOINTS):
+        raise OutputError(f"{option} {path} is inside {SHIPPED_CHECKPOINTS} (the shipped checkpoints); pass another.")
+    if not make_folder and not path.parent.is_dir():
+        raise OutputError(f"{option} {path}: the folder {path.parent} does not exist; create it or pass another path.")
     existing = path.parent
     while not existing.exists() and existing != existing.parent:  # the folders the tool would create
         existing = existing.parent
@@ -39,41 +69,48 @@ def check_new_output(path: Path, option: str = "--out") -> None:
         raise OutputError(f"{option} {path} cannot be written ({error.strerror or error}).") from error
 
 
-def write_new(path: Path, write: Callable[[Path], Any]) -> None:
-    """Make the new file ``path``: ``write`` writes a temporary file beside it, which is then linked to ``path``
-    only if no file of that name appeared meanwhile (so nothing is ever replaced), and removed. A failed write
-    leaves nothing behind.
+def write_new(path: Path, write: Callable[[Path], Any], check: Callable[[Path], Any] | None = None) -> None:
+    """Make the new file ``path``: ``write`` writes a temporary file beside it (with its suffix), ``check`` may
+    refuse it, and only then is it linked to ``path``, if no file of that name appeared meanwhile (nothing is ever
+    replaced). Whatever fails, nothing is left behind.
 
     Raises:
-        OutputError: a file of that name appeared while writing.
-        OSError: the write failed (a full disk, say).
+        OutputError: a file of that name appeared meanwhile.
+        ToolFailedError: ``write`` or ``check`` failed (a full disk, a check that did not pass).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(handle)
+    temporary = Path(name)
     try:
-        write(Path(temporary))
+        try:
+            write(temporary)
+            if check is not None:
+                check(temporary)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(temporary, 0o666 & ~mask)  # mkstemp makes 0600; the permissions open() would give
+        except (ToolFailedError, OutputError):
+            raise
+        except Exception as error:
+            raise ToolFailedError(f"writing {path} failed: {type(error).__name__}: {error}") from error
         try:
             os.link(temporary, path)  # fails if path exists: never over another file
         except FileExistsError:
             raise OutputError(f"{path} appeared while it was being written; nothing was written over it.") from None
     finally:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
 
 
 def run_tool(main: Callable[[], int]) -> int:
-    """Run a command's ``main``; a refusal (the errors of ``training.cli.exit_code`` and :class:`OutputError`) is one
-    line and exit 2, a failed write one line and exit 1."""
+    """Run a command's ``main``: a refusal is one line and exit 2, a failure while writing one line and exit 1."""
     try:
         return main()
-    except OutputError as error:
+    except RequestError as error:
         print(one_line(error), file=sys.stderr)
         return EXIT_REFUSED
-    except OSError as error:
-        if wants_traceback():
-            raise
-        where = f" {error.filename}" if error.filename else ""
-        print(f"error: could not write{where}: {error.strerror or error}.", file=sys.stderr)
+    except ToolFailedError as error:
+        print(one_line(error), file=sys.stderr)
         return EXIT_FAILED
     except Exception as error:
         code = exit_code(error)
@@ -83,12 +120,22 @@ def run_tool(main: Callable[[], int]) -> int:
         return code
 
 
-def checkpoint_network(path: Path) -> tuple[Any, Any]:
-    """The ``ClassificationModule`` of the checkpoint at ``path`` (its weights loaded, in eval mode) and the
-    datamodule of its dataset (constructed only: nothing is read), from the config the checkpoint stores.
+@dataclass(frozen=True)
+class Checkpointed:
+    """A checkpoint's network (``ClassificationModule``, weights loaded, eval mode), its dataset's datamodule
+    (constructed only: nothing is read) and the run's config (in today's terms)."""
+
+    module: Any
+    datamodule: Any
+    cfg: DictConfig
+
+
+def checkpoint_network(path: Path, data_dir: Path | None = None) -> Checkpointed:
+    """The network of the checkpoint at ``path``, rebuilt from the config it stores (``data_dir``: where its
+    dataset is, instead of the run's ``dataset.data_dir``).
 
     Raises:
-        CheckpointError: the checkpoint is unreadable or stores no config.
+        CheckpointError: the checkpoint is unreadable, stores no config, or holds another network's tensors.
     """
     from training.build import build_datamodule, build_module
     from training.run.checkpoints import CheckpointError, load_weights, read_checkpoint
@@ -98,7 +145,9 @@ def checkpoint_network(path: Path) -> tuple[Any, Any]:
     if "ccnn_config" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} stores no config (ccnn_config); it was not written by main.py.")
     cfg = upgraded_config(checkpoint["ccnn_config"])
+    if data_dir is not None:
+        cfg.dataset.data_dir = str(data_dir)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule.meta)
     load_weights(module, path)
-    return module.eval(), datamodule
+    return Checkpointed(module.eval(), datamodule, cfg)
