@@ -3,7 +3,7 @@
 A constructor declares what it accepts in its signature: the type of each argument and, through the aliases of
 :mod:`argcheck.rules` (``PositiveInt``, ``Probability``, ...), its range. :func:`check_arguments` checks a call
 against that declaration, and a config layer can read the same declaration without importing the constructor's
-module (``training.config.source``). A value that breaks a rule raises :class:`InvalidArgument`, which names the
+module (``argcheck.source``). A value that breaks a rule raises :class:`InvalidArgument`, which names the
 argument, so that a caller (a notebook user, a config builder with its own flag names) knows which value to change.
 """
 

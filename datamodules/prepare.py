@@ -10,7 +10,8 @@ and checked by the datamodule's own ``setup``, as a run would (with the dataset'
 Commands' ten words), and its preprocessed tensors are cached for the runs; only then does the dataset's one line
 say where it is, in which layout, and how big. For ``LRA`` that reads every Pathfinder set, the 128 and 256 pixel
 ones included (tens of GB of images): ``PathFinder`` alone reads the default set only. A dataset that fails prints
-the run's one-line message instead, and the command exits with status 1. MNIST-1D is generated and cached.
+the run's one-line message instead, and the command exits with status 1. MNIST-1D and Blobs3D are generated and
+cached (their line says where, and how big).
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def prepare(label: str, datamodule: CCNNDataModule) -> str:
     """
     datamodule.prepare_data()
     datamodule.setup()  # the checks of a run: a copy whose folders all exist can still be partial or corrupt
-    if not datamodule.layouts():
-        return f"{label}: ready under {datamodule.data_dir}"  # generated locally, or a datamodule without layouts
+    if not datamodule.layouts():  # generated locally and cached in a folder of the dataset's name
+        cache = datamodule.data_dir / datamodule.name
+        return f"{label}: ready in {cache} (generated and cached, {human_size(folder_size(cache))})"
     layout = datamodule.locate()
     return f"{label}: ready in {layout.root} ({layout.name} layout, {human_size(folder_size(layout.root))})"
 

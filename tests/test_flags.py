@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from argcheck import accepted_arguments
+from argcheck import accepted_arguments, source
 from argcheck.rules import rule_of
 from tests.conftest import REPO, compose, main_env
-from training.config import source
 from training.config.checks import ConfigError, check_config, chosen_class
 from training.config.components import COMPONENTS
 from training.config.flags import FLAGS, closest_flag, feeding

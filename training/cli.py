@@ -224,6 +224,25 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
     return jobs
 
 
+def check_sweeper(sweeper: DictConfig) -> None:
+    """The settings of a sweeper that would fail only once it runs: no trial to run, a study database where none
+    can be written (Optuna's ``sqlite:///<path>``)."""
+    trials = sweeper.get("n_trials")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise RefusedError(f"hydra.sweeper.n_trials must be a positive number of trials, got {trials!r}.")
+    storage = sweeper.get("storage")
+    if isinstance(storage, str) and storage.startswith("sqlite:///"):
+        database = Path(storage.removeprefix("sqlite:///"))
+        folder = database.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise RefusedError(
+                f"hydra.sweeper.storage={storage}: {folder} is not a folder this process can write in; pass "
+                "sqlite:/// and an absolute path in one (three slashes, then the path)."
+            )
+        if database.exists() and not os.access(database, os.R_OK | os.W_OK):
+            raise RefusedError(f"hydra.sweeper.storage={storage}: {database} cannot be read and written.")
+
+
 class CheckBeforeWriting(Callback):
     """Hydra callback (cfg/config.yaml): every check of the run, or of every job of a multirun, before Hydra makes a
     folder. A refusal leaves Hydra as :class:`StopBeforeWriting` (printed by :func:`main`); the checked plan of a run
@@ -254,9 +273,11 @@ class CheckBeforeWriting(Callback):
         _prepared["run"] = (OmegaConf.to_container(cfg), (plan, folder))
 
     def check_multirun(self, config: DictConfig) -> None:
-        """Every check of every job of a multirun: first those of the flags (no torch), then the others."""
+        """Every check of every job of a multirun: first the sweeper's settings and those of the flags (no torch),
+        then the others."""
         from hydra import compose
 
+        check_sweeper(config.hydra.sweeper)
         hydra_config = HydraConfig.instance().cfg
         jobs: list[tuple[str, DictConfig, Path | None]] = []
         try:

@@ -15,9 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from argcheck import did_you_mean
+from argcheck import did_you_mean, source
 from argcheck.rules import rule_of
-from training.config import source
 from training.config.components import COMPONENTS, Component
 from training.config.flags import FLAGS, Flag, feeding, is_default, not_a_flag, value
 from training.config.resolvers import run_folder_of_checkpoint

@@ -3,8 +3,8 @@
 Importing a layer, a datamodule or an optimizer loads torch (1.5 s) and often Lightning (3 s more); reading their
 source takes milliseconds. So the checks of a command line can ask the chosen classes themselves which arguments
 they take, with which annotations and defaults, before torch is loaded: a class declares what it reads by its
-signature, and nothing else needs to list it. ``tests/test_config_source.py`` holds every answer here against the
-imported classes.
+signature, and nothing else needs to list it. ``tests/test_flags.py`` holds every answer here against the imported
+classes.
 
 Targets are written ``"package.module:Name"``. What this understands: a class's ``__init__`` (keyword and positional
 parameters; a ``**kwargs`` that the class passes on to its first base, followed there), a ``@dataclass``'s fields, a
