@@ -48,3 +48,21 @@ def test_a_checkpoint_whose_state_dict_is_not_a_mapping_is_refused(tmp_path):
     with pytest.raises(CheckpointError) as refused:
         read_checkpoint(path)
     assert str(path) in str(refused.value)
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_for_evaluation_and_nothing_is_written(tmp_path):
+    # A run that diverged saves NaN weights; evaluating them made a run folder and then ended in a traceback.
+    from tests.conftest import run_main, tree
+
+    checkpoint = torch.load(SHIPPED, map_location="cpu", weights_only=False)
+    name = next(key for key, value in checkpoint["state_dict"].items() if value.is_floating_point())
+    checkpoint["state_dict"][name] = torch.full_like(checkpoint["state_dict"][name], float("nan"))
+    broken = tmp_path / "diverged.ckpt"
+    torch.save(checkpoint, broken)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    result = run_main("train.do=False", "pretrained.load=True", f"pretrained.filename={broken}", cwd=cwd)
+    assert result.returncode == 2
+    [line] = result.error_lines()
+    assert str(broken) in line and name in line
+    assert tree(cwd) == {}

@@ -172,6 +172,17 @@ def test_a_run_that_skipped_most_of_its_batches_as_non_finite_fails(tiny, tmp_pa
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+def test_a_kernel_picture_that_cannot_be_written_is_one_warning_and_the_run_finishes(tiny, tmp_path, caplog):
+    # Where the pictures go is taken by a file, as a full disk would refuse them: the run must not end in a traceback.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "kernels").write_text("not a folder")
+    results = train(compose(tiny))
+    assert [record for record in caplog.records if "kernel picture of epoch 1" in record.getMessage()]
+    assert results["test/acc"] >= 0.0
+    assert (tmp_path / "run" / "results.json").exists()
+    assert (tmp_path / "run" / "kernels").read_text() == "not a folder"
+
+
 def test_a_resumed_run_keeps_its_wandb_run_id(tmp_path, monkeypatch):
     import re
 
