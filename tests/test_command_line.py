@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import REPO, SHIPPED, TINY, main_env, main_py, run_main, tree
 
@@ -124,7 +125,10 @@ def test_a_bad_command_line_is_refused_in_one_line_naming_the_culprit_and_writes
     [line] = result.error_lines()
     assert line.startswith("error: ") and culprit in line, line
     assert tree(cwd) == {}, f"{args} left {sorted(tree(cwd))} behind"
-    assert tree(occupied) == occupied_before and tree(data_dir) == data_before
+    assert tree(occupied) == occupied_before
+    # The data folder may gain the cache of a generated dataset (read to count batches); nothing in it changes.
+    files_before = {name: mtime for name, mtime in data_before.items() if (data_dir / name).is_file()}
+    assert files_before.items() <= tree(data_dir).items()
 
 
 @pytest.mark.parametrize(
@@ -222,7 +226,8 @@ class CosineNet(KernelNet):
 
     trained = run("kernel.type=Cosine", "kernel.omega_0=3.0", f"train.output_dir={tmp_path / 'run'}")
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "CosineNet" in (tmp_path / "run" / "main.log").read_text()  # the model's table lists it
+    weights = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert "net.conv1.kernel_net.hidden.weight" in weights["state_dict"]  # CosineNet's own layer was trained
     refused = run("kernel.type=Cosine", "kernel.alpha=2.0")  # a Gabor flag: CosineNet's signature has no alpha
     assert refused.returncode == 2 and "kernel.alpha" in refused.stderr
     refused = run("kernel.type=Cosine", "kernel.omega_0=-1")  # its own rule, from its annotation

@@ -99,6 +99,15 @@ def exit_code(error: BaseException) -> int | None:
     return None
 
 
+def report(error: Exception) -> int:
+    """Print ``error`` in one line and return its exit code; re-raise a bug (or anything under ``-v``)."""
+    code = exit_code(error)
+    if code is None or wants_traceback():
+        raise error
+    print(one_line(error), file=sys.stderr)
+    return code
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # What Hydra reports while composing, as one line
 # ------------------------------------------------------------------------------------------------------------------
@@ -390,9 +399,8 @@ def main(hydra_main: Any, argv: list[str]) -> int:
             print(one_line(RefusedError(composition_message(stop.error, overrides))), file=sys.stderr)
             return EXIT_REFUSED
         if exit_code(stop.error) is None or wants_traceback():
-            raise stop.error from None  # a bug: its own traceback
-        print(one_line(stop.error), file=sys.stderr)
-        return exit_code(stop.error)  # type: ignore[return-value]
+            raise stop.error from None  # a bug: its own traceback, not Hydra's callback around it
+        return report(stop.error)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         if wants_traceback():
             raise
@@ -404,11 +412,7 @@ def main(hydra_main: Any, argv: list[str]) -> int:
         print(one_line(RefusedError(composition_message(error, overrides))), file=sys.stderr)
         return EXIT_REFUSED
     except Exception as error:
-        code = exit_code(error)
-        if code is None or wants_traceback():
-            raise
-        print(one_line(error), file=sys.stderr)
-        return code
+        return report(error)
     from training import multirun
 
     return multirun.exit_code  # non-zero when a job of a multirun failed (its summary says which)

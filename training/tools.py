@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig
 
-from training.cli import EXIT_FAILED, EXIT_REFUSED, exit_code, one_line, wants_traceback
+from training.cli import EXIT_REFUSED, report
 
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "pretrained"
 
@@ -106,18 +106,8 @@ def run_tool(main: Callable[[], int]) -> int:
     """Run a command's ``main``: a refusal is one line and exit 2, a failure while writing one line and exit 1."""
     try:
         return main()
-    except RequestError as error:
-        print(one_line(error), file=sys.stderr)
-        return EXIT_REFUSED
-    except ToolFailedError as error:
-        print(one_line(error), file=sys.stderr)
-        return EXIT_FAILED
     except Exception as error:
-        code = exit_code(error)
-        if code is None or wants_traceback():
-            raise
-        print(one_line(error), file=sys.stderr)
-        return code
+        return report(error)
 
 
 @dataclass(frozen=True)
