@@ -202,7 +202,7 @@ class CCNNDataModule(pl.LightningDataModule):
 
     def held_bytes(self, examples: int | None = None) -> int | None:
         """Bytes this datamodule holds once it has read all its splits at its resolution, from its arguments alone
-        (nothing is read), for the memory check of an evaluation at another resolution (training.resolution_memory);
+        (nothing is read), for the memory check of an evaluation at another resolution (training.evaluation.memory);
         ``None`` where it is not known (yet).
 
         Args:

@@ -17,7 +17,7 @@ settings or seeds; run the command once more at the end to tabulate them all). A
 holds the table (mean ± sample standard deviation over seeds, in %) and ``<output>/results.png`` the plot. Refused
 in one line (exit 2) before anything trains: an unknown preset or flag, a setting without ``=``, a repeated seed or
 setting, a dataset without a resolution flag, a resolution too coarse for the network's kernels or too large for the
-machine's memory (``training.resolution_memory``), a run folder that is not empty.
+machine's memory (``training.evaluation.memory``), a run folder that is not empty.
 """
 
 from __future__ import annotations

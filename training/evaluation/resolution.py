@@ -9,8 +9,8 @@ same extent with more or fewer taps (``ckconv.conv``). The test split is read by
 flags with only the resolution option changed, so everything else (normalisation, splits, batch size) is the run's.
 
 A run checks the list in :func:`check_resolutions`, each resolution's kernel grids and the memory its evaluation
-needs in :func:`check_resolutions_fit` (``training.resolution_memory``), and loads the data of each resolution in
-:func:`check_resolution_data`, all in ``training.run.plan_run``, before anything is written; after the run's own
+needs in :func:`check_resolutions_fit` (``training.evaluation.memory``), and loads the data of each resolution in
+:func:`check_resolution_data`, all in ``training.run.plan.plan_run``, before anything is written; after the run's own
 test, :func:`evaluate_resolutions` evaluates, prints the table, writes ``<run>/resolutions.csv`` and returns the
 metrics ``test@<resolution>/acc`` and ``test@<resolution>/loss``, which the run logs with its other final metrics.
 """
@@ -163,7 +163,7 @@ def check_kernel_grid(cfg: DictConfig, net: nn.Module, trained: Sequence[int], s
 
 @dataclass(frozen=True)
 class MemoryNeed:
-    """What the evaluation at one resolution needs (``training.resolution_memory``), in bytes."""
+    """What the evaluation at one resolution needs (``training.evaluation.memory``), in bytes."""
 
     batch: int  # the evaluation batch
     network: int  # its peak through the network
@@ -194,13 +194,13 @@ def check_memory(
     cfg: DictConfig, datamodule: CCNNDataModule, net: nn.Module, accelerator: str, examples: int | None = None
 ) -> None:
     """Refuse a resolution whose evaluation needs more memory than the machine has available now (the estimate of
-    ``training.resolution_memory``: nothing is allocated).
+    ``training.evaluation.memory``: nothing is allocated).
 
     Args:
         cfg: the run's flags.
         datamodule: the run's datamodule.
         net: the run's network.
-        accelerator: ``"gpu"`` or ``"cpu"`` (``training.devices.select_accelerator``).
+        accelerator: ``"gpu"`` or ``"cpu"`` (``training.run.devices.select_accelerator``).
         examples: the examples the run's datamodule holds once it has read its data (:func:`held_examples`).
 
     Raises:
