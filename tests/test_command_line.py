@@ -91,7 +91,10 @@ BAD_COMMAND_LINES: dict[str, tuple[list[str], str]] = {
     "multirun with a bad value of a constructor": (["-m", "net.no_hidden=8,0,16"], "net.no_hidden"),
     "multirun with a bad choice": (["-m", "kernel.type=MAGNet,Siren"], "kernel.type"),
     "multirun with a bad initial width": (["-m", "mask.init_value=0.2,-0.5"], "mask.init_value"),
-    "optuna search with no trial": (["-m", "+hparams_search=omega_mask_optuna", "hydra.sweeper.n_trials=0"], "n_trials"),
+    "optuna search with no trial": (
+        ["-m", "+hparams_search=omega_mask_optuna", "hydra.sweeper.n_trials=0"],
+        "hydra.sweeper.n_trials",
+    ),
     "optuna study nowhere to write": (
         ["-m", "+hparams_search=omega_mask_optuna", "hydra.sweeper.storage=sqlite:////proc/1/no/study.db"],
         "hydra.sweeper.storage",

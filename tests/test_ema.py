@@ -108,8 +108,8 @@ def test_the_decay_must_lie_strictly_between_0_and_1():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The corrections to Lightning's WeightAveraging (the module docstring of training/callbacks/ema.py). Each pair of tests shows
-# the library's behaviour and the corrected one; when Lightning changes, the first of the pair fails.
+# The corrections to Lightning's WeightAveraging (the module docstring of training/callbacks/ema.py). Each pair of
+# tests shows the library's behaviour and the corrected one; when Lightning changes, the first of the pair fails.
 # ---------------------------------------------------------------------------------------------------------------
 def _ccnn_module() -> pl.LightningModule:
     cfg = compose(TINY)
