@@ -35,8 +35,9 @@ Size = tuple[int, ...] | None
 
 def block_widths(hidden_channels: int, num_blocks: int, width_factors: Sequence[Sequence[float]]) -> list[int]:
     """Width of every block from ``[(factor, n_blocks), ...]``; an empty list keeps all at ``hidden_channels``."""
-    pairs = [tuple(p) for p in width_factors]
-    if not all(len(p) == 2 for p in pairs):
+    pairs = [tuple(p) if isinstance(p, Sequence) and not isinstance(p, str) else (p,) for p in width_factors]
+    numbers = all(isinstance(x, int | float) and not isinstance(x, bool) for p in pairs for x in p)
+    if not numbers or not all(len(p) == 2 and p[1] == int(p[1]) for p in pairs):
         raise InvalidArgument(
             "block_width_factors",
             f"block_width_factors must be a list of [factor, n_blocks] pairs, got {width_factors!r}.",

@@ -63,6 +63,7 @@ BAD_COMMAND_LINES: dict[str, tuple[list[str], str]] = {
     "device typo": (["device=gpuu"], "device"),
     "causal 2D": (["dataset.name=MNIST", "conv.causal=True"], "conv.causal"),
     "zero width": (["net.no_hidden=0"], "net.no_hidden"),
+    "block widths that are not numbers": (["net.block_width_factors=[[a,1]]"], "net.block_width_factors"),
     "dropout of one": (["net.dropout=1.0"], "net.dropout"),
     "mask threshold": (["mask.threshold=1.5"], "mask.threshold"),
     "kernel net name": (["kernel.type=magnet"], "kernel.type"),

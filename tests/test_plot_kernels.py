@@ -210,14 +210,15 @@ def test_run_from_inside_pretrained_without_out_the_default_picture_is_refused_a
     assert tree(SHIPPED.parent) == before
 
 
-def test_an_existing_out_is_refused_and_left_as_it_was(tmp_path, capsys):
+def test_an_out_that_exists_or_lies_in_no_folder_is_refused_and_nothing_changes(tmp_path, capsys):
     existing = tmp_path / "kernels.png"
     existing.write_bytes(b"someone's picture")
     before = tree(tmp_path)
-    code, _, errors = plot_command(str(SHIPPED), "--out", str(existing), capsys=capsys)
-    assert code == 2
-    [line] = errors
-    assert str(existing) in line, line
+    for out, named in ((existing, existing), (tmp_path / "missing" / "k.png", tmp_path / "missing")):
+        code, _, errors = plot_command(str(SHIPPED), "--out", str(out), capsys=capsys)
+        assert code == 2
+        [line] = errors
+        assert str(named) in line, line
     assert tree(tmp_path) == before and existing.read_bytes() == b"someone's picture"
 
 

@@ -91,7 +91,7 @@ def test_the_folder_command_predicts_what_the_evaluation_did_for_the_same_images
     for i, image in enumerate(written.test_images):
         Image.fromarray(image[0]).save(folder / f"{i:03d}.png")  # (1, 28, 28) grey
     (folder / "notes.txt").write_text("not an image")
-    out = tmp_path / "out" / "preds.csv"
+    out = tmp_path / "preds.csv"
     result = predict_py(str(run / "checkpoints" / "best.ckpt"), str(folder), "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert str(out) in result.stdout
@@ -129,6 +129,7 @@ def test_the_folder_command_refuses_in_one_line_naming_the_culprit(mnist_run, tm
         # --out and --device are checked before anything is read (they failed with tracebacks after the inference).
         ((best, str(empty), "--out", "/proc/preds.csv"), "/proc/preds.csv"),
         ((best, str(broken), "--out", str(taken)), str(taken)),  # a file that exists is never written over
+        ((best, str(broken), "--out", str(tmp_path / "no" / "p.csv")), str(tmp_path / "no")),  # no such folder
         ((best, str(empty), *out, "--device", "cuda:99"), "--device cuda:99"),
         ((best, str(tmp_path / "missing")), str(tmp_path / "missing")),
         ((best, str(empty)), str(empty)),  # no image in it

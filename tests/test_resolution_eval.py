@@ -69,6 +69,7 @@ def test_a_list_that_is_not_distinct_positive_integers_is_refused_naming_the_fla
     assert result.returncode == 2, result.stderr
     [line] = result.error_lines()
     assert line.startswith("error: ") and "test.resolutions" in line, line
+    assert "test.resolutions[" not in line  # the flag, not an item of its list
     assert tree(tmp_path) == {}
 
 

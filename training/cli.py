@@ -131,10 +131,12 @@ def _unknown_preset(name: str) -> str:
 
 def _type_phrase(annotation: Any) -> str:
     """``an integer``, ``a number or null``, ... for a schema field's type."""
+    import types
     import typing
 
     names = {int: "an integer", float: "a number", bool: "True or False", str: "a string", list: "a list"}
-    members = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Union else (annotation,)
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)  # Optional[X] or X | None
+    members = typing.get_args(annotation) if union else (annotation,)
     words = [names.get(typing.get_origin(m) or m, "a value") for m in members if m is not type(None)]
     return " or ".join(words) + (" or null" if type(None) in members else "")
 
@@ -172,6 +174,8 @@ def composition_message(error: BaseException, overrides: list[str]) -> str:
         return unparsed
     cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
     key = getattr(cause, "full_key", None) if isinstance(cause, OmegaConfBaseException) else None
+    if key:
+        key = str(key).split("[", 1)[0]  # an item of a list flag (test.resolutions[0]): the flag
     text = " ".join(str(error).split())
     if key and key not in FLAGS and not any(name.startswith(f"{key}.") for name in FLAGS):
         if text.startswith("Could not append to config. An item is already at"):
