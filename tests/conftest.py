@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -63,6 +64,8 @@ def run_main(*args: str, cwd: Path) -> Result:
 
     out, err = io.StringIO(), io.StringIO()
     saved = (os.getcwd(), list(sys.argv))
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level  # Hydra's job logging replaces them for the run
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -73,6 +76,12 @@ def run_main(*args: str, cwd: Path) -> Result:
     finally:
         os.chdir(saved[0])
         sys.argv = saved[1]
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+            handler.close()  # a run's main.log is closed when its run ends, as when main.py's process ends
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
     return Result(code, out.getvalue(), err.getvalue())
 
 

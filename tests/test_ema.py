@@ -3,7 +3,6 @@ is corrected (each shown wrong without the correction), and runs that validate, 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,8 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ckconv.mask import GaussianMask, refresh_mask_widths
-from tests.conftest import TINY, compose, main_py, run_main, tree
-from tests.test_trust import DETERMINISTIC, _kill_after_epoch, epoch_rows
+from tests.conftest import TINY, compose, run_main, tree
+from tests.test_trust import epoch_rows
 from training.build import build_datamodule, build_module
 from training.callbacks.ema import RAW_WEIGHTS_KEY, EMAWeights
 from training.run.checkpoints import CheckpointError, read_checkpoint
@@ -250,27 +249,3 @@ def test_a_run_without_ema_cannot_be_resumed_with_it(tiny, tmp_path):
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     with pytest.raises(CheckpointError, match=r"train\.ema=0\.9"):
         train(compose([*tiny, "train.epochs=2", "train.ema=0.9", f"train.resume={last}"]))
-
-
-@pytest.mark.slow
-def test_a_run_with_ema_killed_and_resumed_equals_the_uninterrupted_run_bit_for_bit(data_dir, tmp_path):
-    flags = [*DETERMINISTIC, f"dataset.data_dir={data_dir}", "train.ema=0.9"]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        uninterrupted = pool.submit(main_py, *flags, f"train.output_dir={whole}", cwd=tmp_path)
-        epoch = _kill_after_epoch(flags, killed, 2)
-        assert uninterrupted.result().returncode == 0, uninterrupted.result().stderr[-2000:]
-    assert epoch < 5
-    resumed = main_py(*flags, f"train.resume={killed / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-
-    final = [line for line in uninterrupted.result().stdout.splitlines() if line.startswith("Final: ")]
-    assert [line for line in resumed.stdout.splitlines() if line.startswith("Final: ")] == [
-        line.replace(str(whole), str(killed)) for line in final
-    ]
-    assert epoch_rows(killed) == epoch_rows(whole)
-    for name in ("last.ckpt", "best.ckpt"):
-        a, b = read_checkpoint(whole / "checkpoints" / name), read_checkpoint(killed / "checkpoints" / name)
-        for part in ("state_dict", RAW_WEIGHTS_KEY, "averaging_state"):
-            assert a[part].keys() == b[part].keys()
-            assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), (name, part)

@@ -14,7 +14,7 @@ from torch import nn
 
 from datamodules import DataError
 from models.module import ClassificationModule, NonFiniteLossError
-from tests.conftest import TINY, compose, main_py, start_main_py
+from tests.conftest import TINY, compose, run_main, start_main_py
 from training.config.checks import ConfigError
 from training.run.checkpoints import atomic_torch_save, read_checkpoint
 from training.run.execute import RunFailedError, _wandb_run_id, train
@@ -48,7 +48,7 @@ def test_sigkill_mid_training_then_resume_reaches_the_same_epoch_count(data_dir,
     # A kill during a save may leave the save's temporary file (nothing can delete it then); the resumed run removes
     # it before it writes. Plant one so that this is checked whatever the kill's timing was.
     (run / "checkpoints" / ".last.ckpt.k1ll3d_x.tmp").write_bytes(b"half-written")
-    result = main_py(*flags, f"train.resume={last}")
+    result = run_main(*flags, f"train.resume={last}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert epochs_done(last) == 12
     assert not list((run / "checkpoints").glob("*.tmp"))
@@ -172,12 +172,14 @@ def test_a_run_that_skipped_most_of_its_batches_as_non_finite_fails(tiny, tmp_pa
     assert not (tmp_path / "run" / "results.json").exists()
 
 
-def test_a_kernel_picture_that_cannot_be_written_is_one_warning_and_the_run_finishes(tiny, tmp_path, caplog):
+def test_a_kernel_picture_that_cannot_be_written_is_one_warning_and_the_run_finishes(tiny, tmp_path, caplog, recwarn):
     # Where the pictures go is taken by a file, as a full disk would refuse them: the run must not end in a traceback.
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "kernels").write_text("not a folder")
     results = train(compose(tiny))
-    assert [record for record in caplog.records if "kernel picture of epoch 1" in record.getMessage()]
+    # A run logs its warnings (logging.captureWarnings); pytest records them itself once logging's hook is set.
+    said = [record.getMessage() for record in caplog.records] + [str(warning.message) for warning in recwarn]
+    assert [message for message in said if "kernel picture of epoch 1" in message]
     assert results["test/acc"] >= 0.0
     assert (tmp_path / "run" / "results.json").exists()
     assert (tmp_path / "run" / "kernels").read_text() == "not a folder"

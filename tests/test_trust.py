@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import SHIPPED, TINY, compose, main_env, main_py, run_main, start_main_py, tree
+from tests.conftest import SHIPPED, TINY, compose, main_env, run_main, start_main_py, tree
 from training.callbacks.epochs import MEASURED_PREFIXES
 from training.config.checks import ConfigError
 from training.run.checkpoints import CheckpointError, read_checkpoint
@@ -62,7 +62,7 @@ def test_a_second_process_on_a_folder_in_use_is_refused(data_dir, tmp_path):
         while not (run / ".lock").is_file() and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.05)
         assert first.poll() is None, "the first run ended before the second could start; make it longer"
-        second = main_py(*[f for f in flags if "epochs" not in f], "train.epochs=1", cwd=tmp_path)
+        second = run_main(*[f for f in flags if "epochs" not in f], "train.epochs=1", cwd=tmp_path)
         assert first.poll() is None, "the first run ended before the second was refused; make it longer"
         assert second.returncode == 2
         [line] = error_lines(second)
@@ -330,7 +330,7 @@ def small_disk(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_whose_disk_fills_up_ends_with_one_line_naming_the_checkpoint(small_disk, data_dir):
-    result = main_py(*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={small_disk / 'run'}", cwd=small_disk)
+    result = run_main(*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={small_disk / 'run'}", cwd=small_disk)
     assert result.returncode == 1, result.stderr[-2000:]
     [line] = [line for line in error_lines(result) if line.startswith("error: ")]
     assert str(small_disk / "run" / "checkpoints") in line and "the disk is full" in line
@@ -386,36 +386,36 @@ def _kill_after_epoch(flags: list[str], run: Path, epoch: int) -> int:
 
 @pytest.mark.slow
 def test_kill_and_resume_at_two_epochs_reproduces_the_uninterrupted_run_bit_for_bit(data_dir, tmp_path):
+    """With the weight average on, so that its state (the average, its update count) is resumed too."""
     from concurrent.futures import ThreadPoolExecutor
 
-    flags = [*DETERMINISTIC, f"dataset.data_dir={data_dir}"]
+    from training.callbacks.ema import RAW_WEIGHTS_KEY
+
+    flags = [*DETERMINISTIC, f"dataset.data_dir={data_dir}", "train.ema=0.9"]
     whole, early, late = tmp_path / "whole", tmp_path / "early", tmp_path / "late"
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        uninterrupted = pool.submit(main_py, *flags, f"train.output_dir={whole}", cwd=tmp_path)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # killed in processes of their own, while this one runs whole
         killed = {run: pool.submit(_kill_after_epoch, flags, run, at) for run, at in ((early, 1), (late, 3))}
+        uninterrupted = run_main(*flags, f"train.output_dir={whole}", cwd=tmp_path)
         epochs = {run: future.result() for run, future in killed.items()}
-        assert uninterrupted.result().returncode == 0, uninterrupted.result().stderr[-2000:]
-        resumed = {
-            run: pool.submit(main_py, *flags, f"train.resume={run / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path)
-            for run in killed
-        }
-        results = {run: future.result() for run, future in resumed.items()}
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
     assert epochs[early] < epochs[late] < 5, epochs  # two different epoch boundaries, both before the end
 
     final = json.loads((whole / "results.json").read_text())
+    measured = {k for k in final if k.startswith(MEASURED_PREFIXES) or k in ("run_folder", "best_checkpoint")}
     reference = epoch_rows(whole)
-    for run, result in results.items():
-        assert result.returncode == 0, result.stderr[-2000:]
-        measured = {k for k in final if k.startswith(MEASURED_PREFIXES) or k in ("run_folder", "best_checkpoint")}
+    for run in killed:
+        resumed = run_main(*flags, f"train.resume={run / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
         resumed_final = json.loads((run / "results.json").read_text())
         assert {k: v for k, v in resumed_final.items() if k not in measured} == {
             k: v for k, v in final.items() if k not in measured
         }
         assert epoch_rows(run) == reference
         for name in ("last.ckpt", "best.ckpt"):
-            a = read_checkpoint(whole / "checkpoints" / name)["state_dict"]
-            b = read_checkpoint(run / "checkpoints" / name)["state_dict"]
-            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (run, name)
+            a, b = read_checkpoint(whole / "checkpoints" / name), read_checkpoint(run / "checkpoints" / name)
+            for part in ("state_dict", RAW_WEIGHTS_KEY, "averaging_state"):
+                assert a[part].keys() == b[part].keys()
+                assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), (run, name, part)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -26,19 +26,18 @@ from pytorch_lightning.utilities import rank_zero_only
 from training.config.checks import ConfigError
 
 
-class ConsoleHandler(logging.StreamHandler):
+class ConsoleHandler(logging.Handler):
     """A log handler for the console: warnings and errors to ``sys.stderr``, the rest to ``sys.stdout``, each as it
     is when a record comes (a live progress bar replaces ``sys.stdout`` with a stream that prints above the bar), not
     as it was when logging was configured."""
 
-    def __init__(self) -> None:
-        super().__init__(sys.stdout)
-
     def emit(self, record: logging.LogRecord) -> None:
-        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
-        if self.stream is not stream:
-            self.setStream(stream)
-        super().emit(record)
+        try:
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
 
 
 class AppendingCSVLogger(Logger):
