@@ -24,7 +24,7 @@ from training.config import resolvers
 
 
 class Change(Enum):
-    """What a different value of a flag changes; checkpoints are compared by it (``training.config.compat``)."""
+    """What a different value of a flag changes; checkpoints are compared by it (``training.run.compat``)."""
 
     NETWORK = "the network"  # the function its weights compute: compared whenever weights are loaded
     INIT = "its initialisation"  # the initial weights only: compared when a run is resumed
