@@ -8,6 +8,7 @@ import importlib.util
 import io
 import logging
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -104,6 +105,12 @@ def start_main_py(*args: str, cwd: Path = REPO, **streams: Any) -> subprocess.Po
     command = [sys.executable, str(REPO / "main.py"), *args]
     streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **streams}
     return subprocess.Popen(command, cwd=cwd, env=main_env(), **streams)
+
+
+def interruptible() -> None:
+    """Run in a child before it starts: Ctrl-C (SIGINT) interrupts it even when the tests were started in the
+    background, where the shell ignores SIGINT and every process started from there inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def tree(folder: Path) -> dict[str, int]:

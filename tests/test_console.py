@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, TINY, run_main
+from tests.conftest import REPO, TINY, interruptible, run_main
 from training.run.checkpoints import read_checkpoint
 
 ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
@@ -85,9 +85,9 @@ def test_the_console_is_quiet_and_main_log_holds_what_it_showed(data_dir, tmp_pa
 @pytest.mark.slow
 def test_ctrl_c_prints_the_command_that_resumes_the_run(data_dir, tmp_path):
     run = tmp_path / "run"
-    # Epochs of 30 steps (a quarter to half a second each): the interrupt comes after the first. Six of them, as the
-    # epoch line can reach this process late on a loaded machine: the run must still be training when it arrives.
-    flags = [*TINY, "train.epochs=6", "dataset.params.num_samples=2000"]
+    # Epochs of about 100 steps (a second each): the interrupt comes as the second starts, after the first one's
+    # checkpoint; a test process that sees the checkpoint late still finds the run training.
+    flags = [*TINY, "train.epochs=4", "train.batch_size=16", "dataset.params.num_samples=2000"]
     process = subprocess.Popen(
         [sys.executable, MAIN, *flags, f"dataset.data_dir={data_dir}", f"train.output_dir={run}"],
         cwd=tmp_path,
@@ -95,37 +95,37 @@ def test_ctrl_c_prints_the_command_that_resumes_the_run(data_dir, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=interruptible,
     )
     shown = []
     for line in process.stdout:  # type: ignore[union-attr]
         shown.append(line)
-        if line.startswith("epoch 1/6 |"):
+        if line.startswith("epoch 1/4 |"):
             break
     last = run / "checkpoints" / "last.ckpt"  # written after the epoch line, at the very end of the epoch
     deadline = time.monotonic() + 120
     while not last.is_file() and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.1)  # into a later epoch
     process.send_signal(signal.SIGINT)
     output = "".join(shown) + process.communicate(timeout=120)[0]
     assert process.returncode == 130, output[-2000:]
     held = read_checkpoint(last)["epoch"] + 1  # Lightning counts from 0, the epoch lines from 1
     [interrupted] = re.findall(
-        rf"\nInterrupted during epoch (\d+)/6; last.ckpt holds epoch {held}\. The run continues", output
+        rf"\nInterrupted during epoch (\d+)/4; last.ckpt holds epoch {held}\. The run continues", output
     )
-    assert 1 <= held < 6 and int(interrupted) in (held, held + 1)  # the next epoch, or its start after the save
+    assert 1 <= held < 4 and int(interrupted) in (held, held + 1)  # the next epoch, or its start after the save
     notice = output.split("The run continues from its last checkpoint with:\n")[1].splitlines()[0].strip()
     words = shlex.split(notice)
     assert words[:2] == [sys.executable, MAIN] and words[-1] == f"train.resume={last}"
     assert notice in (run / "main.log").read_text()
 
-    # The printed command, exactly as printed, from the folder the run was started in.
-    resumed = subprocess.run(words, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    # The printed command's flags, from the folder the run was started in, through main.py's own entry function.
+    resumed = run_main(*words[2:], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert read_checkpoint(last)["epoch"] == 5
+    assert read_checkpoint(last)["epoch"] == 3
     assert f"run folder: {run}" in resumed.stdout
     epochs = [line.split(" |")[0] for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
-    assert epochs == [f"epoch {k}/6" for k in range(held + 1, 7)]
+    assert epochs == [f"epoch {k}/4" for k in range(held + 1, 5)]
     # Lightning's warnings about the run's own checkpoint folder and its info lines on restoring are gone.
     assert "exists and is not empty" not in resumed.stdout + resumed.stderr
     assert "Restored all states" not in resumed.stdout + resumed.stderr

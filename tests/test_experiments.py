@@ -26,7 +26,7 @@ from hydra.experimental.callback import Callback
 from experiments import results as results_file
 from experiments import run as runner
 from experiments import summarize
-from tests.conftest import REPO, TINY, compose, run_main, tree
+from tests.conftest import REPO, TINY, compose, interruptible, run_main, tree
 from training.config.checks import check_config
 from training.config.flags import FLAGS
 
@@ -491,7 +491,7 @@ def test_run_command_keeps_finished_seeds_through_ctrl_c_and_the_same_command_tr
     ]
     command = run_command(work, results, [0, 1], [*flags, f"train.output_dir={out}"])
     with open(logs / "out", "w") as stdout, open(logs / "err", "w") as stderr:
-        process = subprocess.Popen(command, cwd=work, env=ENV, stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(command, cwd=work, env=ENV, stdout=stdout, stderr=stderr, preexec_fn=interruptible)
         deadline = time.monotonic() + 300
         while not (out / "seed1").exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)

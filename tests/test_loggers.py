@@ -4,13 +4,12 @@ train.tensorboard=True (refused in one line before anything is written when its 
 from __future__ import annotations
 
 import csv
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TINY, compose, main_env
+from tests.conftest import TINY, compose, run_main
 from training.run.execute import train
 from training.run.logs import AppendingCSVLogger, run_loggers
 
@@ -46,24 +45,15 @@ def test_without_the_flag_only_the_csv_log_is_written(tiny, tmp_path):
     assert not (tmp_path / "run" / "tensorboard").exists() and not (tmp_path / "run" / "wandb").exists()
 
 
-def test_a_missing_tensorboard_package_is_refused_in_one_line_before_anything_is_written(data_dir, tmp_path):
-    # main.py as a user runs it, in an interpreter where the package cannot be imported.
-    hide = (
-        "import runpy, sys; sys.modules['tensorboard'] = None; sys.argv = sys.argv[1:]; "
-        "runpy.run_path(sys.argv[0], run_name='__main__')"
-    )
+def test_a_missing_tensorboard_package_is_refused_in_one_line_before_anything_is_written(
+    data_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as in an interpreter where the package cannot be imported
     run = tmp_path / "run"
     flags = [*TINY, f"dataset.data_dir={data_dir}", f"train.output_dir={run}", "train.tensorboard=True"]
-    result = subprocess.run(
-        [sys.executable, "-c", hide, str(REPO / "main.py"), *flags],
-        cwd=tmp_path,
-        env=main_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_main(*flags, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
-    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    [line] = result.error_lines()
     assert "train.tensorboard" in line and "pip install -e '.[tensorboard]'" in line  # the flag and the fix
     assert not run.exists()
 

@@ -14,7 +14,7 @@ from argcheck import InvalidArgument
 from datamodules import DATAMODULES, datamodule_class
 from datamodules.base import DataError, DataMeta
 from datamodules.medmnist3d import MedMNIST3DDataModule, OrganMNIST3DDataModule
-from tests.conftest import main_py
+from tests.conftest import run_main
 from tests.fixtures.vision_files import local_http_server
 
 # dataset.name -> (file stem, classes), as the medmnist package's INFO table lists them.
@@ -214,7 +214,7 @@ SHORT_RUN = [
 @pytest.mark.slow
 def test_the_3d_preset_trains_through_main_py_on_npz_files(tmp_path):
     write_medmnist3d(tmp_path / "data" / "MedMNIST")
-    result = main_py(*SHORT_RUN, "dataset.data_dir=data", "train.output_dir=run", cwd=tmp_path)
+    result = run_main(*SHORT_RUN, "dataset.data_dir=data", "train.output_dir=run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     final = [line for line in result.stdout.splitlines() if line.startswith("Final:")]
     assert len(final) == 1 and "test/acc=" in final[0] and "val/acc=" in final[0]
@@ -227,7 +227,7 @@ def test_the_3d_preset_trains_through_main_py_on_npz_files(tmp_path):
 
 
 def test_main_py_without_the_data_refuses_in_one_line_and_writes_nothing(tmp_path):
-    result = main_py(*SHORT_RUN, "dataset.data_dir=data", "train.output_dir=run", cwd=tmp_path)
+    result = run_main(*SHORT_RUN, "dataset.data_dir=data", "train.output_dir=run", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: OrganMNIST3D data not found under ")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,6 @@ from datamodules import datamodule_class, lra_common
 from datamodules.base import DataError
 from datamodules.download import file_digest
 from datamodules.prepare import folder_size, human_size, main
-from tests.conftest import REPO
 from tests.fixtures.sequence_files import (
     write_aan,
     write_imdb,
@@ -96,18 +92,11 @@ def test_lra_in_the_s4_layout_is_reported_where_it_is_without_a_download(tmp_pat
     assert f"ready in {tmp_path / 'pathfinder' / 'pathfinder32' / 'curv_contour_length_14'} (S4" in out
 
 
-def test_command_line_reports_speech_commands_in_torchaudio_layout(tmp_path):
+def test_command_line_reports_speech_commands_in_torchaudio_layout(tmp_path, capsys):
     written = write_speech_commands(tmp_path, n_per_word=3)
-    result = subprocess.run(
-        [sys.executable, "-m", "datamodules.prepare", "SpeechCommands", "--data-dir", str(tmp_path)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith(f"SpeechCommands: ready in {written['folder']} (torchaudio layout, ")
+    assert main(["SpeechCommands", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"SpeechCommands: ready in {written['folder']} (torchaudio layout, ")
 
 
 def test_lra_that_cannot_be_fetched_fails_once_not_once_per_task(tmp_path, capsys, monkeypatch):
