@@ -30,6 +30,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from argcheck.command_line import EXIT_REFUSED
 from training.config.checks import check_config
 from training.config.flags import FLAGS, not_a_flag
 from training.config.resolvers import run_folder
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 TRACEBACK_ENV = "CCNN_TRACEBACK"
 EXIT_FAILED = 1
-EXIT_REFUSED = 2
 EXIT_INTERRUPTED = 130
 PRESET_DIR = Path(__file__).resolve().parent.parent / "cfg" / "experiment"
 

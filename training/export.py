@@ -38,13 +38,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from argcheck import InvalidArgument
+from argcheck.command_line import OneLineParser
 from datamodules import CCNNDataModule, DataError
 from models.ccnn import CCNN
 from models.exporters import RUNNERS, WRITERS, relative_difference
 from models.materialize import check_input_size
 from models.portable import load_portable, save_portable
 from training.tools import (
-    OneLineParser,
     RequestError,
     ToolFailedError,
     check_new_output,

@@ -14,9 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from argcheck.command_line import OneLineParser
 from models.plot_kernels import continuous_layers, kernel_view, save_kernel_plot
 from training.config.resolvers import run_folder_of_checkpoint
-from training.tools import OneLineParser, check_new_output, checkpoint_network, run_tool, write_new
+from training.tools import check_new_output, checkpoint_network, run_tool, write_new
 
 DEFAULT_FOLDER = Path("outputs") / "kernels"  # under the current folder
 

@@ -25,12 +25,13 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms import v2
 
+from argcheck.command_line import OneLineParser
 from datamodules import DataError
 from datamodules.vision import VisionDataModule
 from models.module import ClassificationModule
 from training.callbacks.predictions import write_predictions_csv
 from training.config.checks import ConfigError
-from training.tools import OneLineParser, check_new_output, checkpoint_network, run_tool, write_new
+from training.tools import check_new_output, checkpoint_network, run_tool, write_new
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

@@ -5,18 +5,16 @@ nothing written; 1: failed while writing, nothing left behind)."""
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from omegaconf import DictConfig
 
-from training.cli import EXIT_REFUSED, report
+from training.cli import report
 
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "pretrained"
 
@@ -32,14 +30,6 @@ class OutputError(RequestError):
 
 class ToolFailedError(RuntimeError):
     """A tool's work failed while writing (its output did not pass its check, a full disk); nothing was kept."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """``argparse``, but a bad command line is one line (its usage block is not), exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(EXIT_REFUSED)
 
 
 def check_new_output(path: Path, option: str = "--out", make_folder: bool = False) -> None:
