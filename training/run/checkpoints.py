@@ -191,7 +191,11 @@ def check_resumable(checkpoint: dict[str, Any], path: str | os.PathLike, epochs:
 
 
 def load_weights(module: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
-    """Load the weights of checkpoint ``path`` into ``module`` strictly; returns the checkpoint."""
+    """Load the weights of checkpoint ``path`` into ``module`` strictly; returns the checkpoint.
+
+    Raises:
+        CheckpointError: the file's tensors are another network's, or some are not finite.
+    """
     checkpoint = read_checkpoint(path)
     state = checkpoint["state_dict"]
     own = module.state_dict()
@@ -212,6 +216,12 @@ def load_weights(module: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} is for a different architecture: {'; '.join(details)}. Use the same net.*, "
             "kernel.*, conv.*, mask.* and dataset.* flags as the run that wrote it (see its config.yaml)."
+        )
+    broken = [k for k, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:  # a network of NaNs fails far from its cause (a kernel size of NaN), or predicts one class silently
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite weights ({len(broken)} tensors, e.g. {broken[0]}): a run that "
+            "diverged saved it; use an earlier checkpoint of that run."
         )
     module.load_state_dict(state)
     return checkpoint

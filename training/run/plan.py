@@ -23,7 +23,7 @@ from training.build import build_datamodule, build_ema, build_module, resolve_pa
 from training.callbacks.ema import EMAWeights
 from training.config.checks import ConfigError
 from training.evaluation.resolution import check_resolution_data, check_resolutions, check_resolutions_fit
-from training.run.checkpoints import CheckpointError, check_resumable, load_weights, read_checkpoint
+from training.run.checkpoints import check_resumable, load_weights, read_checkpoint
 from training.run.compat import check_checkpoint_matches
 from training.run.devices import select_accelerator, select_precision
 from training.run.folder import RunFolderError, check_run_folder, holds_run
@@ -94,16 +94,6 @@ def _load_for_start(cfg: DictConfig, module: ClassificationModule) -> None:
     checkpoint = read_checkpoint(path)
     check_checkpoint_matches(cfg, checkpoint, path, "fine-tune" if cfg.train.do else "evaluate")
     load_weights(module, path)
-    broken = [
-        name
-        for name, tensor in module.state_dict().items()
-        if tensor.is_floating_point() and not tensor.isfinite().all()
-    ]
-    if broken:
-        raise CheckpointError(
-            f"checkpoint {path} holds non-finite weights ({len(broken)} tensors, e.g. {broken[0]}): a run that "
-            "diverged saved it; evaluate or start from an earlier checkpoint of that run."
-        )
     # The weights start this run; the best validation accuracy stored with them is the other run's record, and a
     # fine-tuning run that kept it reported it as its own val/acc_best.
     module.best_val_acc.reset()
