@@ -39,13 +39,14 @@ class Rule:
         if self.choices is not None:
             return f"one of {self.choices}"
         kind = "an integer" if self.integer else "a finite number"
+        shown = str if self.integer else "{:g}".format  # an integer bound in full: 4294967295, not 4.29497e+09
         if self.low is not None and self.high is not None:
             left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-            return f"{kind.replace('a finite', 'a')} in {left}{self.low:g}, {self.high:g}{right}"
+            return f"{kind.replace('a finite', 'a')} in {left}{shown(self.low)}, {shown(self.high)}{right}"
         if self.low is not None:
-            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+            return f"{kind} {'>' if self.low_open else '>='} {shown(self.low)}"
         if self.high is not None:
-            return f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+            return f"{kind} {'<' if self.high_open else '<='} {shown(self.high)}"
         return kind
 
     def admits(self, value: Any) -> bool:
@@ -70,6 +71,7 @@ Probability = Annotated[float, Rule(low=0, high=1, high_open=True)]  # [0, 1): a
 OpenFraction = Annotated[float, Rule(low=0, low_open=True, high=1, high_open=True)]  # (0, 1)
 Fraction = Annotated[float, Rule(low=0, low_open=True, high=1)]  # (0, 1]
 DataDim = Annotated[int, Rule(choices=(1, 2, 3))]
+Seed = Annotated[int, Rule(integer=True, low=0, high=2**32 - 1)]  # what numpy's seeding accepts
 PositiveNorm = Annotated[float, Rule(low=0, low_open=True, high=math.inf)]  # a p-norm's p: inf is the largest entry
 
 # What an annotation's text may name for :func:`rule_of` to understand it without importing its module.
@@ -82,6 +84,7 @@ VOCABULARY: dict[str, Any] = {
     "OpenFraction": OpenFraction,
     "Fraction": Fraction,
     "DataDim": DataDim,
+    "Seed": Seed,
     "PositiveNorm": PositiveNorm,
     "int": int,
     "float": float,

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 
-from argcheck import InvalidArgument, PositiveInt, check_arguments
+from argcheck import InvalidArgument, PositiveInt, Seed, check_arguments
 from datamodules.layouts import Layout, find_layout, not_found_message, partial_copies
 from datamodules.sampling import EpochShuffle
 
@@ -168,7 +168,7 @@ class CCNNDataModule(pl.LightningDataModule):
         batch_size: PositiveInt = 32,
         test_batch_size: PositiveInt | None = None,
         num_workers: int = -1,
-        seed: int = 0,
+        seed: Seed = 0,
         download: bool = True,
     ) -> None:
         super().__init__()

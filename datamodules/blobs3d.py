@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from argcheck import InvalidArgument, PositiveInt, check_arguments
+from argcheck import InvalidArgument, PositiveInt, Seed, check_arguments
 from datamodules.base import CCNNDataModule, DataMeta, check_generated_sizes, seeded_split
 from datamodules.cache import cached_tensors
 
@@ -141,7 +141,7 @@ class Blobs3DDataModule(CCNNDataModule):
         self,
         num_samples: int = 5000,
         resolution: int = 16,
-        data_seed: int = 0,
+        data_seed: Seed = 0,
         val_size: PositiveInt = 500,
         **kwargs: Any,
     ) -> None:

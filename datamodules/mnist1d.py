@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from argcheck import InvalidArgument, PositiveInt, check_arguments
+from argcheck import InvalidArgument, PositiveInt, Seed, check_arguments
 from datamodules.base import CCNNDataModule, DataMeta, check_generated_sizes, seeded_split
 from datamodules.cache import cached_tensors
 
@@ -65,7 +65,7 @@ class MNIST1DDataModule(CCNNDataModule):
     def __init__(
         self,
         num_samples: int = 5000,
-        data_seed: int = 42,
+        data_seed: Seed = 42,
         val_size: PositiveInt = 500,
         seq_length: int = SEQUENCE_LENGTH,
         **kwargs: Any,

@@ -80,8 +80,30 @@ def build_activation(nonlinearity: str) -> nn.Module:
             f"nonlinearity must name a torch.nn activation such as 'GELU' or 'ReLU', got {nonlinearity!r}.",
         )
     try:
-        return cls()
+        activation = cls()
     except TypeError as error:
         raise InvalidArgument(
             "nonlinearity", f"nonlinearity={nonlinearity!r} cannot be built without arguments ({error})."
         ) from error
+    if not _keeps_shape(activation):  # ``Module`` has no forward, ``GLU`` halves channels, ``Softmax2d`` wants images
+        raise InvalidArgument(
+            "nonlinearity",
+            f"nonlinearity={nonlinearity!r} is no elementwise activation: it does not map a tensor to one of the "
+            "same shape; use e.g. 'GELU' or 'ReLU'.",
+        )
+    return activation
+
+
+def _keeps_shape(module: nn.Module) -> bool:
+    """Whether ``module`` maps a small (batch, channels, length) tensor to one of the same shape. Applied in eval
+    mode, so that no random number is drawn (a run's seeded draws stay those of the network it builds)."""
+    probe = torch.linspace(-2.0, 2.0, 24).reshape(2, 3, 4)
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(probe)
+    except Exception:  # whatever a module that is no activation raises on a tensor
+        return False
+    finally:
+        module.train()
+    return isinstance(out, Tensor) and out.shape == probe.shape

@@ -173,7 +173,8 @@ class ClassificationModule(pl.LightningModule):
                 f"(epoch {self.current_epoch}, batch {batch_idx})"
             )
             if self.skip_nonfinite:
-                rank_zero_warn(f"Skipping batch: {message}.")
+                if not self.skipped_batches:  # one warning, not one per batch: the run's end says how many
+                    rank_zero_warn(f"Skipping batch: {message}; later skipped batches are counted, not shown.")
                 self.skipped_batches += 1
                 return None
             raise NonFiniteLossError(message)

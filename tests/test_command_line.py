@@ -108,6 +108,22 @@ BAD_COMMAND_LINES: dict[str, tuple[list[str], str]] = {
         [*TINY, "train.limit_test_batches=0.01"],
         "train.limit_test_batches",
     ),
+    "no validation batch": (["train.limit_val_batches=0"], "train.limit_val_batches"),
+    "no training batch": (["train.limit_train_batches=0"], "train.limit_train_batches"),
+    "a module that is no activation": (["net.nonlinearity=Module"], "net.nonlinearity"),
+    "negative data seed": (["dataset.params.data_seed=-1"], "dataset.params.data_seed"),
+    "seed beyond numpy's": (["seed=4294967296"], "seed"),
+    "a bad value after a good one": (["train.epochs=2", "train.epochs=1.5"], "1.5"),
+    "a run folder where nothing can be written": (["train.output_dir=/proc/ccnn_run"], "/proc"),
+    "multirun that sweeps no value": (["-m", "seed=range(2,0)"], "seed=range(2,0)"),
+    "multirun folder is a file": (["-m", "seed=0,1", "hydra.sweep.dir=main.log"], "hydra.sweep.dir"),
+    "multirun folder where nothing can be written": (["-m", "seed=0,1", "hydra.sweep.dir=/proc/sweep"], "/proc"),
+    "optuna storage that is no URL": (
+        ["-m", "+hparams_search=omega_mask_optuna", "hydra.sweeper.storage=notaurl"],
+        "hydra.sweeper.storage",
+    ),
+    "optuna direction": (["-m", "+hparams_search=omega_mask_optuna", "hydra.sweeper.direction=up"], "direction"),
+    "optuna search without -m": (["+hparams_search=omega_mask_optuna"], "-m"),
 }
 
 
@@ -123,12 +139,14 @@ def test_a_bad_command_line_is_refused_in_one_line_naming_the_culprit_and_writes
         args = [*args, f"dataset.data_dir={data_dir}"]
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    occupied_before, data_before = tree(occupied), tree(data_dir)
+    if name == "multirun folder is a file":  # a file that is not the run's: nothing may be written over it
+        (cwd / "main.log").write_text("a file of the user's\n")
+    occupied_before, data_before, cwd_before = tree(occupied), tree(data_dir), tree(cwd)
     result = run_main(*args, cwd=cwd)
     assert result.returncode == 2, (args, result.stdout[-1500:], result.stderr[-1500:])
     [line] = result.error_lines()
     assert line.startswith("error: ") and culprit in line, line
-    assert tree(cwd) == {}, f"{args} left {sorted(tree(cwd))} behind"
+    assert tree(cwd) == cwd_before, f"{args} left {sorted(tree(cwd))} behind"
     assert tree(occupied) == occupied_before
     # The data folder may gain the cache of a generated dataset (read to count batches); nothing in it changes.
     files_before = {name: mtime for name, mtime in data_before.items() if (data_dir / name).is_file()}
@@ -170,6 +188,13 @@ def test_a_process_exits_0_when_done_2_when_refused_and_1_when_it_fails_running(
     assert "optimizer.lr" in line and "train.grad_clip" in line  # the flags that fix it
     assert line in (tmp_path / "nan" / "main.log").read_text()  # the run's log says why it stopped
     assert not (tmp_path / "nan" / "results.json").exists()
+
+
+def test_the_traceback_switch_changes_what_is_shown_not_the_exit_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("CCNN_TRACEBACK", "1")  # what -v sets
+    result = run_main("net.no_hidden=0", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" in result.stderr and "net.no_hidden" in result.stderr
+    assert tree(tmp_path) == {}
 
 
 def test_a_folder_left_by_a_start_interrupted_before_its_first_checkpoint_can_be_used_again(data_dir, tmp_path):

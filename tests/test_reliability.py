@@ -159,10 +159,13 @@ def test_a_data_dir_that_is_a_file_is_refused_naming_it(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_run_that_trained_on_no_batch_fails_instead_of_reporting_an_untrained_network(tiny, tmp_path):
-    with pytest.raises(RunFailedError):
-        train(compose([*tiny, "train.limit_train_batches=0"]))
-    assert not (tmp_path / "run" / "results.json").exists()
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_a_run_that_would_use_no_batch_of_a_split_is_refused_before_anything_is_written(tiny, tmp_path, split):
+    # Lightning reads 0 as "skip the split": the run trained nothing, crashed after an epoch, or tested nothing.
+    with pytest.raises(ConfigError) as refused:
+        train(compose([*tiny, f"train.limit_{split}_batches=0"]))
+    assert refused.value.flag == f"train.limit_{split}_batches"
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_that_skipped_most_of_its_batches_as_non_finite_fails(tiny, tmp_path):
@@ -170,6 +173,37 @@ def test_a_run_that_skipped_most_of_its_batches_as_non_finite_fails(tiny, tmp_pa
         train(compose([*tiny, "optimizer.lr=1e30", "train.skip_nonfinite=True"]))
     assert "optimizer.lr" in str(failed.value)
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_run_that_stops_early_says_after_which_epoch_and_why(tiny, tmp_path, caplog):
+    # A learning rate that changes nothing: the validation accuracy of epoch 2 does not beat epoch 1's.
+    caplog.set_level("INFO")
+    results = train(compose([*tiny, "train.epochs=5", "train.max_epochs_no_improvement=1", "optimizer.lr=1e-12"]))
+    [line] = [r.getMessage() for r in caplog.records if "train.max_epochs_no_improvement" in r.getMessage()]
+    ran = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["epoch"] + 1  # Lightning counts from 0
+    assert ran < 5 and f"after epoch {ran}/5" in line
+    assert results["test/acc"] >= 0.0
+
+
+def test_skipped_non_finite_batches_warn_once_and_the_run_counts_them(tiny, tmp_path, caplog):
+    from models.module import ClassificationModule
+
+    calls = {"n": 0}
+    original = ClassificationModule.loss_and_predictions
+
+    def two_losses_are_nan(self, logits, y):  # a run with a few bad batches (2 of 24), not a diverged one
+        loss, predictions = original(self, logits, y)
+        calls["n"] += self.training
+        return (loss * float("nan") if self.training and calls["n"] in (5, 13) else loss), predictions
+
+    caplog.set_level("INFO")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ClassificationModule, "loss_and_predictions", two_losses_are_nan)
+        with pytest.warns(UserWarning, match="Skipping batch") as warned:
+            train(compose([*tiny, "train.skip_nonfinite=True", "train.epochs=4", "train.max_epochs_no_improvement=5"]))
+    assert len([w for w in warned if "Skipping batch" in str(w.message)]) == 1
+    [count] = [r.getMessage() for r in caplog.records if "training batches as non-finite" in r.getMessage()]
+    assert "skipped 2 of its 24 training batches" in count  # the number and the whole
 
 
 def test_a_kernel_picture_that_cannot_be_written_is_one_warning_and_the_run_finishes(tiny, tmp_path, caplog, recwarn):

@@ -238,6 +238,26 @@ def test_a_failed_trial_is_recorded_as_failed_and_the_search_goes_on(data_dir, t
     assert [(job["job"], job["failed"]) for job in jobs] == [("0", True), ("1", False)]
 
 
+def test_a_search_whose_every_trial_fails_ends_with_its_summary_and_one_line(data_dir, tmp_path):
+    # Optuna then asks for the best of no completed trial; that ended in its traceback.
+    flags = [*OPTUNA, *TINY, "optimizer.lr=1e30", f"dataset.data_dir={data_dir}", f"hydra.sweep.dir={tmp_path / 's'}"]
+    result = run_main("-m", *flags, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "multirun: 0 of 2 jobs done" in result.stdout
+    lines = result.error_lines()
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)  # each trial's, then the search's
+    assert all("optimizer.lr" in line for line in lines[:2])
+
+
+def test_an_optuna_storage_that_is_no_database_is_refused_and_left_as_it_was(tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    other = tmp_path / "notes.db"
+    other.write_text("a file of the user's\n")
+    assert "hydra.sweeper.storage" in refused(*OPTUNA, f"hydra.sweeper.storage=sqlite:///{other}", cwd=cwd)
+    assert other.read_text() == "a file of the user's\n"
+
+
 @pytest.mark.slow
 def test_submitit_launcher_runs_each_job_in_its_own_process_and_returns_its_result(data_dir, tmp_path):
     # submitit_local: the code path of submitit_slurm (pickled job, separate process, result file), on this machine.

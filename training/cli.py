@@ -20,20 +20,23 @@ import logging
 import math
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from argcheck.command_line import EXIT_REFUSED
 from training.config.checks import check_config
 from training.config.flags import FLAGS, not_a_flag
 from training.config.resolvers import run_folder
+from training.run.folder import writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +105,18 @@ def exit_code(error: BaseException) -> int | None:
 def report(error: Exception) -> int:
     """Print ``error`` in one line and return its exit code; re-raise a bug (or anything under ``-v``)."""
     code = exit_code(error)
-    if code is None or wants_traceback():
+    if code is None:
         raise error
-    print(one_line(error), file=sys.stderr)
+    return _shown(error, code)
+
+
+def _shown(error: BaseException, code: int, line: str | None = None) -> int:
+    """Print ``line`` (``error`` in one line by default), or under ``-v`` the traceback; return ``code`` either way,
+    so that ``-v`` changes what is shown, not the exit code."""
+    if wants_traceback():
+        traceback.print_exception(error)
+    else:
+        print(line or one_line(error), file=sys.stderr)
     return code
 
 
@@ -182,10 +194,11 @@ def composition_message(error: BaseException, overrides: list[str]) -> str:
             return f"+{key}: {key} is a flag already; set it without the +: {key}=<value>."
         return not_a_flag(str(key))
     if key in FLAGS:
-        value = next((o.split("=", 1)[1] for o in overrides if "=" in o and o.lstrip("+~").split("=")[0] == key), None)
-        if value is None and any(o.lstrip("~") == key or o.startswith(f"~{key}=") for o in overrides):
+        # The last override of the flag is the one that holds (net.no_hidden=8 net.no_hidden=abc: abc).
+        last = next((o for o in reversed(overrides) if o.lstrip("+~").split("=")[0] == key), None)
+        if last is not None and last.startswith("~"):
             return f"{key} was removed (~{key}); every flag has a value: set it ({key}=...) or leave its default."
-        shown = f", got {value}" if value is not None else ""
+        shown = f", got {last.split('=', 1)[1]}" if last is not None and "=" in last else ""
         return f"{key} must be {_type_phrase(FLAGS[str(key)].annotation)}{shown}."
     if text.startswith("Multiple values for "):
         group = text.removeprefix("Multiple values for ").split(".")[0]
@@ -221,13 +234,18 @@ def job_overrides(config: DictConfig) -> list[list[str]]:
     sweeper; for another sweeper (Optuna), each value of each swept flag (both ends of an interval) with the others
     at their first, its search space (``hydra.sweeper.params``) included."""
     overrides: list[str] = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)  # type: ignore[assignment]
-    parser = OverridesParser.create()
+    # The config loader lists a config group's options for a glob() sweep (experiment=glob(smnist/*)), as Hydra's
+    # sweeper does.
+    hydra = GlobalHydra.instance()
+    parser = OverridesParser.create(config_loader=hydra.config_loader() if hydra.is_initialized() else None)
     on_command_line = {o.key_or_group for o in parser.parse_overrides(overrides)}
     params = config.hydra.sweeper.get("params") or {}
     overrides = [f"{key}={value}" for key, value in params.items() if key not in on_command_line] + overrides
-    choices = [
-        [f"{o.get_key_element()}={value}" for value in _sweep_values(o)] for o in parser.parse_overrides(overrides)
-    ]
+    parsed = parser.parse_overrides(overrides)
+    choices = [[f"{o.get_key_element()}={value}" for value in _sweep_values(o)] for o in parsed]
+    for override, options in zip(parsed, choices, strict=True):
+        if not options:  # seed=range(2,0), or a glob() that matches no option: Hydra would launch no job at all
+            raise RefusedError(f"{override.input_line} sweeps no value; a multirun needs at least one job.")
     if "BasicSweeper" in str(config.hydra.sweeper.get("_target_", "")):
         return [list(job) for job in itertools.product(*choices)]
     first = [options[0] for options in choices]
@@ -243,17 +261,54 @@ def check_sweeper(sweeper: DictConfig) -> None:
     trials = sweeper.get("n_trials")
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
         raise RefusedError(f"hydra.sweeper.n_trials must be a positive number of trials, got {trials!r}.")
+    direction = sweeper.get("direction")  # the sweeper's Direction enum, its name, or one per objective
+    for name in [str(d).rsplit(".", 1)[-1] for d in (direction if isinstance(direction, ListConfig) else [direction])]:
+        if direction is not None and name not in ("minimize", "maximize"):
+            raise RefusedError(f"hydra.sweeper.direction must be 'maximize' (an accuracy) or 'minimize', got {name}.")
     storage = sweeper.get("storage")
+    if isinstance(storage, str):
+        from sqlalchemy.engine import make_url  # Optuna's own parser of storage URLs (sqlalchemy: its dependency)
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(storage)
+        except ArgumentError:
+            raise RefusedError(
+                f"hydra.sweeper.storage={storage} is no database URL; e.g. sqlite:///$PWD/study.db (three slashes, "
+                "then an absolute path)."
+            ) from None
     if isinstance(storage, str) and storage.startswith("sqlite:///"):
         database = Path(storage.removeprefix("sqlite:///"))
         folder = database.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        if not folder.is_dir() or not writable_folder(folder):
             raise RefusedError(
                 f"hydra.sweeper.storage={storage}: {folder} is not a folder this process can write in; pass "
                 "sqlite:/// and an absolute path in one (three slashes, then the path)."
             )
         if database.exists() and not os.access(database, os.R_OK | os.W_OK):
             raise RefusedError(f"hydra.sweeper.storage={storage}: {database} cannot be read and written.")
+        if database.is_file() and database.stat().st_size and not _is_sqlite(database):
+            raise RefusedError(
+                f"hydra.sweeper.storage={storage}: {database} is no SQLite database; name a new file or a study's."
+            )
+
+
+def _is_sqlite(path: Path) -> bool:
+    with open(path, "rb") as file:
+        return file.read(16) == b"SQLite format 3\x00"  # the header of every SQLite database file
+
+
+def check_sweep_folder(folder: Path) -> None:
+    """``hydra.sweep.dir``, which Hydra makes before the first job: a file of that name, or a place where nothing
+    can be written, ended the sweep in a traceback."""
+    if folder.exists() and not folder.is_dir():
+        raise RefusedError(f"hydra.sweep.dir={folder} exists and is not a folder; choose another hydra.sweep.dir.")
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    if not writable_folder(existing):
+        raise RefusedError(
+            f"hydra.sweep.dir={folder} cannot be made: {existing} is not a writable folder; choose another "
+            "hydra.sweep.dir."
+        )
 
 
 class CheckBeforeWriting(Callback):
@@ -275,6 +330,11 @@ class CheckBeforeWriting(Callback):
 
     def check_run(self, config: DictConfig) -> None:
         """Every check of a run; its plan is kept for :func:`run_task`. A dry run ends here."""
+        sweeper = str(config.hydra.sweeper.get("_target_", ""))
+        if "BasicSweeper" not in sweeper:  # e.g. +hparams_search=...: a search that a single run ignored silently
+            raise RefusedError(
+                f"hydra.sweeper is {sweeper.rsplit('.', 1)[-1]}, which searches only in a multirun: add -m."
+            )
         check_config(_run_config(config))
         from training.run.execute import dry_run, prepare
 
@@ -291,6 +351,7 @@ class CheckBeforeWriting(Callback):
         from hydra import compose
 
         check_sweeper(config.hydra.sweeper)
+        check_sweep_folder(Path(config.hydra.sweep.dir).absolute())
         hydra_config = HydraConfig.instance().cfg
         jobs: list[tuple[str, DictConfig, Path | None]] = []
         try:
@@ -399,23 +460,22 @@ def main(hydra_main: Any, argv: list[str]) -> int:
     try:
         hydra_main()
     except StopBeforeWriting as stop:
-        if isinstance(stop.error, HydraException | OmegaConfBaseException) and not wants_traceback():
-            print(one_line(RefusedError(composition_message(stop.error, overrides))), file=sys.stderr)
-            return EXIT_REFUSED
-        if exit_code(stop.error) is None or wants_traceback():
+        if isinstance(stop.error, HydraException | OmegaConfBaseException):
+            refused = RefusedError(composition_message(stop.error, overrides))
+            return _shown(stop.error, EXIT_REFUSED, one_line(refused))
+        if exit_code(stop.error) is None:
             raise stop.error from None  # a bug: its own traceback, not Hydra's callback around it
         return report(stop.error)  # type: ignore[arg-type]
-    except KeyboardInterrupt:
-        if wants_traceback():
-            raise
-        print("error: interrupted while the run started; nothing was written.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:
+        return _shown(interrupt, EXIT_INTERRUPTED, "error: interrupted while the run started; nothing was written.")
     except (HydraException, OmegaConfBaseException) as error:
-        if wants_traceback():
-            raise
-        print(one_line(RefusedError(composition_message(error, overrides))), file=sys.stderr)
-        return EXIT_REFUSED
+        return _shown(error, EXIT_REFUSED, one_line(RefusedError(composition_message(error, overrides))))
     except Exception as error:
+        from training import multirun
+
+        if multirun.failed_whole():
+            line = "error: every job of the multirun failed (see the lines above); the sweeper has no result."
+            return _shown(error, EXIT_FAILED, line)
         return report(error)
     from training import multirun
 

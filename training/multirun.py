@@ -71,19 +71,43 @@ class JobSummary(Callback):
     """Hydra callback: remembers where this multirun's records start, and prints its summary when it ends. As the
     multirun's first hook it also quiets the sweeper's libraries."""
 
+    running: JobSummary | None = None  # the summary of the multirun under way in this process
+
     def __init__(self) -> None:
         self._offset = 0
+        self._record: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # optuna (2.10) imports alembic, which from 1.18 on logs an info line for each of its built-in plugins;
         # before Hydra imports the sweeper, its level drops to warnings (optuna does so only when it opens a storage).
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        record = Path(config.hydra.sweep.dir) / RECORD_NAME
-        self._offset = record.stat().st_size if record.is_file() else 0
+        if "Optuna" in str(config.hydra.sweeper.get("_target_", "")):
+            import optuna  # the extra [sweep]: here, as the sweeper is Optuna's
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "A new study created" line, in colour
+        self._record = Path(config.hydra.sweep.dir) / RECORD_NAME
+        self._offset = self._record.stat().st_size if self._record.is_file() else 0
+        JobSummary.running = self
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.summarize()
+
+    def summarize(self) -> list[dict[str, Any]]:
+        """Print the summary of this multirun's jobs, set :data:`exit_code`, and return the jobs."""
         global exit_code
-        jobs = read_jobs(Path(config.hydra.sweep.dir) / RECORD_NAME, self._offset)
+        JobSummary.running = None
+        jobs = read_jobs(self._record, self._offset) if self._record is not None else []
         if jobs:
             print("\n".join(summary_lines(jobs)), flush=True)
         exit_code = 1 if any(job["failed"] for job in jobs) else 0
+        return jobs
+
+
+def failed_whole() -> bool:
+    """After the sweeper raised: whether it did so because every job of its multirun failed (Optuna asks for the
+    best of no completed trial), in which case the summary is printed here, since the sweep's end never came."""
+    running = JobSummary.running
+    if running is None:
+        return False
+    jobs = running.summarize()
+    return bool(jobs) and all(job["failed"] for job in jobs)

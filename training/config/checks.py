@@ -154,8 +154,6 @@ def check_flags(cfg: DictConfig) -> None:
 def check_between_flags(cfg: DictConfig) -> None:
     """The rules that no single constructor sees."""
     train, pretrained = cfg.train, cfg.pretrained
-    if not 0 <= cfg.seed < 2**32:  # the range numpy's seeding (pl.seed_everything) accepts
-        raise ConfigError(f"seed must be in [0, 2**32 - 1], got {cfg.seed}.", "seed")
     if cfg.no_workers < -1:
         raise ConfigError(
             f"no_workers must be -1 (a count from the machine) or >= 0, got {cfg.no_workers}.", "no_workers"
@@ -174,10 +172,12 @@ def check_between_flags(cfg: DictConfig) -> None:
     for split in ("train", "val", "test"):
         name = f"train.limit_{split}_batches"
         limit = value(cfg, name)
-        whole = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0
-        if not whole and not (isinstance(limit, float) and 0.0 <= limit <= 1.0):
+        # 0 is Lightning's "skip the split": a run that trains, validates or tests nothing reports no result.
+        whole = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+        if not whole and not (isinstance(limit, float) and 0.0 < limit <= 1.0):
             raise ConfigError(
-                f"{name} must be a fraction of the batches in [0.0, 1.0] or a whole number of batches, got {limit!r}.",
+                f"{name} must be a fraction of the batches in (0.0, 1.0] or a whole number of batches >= 1, "
+                f"got {limit!r}.",
                 name,
             )
     if train.ema is None and train.ema_warmup is not True:

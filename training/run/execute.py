@@ -211,6 +211,8 @@ def _check_trained(plan: RunPlan, trainer: pl.Trainer) -> None:
             f"than {MAX_SKIPPED_SHARE:.0%}: its result would be that of a broken network. Lower optimizer.lr or set "
             "train.grad_clip."
         )
+    if skipped:
+        log.warning(f"the run skipped {skipped} of its {seen} training batches as non-finite (train.skip_nonfinite).")
 
 
 def _fit_and_evaluate(plan: RunPlan, folder: Path) -> dict[str, Any]:
@@ -234,6 +236,12 @@ def _fit_and_evaluate(plan: RunPlan, folder: Path) -> dict[str, Any]:
         except NonFiniteLossError as error:
             raise error.with_fixes(NON_FINITE_FIXES) from None
         _check_trained(plan, trainer)
+        stopper: EarlyStopping = _callback(trainer, EarlyStopping)
+        if stopper.stopped_epoch > 0:  # the epoch lines end before epoch n/n: say why, not only that
+            log.info(
+                f"stopped early after epoch {stopper.stopped_epoch + 1}/{cfg.train.epochs}: val/acc did not improve "
+                f"for {stopper.patience} epochs (train.max_epochs_no_improvement={stopper.patience})."
+            )
         last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         metrics |= {f"{k}_last": v for k, v in last.items() if not k.endswith("_best")}
         best = folder / "checkpoints" / "best.ckpt"  # this folder's own, whatever path a resumed state remembers

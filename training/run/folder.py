@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import IO
@@ -56,6 +57,16 @@ def _in_use(folder: Path, holder: str, resuming: bool) -> RunFolderError:
     return RunFolderError(f"run folder {folder} is in use by {holder}; wait for it to end{other}.")
 
 
+def writable_folder(path: Path) -> bool:
+    """Whether a file can be made in ``path``, tried rather than read from the permission bits: those do not say
+    what a read-only mount, an immutable folder or ``/proc`` refuse, and allow everything to root."""
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
+
+
 def check_run_folder(folder: Path, resuming: bool) -> None:
     """Raise :class:`RunFolderError` unless a run may write into ``folder``. Writes nothing.
 
@@ -66,7 +77,7 @@ def check_run_folder(folder: Path, resuming: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise RunFolderError(f"run folder {folder} exists and is not a folder; choose another train.output_dir.")
     existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not writable_folder(existing):
         raise RunFolderError(
             f"run folder {folder} cannot be created: {existing} is not a writable folder; choose another "
             "train.output_dir."
