@@ -23,9 +23,14 @@ Inputs are random, of each task's shape. Kernel sizes follow the masks: the pres
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # as a command: refuse a bad command line at once, not after 2 s of imports
+    from bench.cli import parse
+
+    parse("latency", description=__doc__)
+
 import functools
 import statistics
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,9 +39,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from bench.cli import parse, run_measurements
 from bench.timing import (
     Table,
-    add_setup_flags,
     apply_setup_flags,
     machine_description,
     measure,
@@ -189,18 +194,18 @@ def evaluation(data_dir: Path | None = None) -> Table:
     return table
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the shipped model only, few repeats (a smoke test)")
-    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
-    parser.add_argument("--data-dir", type=Path, default=None, help="where MNIST-1D is cached (default: data/)")
-    add_setup_flags(parser)
-    args = parser.parse_args(argv)
-    apply_setup_flags(args)
-    print(render(run(quick=args.quick), args.markdown))
-    if not args.quick:
-        print(render(evaluation(args.data_dir), args.markdown))
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.latency``: 0 when the tables are printed, 2 for a bad command line, 1 for a failure."""
+    args = parse("latency", argv, __doc__)
+
+    def work() -> None:
+        apply_setup_flags(args)
+        print(render(run(quick=args.quick), args.markdown))
+        if not args.quick:
+            print(render(evaluation(args.data_dir), args.markdown))
+
+    return run_measurements(work)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

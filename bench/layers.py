@@ -10,7 +10,11 @@ library workspaces outside torch's allocator). See bench/README.md.
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # as a command: refuse a bad command line at once, not after 2 s of imports
+    from bench.cli import parse
+
+    parse("layers", description=__doc__)
+
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,10 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bench.cli import LAYER_SECTIONS, parse, run_measurements
 from bench.timing import (
     Measurement,
     Table,
-    add_setup_flags,
     apply_setup_flags,
     machine_description,
     measure,
@@ -387,7 +391,7 @@ class Report:
     crossover: dict[int, int | None]
 
 
-SECTIONS = ("layer", "conv", "roundtrip")
+SECTIONS = LAYER_SECTIONS
 
 
 def run(
@@ -424,32 +428,26 @@ def run(
     return Report(machine_description(dev), tables, chosen)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny subset (smoke test, seconds)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
-    add_setup_flags(parser)
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
-    args = parser.parse_args(argv)
-    apply_setup_flags(args)
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - set(SECTIONS)
-    if unknown:
-        parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.layers``: 0 when the tables are printed, 2 for a bad command line, 1 for a failure."""
+    args = parse("layers", argv, __doc__)
 
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    start = time.perf_counter()
-    report = run(args.quick, args.device, sections, progress=progress if args.markdown else None)
-    out = [f"Machine: {report.machine}", ""]
-    out += [render(t, args.markdown) for t in report.tables]
-    if report.crossover:
-        out.append(f"Measured crossover (taps): {report.crossover}")
-    out.append(f"Total benchmark time: {time.perf_counter() - start:.0f} s")
-    print("\n".join(out))
+    def work() -> None:
+        apply_setup_flags(args)
+        start = time.perf_counter()
+        report = run(args.quick, args.device, args.sections, progress=progress if args.markdown else None)
+        out = [f"Machine: {report.machine}", ""]
+        out += [render(t, args.markdown) for t in report.tables]
+        if report.crossover:
+            out.append(f"Measured crossover (taps): {report.crossover}")
+        out.append(f"Total benchmark time: {time.perf_counter() - start:.0f} s")
+        print("\n".join(out))
+
+    return run_measurements(work)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,18 +14,23 @@ picks the path that was faster.
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # as a command: refuse a bad command line at once, not after 6 s of imports
+    from bench.cli import parse
+
+    parse("network", description=__doc__)
+
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from bench.cli import VOLUME_BATCHES, parse, run_measurements
 from bench.timing import (
     Measurement,
     Table,
-    add_setup_flags,
     apply_setup_flags,
     machine_description,
     measure,
@@ -138,7 +143,8 @@ class Volumes:
     """What the 3D benchmark measures. ``full()`` is the table in bench/README.md, ``quick()`` a smoke subset.
 
     Attributes:
-        sides: ``(side, batch)`` per volume shape.
+        sides: ``(side, batch)`` per volume shape (``--sides`` picks among them; with ``--quick``, any side at
+            batch 1).
         mask_inits: initial mask widths, from the narrowest (fewest taps after the crop) to the widest; ``None`` is
             the preset's own. On the preset's 29-tap grid, 0.04 crops the kernels to 3^3 (27 taps: the shipped 3D
             crossover), 0.075 (the 6,380 presets' width) to 5^3, and the 4,140 preset's 0.75 keeps all 29^3.
@@ -147,7 +153,7 @@ class Volumes:
             shape scaled by the taps, exceeds this.
     """
 
-    sides: tuple[tuple[int, int], ...] = ((28, 2), (64, 1))
+    sides: tuple[tuple[int, int], ...] = tuple(VOLUME_BATCHES.items())
     mask_inits: tuple[float | None, ...] = (0.04, 0.075, None)
     overrides: tuple[str, ...] = ()
     direct_limit_s: float = 30.0
@@ -244,33 +250,38 @@ def run_volumes(device: torch.device, volumes: Volumes | None = None) -> Table:
     return table
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--precision", default="32", choices=["32", "bf16"])
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="only sMNIST CCNN-4,140, few repeats")
-    parser.add_argument("--volumes", action="store_true", help="the 3D network, FFT against direct convolution")
-    parser.add_argument("--sides", type=int, nargs="+", choices=[28, 64], help="--volumes: only these volume sides")
-    parser.add_argument("--direct-limit", type=float, help="--volumes: skip direct steps predicted above this (s)")
-    add_setup_flags(parser)
-    parser.add_argument("--markdown", action="store_true")
-    args = parser.parse_args(argv)
-    apply_setup_flags(args)
-    if args.volumes:
-        volumes = Volumes.quick() if args.quick else Volumes.full()
-        if args.sides:
-            volumes = replace(volumes, sides=tuple(s for s in volumes.sides if s[0] in args.sides))
-        if args.direct_limit is not None:
-            volumes = replace(volumes, direct_limit_s=args.direct_limit)
-        print(render(run_volumes(torch.device(args.device), volumes), args.markdown))
-        return
-    cases = CASES[:1] if args.quick else CASES
-    repeats = Repeats(target_s=0.5, min_repeats=1, max_repeats=2) if args.quick else Repeats()
-    table = run(torch.device(args.device), args.batch, cases, args.precision, args.compile, repeats)
-    print(render(table, args.markdown))
+def volumes_to_measure(quick: bool, sides: Sequence[int] | None, direct_limit_s: float | None) -> Volumes:
+    """What ``--volumes`` measures: the full or quick plan, narrowed to ``--sides`` (the quick plan takes any side,
+    at batch 1, with its small network), with ``--direct-limit`` in place of the plan's limit."""
+    volumes = Volumes.quick() if quick else Volumes.full()
+    if sides:
+        chosen = set(sides)
+        plan = tuple((side, 1) for side in sorted(chosen)) if quick else volumes.sides
+        volumes = replace(volumes, sides=tuple(s for s in plan if s[0] in chosen))
+    if direct_limit_s is not None:
+        volumes = replace(volumes, direct_limit_s=direct_limit_s)
+    return volumes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.network``: 0 when the table is printed, 2 for a bad command line, 1 for a failure."""
+    args = parse("network", argv, __doc__)
+
+    def work() -> None:
+        apply_setup_flags(args)
+        device = torch.device(args.device)
+        if args.volumes:
+            volumes = volumes_to_measure(args.quick, args.sides, args.direct_limit)
+            print(render(run_volumes(device, volumes), args.markdown))
+            return
+        cases = CASES[:1] if args.quick else CASES
+        repeats = Repeats(target_s=0.5, min_repeats=1, max_repeats=2) if args.quick else Repeats()
+        batch = 16 if args.batch is None else args.batch
+        table = run(device, batch, cases, args.precision or "32", args.compile, repeats)
+        print(render(table, args.markdown))
+
+    return run_measurements(work)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -177,18 +177,8 @@ def machine_description(device: torch.device) -> str:
     return f"{name}; torch {torch.__version__}; Python {platform.python_version()}"
 
 
-def add_setup_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags every benchmark shares: CPU threads and the host allocator."""
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument(
-        "--glibc-default-malloc",
-        action="store_true",
-        help="leave glibc's malloc thresholds as they are (training raises them: training/allocator.py)",
-    )
-
-
 def apply_setup_flags(args: argparse.Namespace) -> None:
-    """Set up the process as ``main.py`` does for training, unless the flags say otherwise."""
+    """Set up the process as ``main.py`` does for training, unless the flags (``bench.cli``) say otherwise."""
     torch.set_num_threads(args.threads)
     if not args.glibc_default_malloc:
         keep_freed_memory()
