@@ -1,14 +1,22 @@
 """One LightningDataModule per data source; ``dataset.name`` selects one from :data:`DATAMODULES`.
 
-Modules are imported on first use, so that choosing MNIST-1D never imports the audio or image stacks.
+Modules are imported on first use, so that choosing MNIST-1D never imports the audio or image stacks; the package
+itself imports neither torch nor Lightning (``datamodules.base`` does, 6 s), so that a tool of this room
+(``python -m datamodules.prepare``) checks its command line, and handles Ctrl-C, before they load.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from argcheck import check_choice
-from datamodules.base import CCNNDataModule, DataError, DataMeta
+
+if TYPE_CHECKING:
+    from datamodules.base import CCNNDataModule, DataError, DataMeta
+
+# What the package re-exports from datamodules.base, imported on first access (PEP 562).
+_FROM_BASE = ("CCNNDataModule", "DataError", "DataMeta")
 
 # dataset.name -> "module:Class"
 DATAMODULES: dict[str, str] = {
@@ -37,6 +45,12 @@ def datamodule_class(name: str) -> type[CCNNDataModule]:
     check_choice("name", name, tuple(DATAMODULES))
     module_name, class_name = DATAMODULES[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BASE:
+        return getattr(importlib.import_module("datamodules.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["DATAMODULES", "CCNNDataModule", "DataError", "DataMeta", "datamodule_class"]

@@ -3,25 +3,45 @@
 Decoding 100k WAV or PNG files, or tokenising a few GB of text, takes minutes; the result is a handful of tensors,
 stored once per set of settings. The key, a hash of the settings (sorted JSON plus a format version), is in the file
 name: changing any setting builds a new file instead of reading a stale one. Files are written atomically (temporary
-file + ``os.replace``); a cache file that cannot be read anyway is rebuilt with a warning.
+file + ``os.replace``); a cache file that cannot be read anyway is rebuilt with a warning. A cache file that cannot be
+written is a warning for a run (its tensors are still good) and an error within :func:`cache_writes_required`
+(``python -m datamodules.prepare``, whose job is to leave the cache behind).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from datamodules.base import DataError
+from datamodules.download import missing_folders, remove_empty
+
 # Bump when the layout of cached files changes: every existing cache file then misses and is rebuilt.
 CACHE_FORMAT_VERSION = 1
+
+_writes_required: ContextVar[bool] = ContextVar("cache_writes_required", default=False)
+
+
+@contextlib.contextmanager
+def cache_writes_required() -> Iterator[None]:
+    """Within this block, :func:`cached_tensors` raises :class:`~datamodules.base.DataError` when it cannot write
+    its file, instead of warning and going on with the tensors in memory."""
+    token = _writes_required.set(True)
+    try:
+        yield
+    finally:
+        _writes_required.reset(token)
 
 
 def settings_key(settings: Mapping[str, Any]) -> str:
@@ -69,6 +89,9 @@ def cached_tensors(
 
     Returns:
         A dict of CPU tensors, either read from the cache or fresh from ``build``.
+
+    Raises:
+        DataError: within :func:`cache_writes_required` only: the cache file could not be written.
     """
     path = cache_path(cache_dir, name, settings)
     if path.is_file():
@@ -78,18 +101,33 @@ def cached_tensors(
             warnings.warn(f"Cache file {path} is unreadable ({error}); rebuilding it.", stacklevel=2)
     data = _check_tensors(build(), f"The build function of cache {name!r}")
     try:
+        _write_atomically(path, data)
+    except OSError as error:  # e.g. a read-only data folder: the tensors are still good, just not kept
+        problem = f"Could not write cache file {path} ({error.strerror or error})"
+        if _writes_required.get():
+            raise DataError(f"{problem}. Free space there, or choose another data folder.") from error
+        warnings.warn(f"{problem}; continuing without a cache.", stacklevel=2)
+    return data
+
+
+def _write_atomically(path: Path, data: dict[str, Tensor]) -> None:
+    """``torch.save`` to a temporary file renamed to ``path`` once complete; a failure or Ctrl-C leaves neither the
+    temporary file nor the folders made for it."""
+    created = missing_folders(path.parent)
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600: others sharing the data folder could not read it
         try:
             with os.fdopen(fd, "wb") as handle:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(handle.fileno(), 0o666 & ~umask)  # mkstemp makes 0600: others sharing the folder need it
                 torch.save(data, handle)
             os.replace(tmp_name, path)
         except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the clean-up must not hide what failed
+                os.unlink(tmp_name)
             raise
-    except OSError as error:  # e.g. a read-only data folder: the tensors are still good, just not kept
-        warnings.warn(f"Could not write cache file {path} ({error}); continuing without a cache.", stacklevel=2)
-    return data
+    except BaseException:
+        remove_empty(created)
+        raise

@@ -62,6 +62,10 @@ def download_url(
     sends one) and the checksums given; an existing ``dest`` that passes the checksums (any, without checksums:
     only complete downloads are renamed to it) is kept as it is.
 
+    An existing ``dest`` that fails them is refused, never deleted or replaced: only verified downloads are renamed
+    to ``dest``, so this function did not put it there; it may be a user's hand-placed copy (truncated in transfer,
+    or another version), which they may want to keep or mend, and which a refetch would silently destroy.
+
     Args:
         url: the address to fetch (any scheme urllib supports).
         dest: final path of the file; its parent folder is created.
@@ -76,13 +80,17 @@ def download_url(
     Raises:
         DataError: the transfer failed or was cut short, or the file failed its checksum. No file is left
             behind.
+        CorruptCopyError: ``dest`` was already there and fails the checksums; it is left as it is.
     """
     dest = Path(dest)
     if dest.is_file():
-        if _checksum_error(dest, md5, sha256) is None:
+        if (problem := _checksum_error(dest, md5, sha256)) is None:
             return dest
-        dest.unlink()  # stale or corrupt copy: fetch it again
-    created = _missing_folders(dest.parent)  # removed again if the download fails: a failure leaves nothing behind
+        raise CorruptCopyError(
+            f"{dest} is already there but fails its checksum ({problem}): a truncated or different copy, left as "
+            f"it is. Delete it to download it again from {url}, or replace it with a good copy."
+        )
+    created = missing_folders(dest.parent)  # removed again if the download fails: a failure leaves nothing behind
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -113,7 +121,7 @@ def download_url(
             )
     except (OSError, http.client.HTTPException, ValueError) as error:
         _discard(part)
-        _remove_empty(created)
+        remove_empty(created)
         if isinstance(error, OSError) and error.filename == str(part):  # the folder, not the connection
             raise DataError(
                 f"Cannot write {part} to download {url} ({error.strerror}). Set dataset.data_dir (prepare: "
@@ -128,7 +136,7 @@ def download_url(
         ) from error
     except BaseException:  # DataError above, KeyboardInterrupt: never leave a partial file
         _discard(part)
-        _remove_empty(created)
+        remove_empty(created)
         raise
     os.replace(part, dest)
     return dest
@@ -142,10 +150,15 @@ def _discard(path: Path) -> None:
 
 
 class FolderError(DataError):
-    """The folder a download should go into cannot be created: no other source will do better."""
+    """A problem on this side of a download that no other source (mirror) will solve: the folder it should go into
+    cannot be created, or (:class:`CorruptCopyError`) a file not made by the download is in its way."""
 
 
-def _missing_folders(folder: Path) -> list[Path]:
+class CorruptCopyError(FolderError):
+    """A file already at a download's destination fails its checksums; it is refused and left as it is."""
+
+
+def missing_folders(folder: Path) -> list[Path]:
     """``folder`` and those of its parents that do not exist yet, deepest first."""
     missing = []
     while not folder.exists() and folder != folder.parent:
@@ -154,8 +167,8 @@ def _missing_folders(folder: Path) -> list[Path]:
     return missing
 
 
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders a failed download created, deepest first, as long as they are empty."""
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed download (or cache write) created, deepest first, as long as they are empty."""
     for folder in folders:
         try:
             folder.rmdir()
@@ -255,11 +268,13 @@ def download_and_extract(
     sha256: str | None = None,
     check: Callable[[Path], None] | None = None,
 ) -> Path:
-    """:func:`download_url` then :func:`extract_archive`; a refused archive is deleted, so nothing is left behind.
+    """:func:`download_url` then :func:`extract_archive`; an archive it downloaded and that is refused is deleted,
+    so nothing is left behind.
 
-    The archive is kept once its contents are in place (as torchvision keeps its archives). One whose extraction or
-    ``check`` fails is deleted with the folders the download created: kept, it would be found again by the next run
-    (it passed the download's checks) and refused again, rather than downloaded anew.
+    The archive is kept once its contents are in place (as torchvision keeps its archives). One downloaded by this
+    call whose extraction or ``check`` fails is deleted with the folders the download created: kept, it would be
+    found again by the next run (it passed the download's checks) and refused again, rather than downloaded anew.
+    An archive that was there before the call (a user's copy) is never deleted: the error names it.
 
     Args:
         url, md5, sha256: see :func:`download_url`.
@@ -273,12 +288,15 @@ def download_and_extract(
         DataError: the download or the extraction failed its checks.
     """
     archive, target_dir = Path(archive), Path(target_dir)
-    created = [_missing_folders(target_dir.parent), _missing_folders(archive.parent)]
+    created = [missing_folders(target_dir.parent), missing_folders(archive.parent)]
+    downloaded = not archive.is_file()  # otherwise download_url keeps it (it passes the checksums) or refuses it
     download_url(url, archive, md5=md5, sha256=sha256)
     try:
         return extract_archive(archive, target_dir, check)
     except DataError:
+        if not downloaded:
+            raise  # not this call's file: its message says to delete it and download it again
         archive.unlink(missing_ok=True)
         for folders in created:
-            _remove_empty(folders)
+            remove_empty(folders)
         raise

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from datamodules import cache
+from datamodules.base import DataError
 from datamodules.cache import cache_path, cached_tensors, settings_key
 
 
@@ -93,3 +94,35 @@ def test_cache_files_get_the_permissions_of_the_umask_like_other_files(tmp_path)
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning_for_a_run_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", _disk_full)
+    with pytest.warns(UserWarning, match=r"Could not write cache file .*\(No space left on device\); continuing"):
+        data = cached_tensors(tmp_path / "new" / "dir", "demo", {"a": 1}, CountingBuild(2.0))
+    assert torch.all(data["x"] == 2.0)  # the tensors are still good
+    assert not any(tmp_path.iterdir())  # neither a temporary file nor the folders made for it
+
+
+def test_a_cache_that_cannot_be_written_is_an_error_where_writes_are_required(tmp_path, monkeypatch):
+    """prepare's case: its line says the data was cached, so a failed write must fail it."""
+    monkeypatch.setattr(torch, "save", _disk_full)
+    with cache.cache_writes_required(), pytest.raises(DataError, match=r"Could not write cache file .*demo-"):
+        cached_tensors(tmp_path / "new", "demo", {"a": 1}, CountingBuild())
+    assert not any(tmp_path.iterdir())
+    with pytest.warns(UserWarning, match="continuing without a cache"):  # after the block: a warning again
+        cached_tensors(tmp_path / "new", "demo", {"a": 1}, CountingBuild())
+
+
+def test_ctrl_c_while_a_cache_file_is_written_leaves_nothing(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cached_tensors(tmp_path / "new", "demo", {"a": 1}, CountingBuild())
+    assert not any(tmp_path.iterdir())

@@ -22,7 +22,14 @@ from torchvision.datasets import utils as torchvision_utils
 from datamodules import lra_common
 from datamodules.base import DataError
 from datamodules.cifar import CIFAR10DataModule
-from datamodules.download import download_url, extract_archive, file_digest
+from datamodules.download import (
+    CorruptCopyError,
+    FolderError,
+    download_and_extract,
+    download_url,
+    extract_archive,
+    file_digest,
+)
 from datamodules.listops import ListOpsDataModule
 from tests.fixtures.sequence_files import write_lra_release
 from tests.fixtures.vision_files import local_http_server, make_archive, write_cifar10
@@ -118,12 +125,19 @@ def test_existing_valid_file_is_not_downloaded_again(server, tmp_path):
     assert server.requests == ["/file.bin"]
 
 
-def test_existing_corrupt_file_is_replaced(server, tmp_path):
+def test_existing_file_that_fails_its_checksum_is_refused_and_left_as_it_is(server, tmp_path):
+    """Only verified downloads are renamed to dest: a file there that fails is not download_url's, it may be a
+    user's hand-placed copy, and is neither deleted nor replaced."""
     dest = tmp_path / "file.bin"
     dest.write_bytes(b"stale")
-    download_url(f"{server.url}/file.bin", dest, md5=hashlib.md5(PAYLOAD).hexdigest(), progress=False, timeout=5)
-    assert dest.read_bytes() == PAYLOAD
-    assert server.requests == ["/file.bin"]
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    with pytest.raises(CorruptCopyError) as info:
+        download_url(f"{server.url}/file.bin", dest, md5=md5, progress=False, timeout=5)
+    message = str(info.value)
+    assert str(dest) in message and f"expected {md5}" in message and hashlib.md5(b"stale").hexdigest() in message
+    assert dest.read_bytes() == b"stale" and leftovers(tmp_path) == ["file.bin", "served"]
+    assert server.requests == []  # no mirror will mend a file on this side: a FolderError, not retried
+    assert isinstance(info.value, FolderError)
 
 
 def test_missing_remote_file_raises_data_error_naming_the_url(server, tmp_path):
@@ -372,3 +386,15 @@ def test_a_download_that_cannot_write_its_file_says_so_and_its_clean_up_does_not
     part.mkdir()
     with pytest.raises(DataError, match=rf"^Cannot write {part} to download .*Set dataset.data_dir \(prepare: --data"):
         download_url(f"{server.url}/file.bin", tmp_path / "file.bin", progress=False, timeout=5)
+
+
+def test_an_archive_that_was_there_before_is_not_deleted_when_its_extraction_fails(server, tmp_path):
+    """download_and_extract deletes a refused archive only when it downloaded it: one without checksums (as the LRA
+    release has none) that was there already is a user's file, named by the error and left as it is."""
+    archive = tmp_path / "data" / "release.tar.gz"
+    archive.parent.mkdir()
+    archive.write_bytes(b"not an archive, but a user's file")
+    with pytest.raises(DataError, match=r"Cannot extract .*release\.tar\.gz"):
+        download_and_extract(f"{server.url}/release.tar.gz", archive, tmp_path / "data")
+    assert archive.read_bytes() == b"not an archive, but a user's file"
+    assert leftovers(tmp_path / "data") == ["release.tar.gz"] and server.requests == []
