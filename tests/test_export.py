@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from models.exporters import relative_difference, run_onnx, run_torchscript
-from tests.conftest import REPO, main_env
+from tests.conftest import REPO, main_env, tree
 from training import export as export_module
 from training.cli import EXIT_FAILED, EXIT_REFUSED
 from training.export import check_inputs, load_checkpoint, main
@@ -98,45 +98,130 @@ def test_the_safetensors_file_loads_with_torch_models_and_ckconv_alone(shipped, 
         assert torch.equal(torch.load(tmp_path / "y.pt"), shipped.net(x))
 
 
-def not_a_checkpoint(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.ckpt"
-    path.write_text("not a checkpoint")
-    return path
+def export_command(argv: list[str], capsys) -> tuple[int, list[str]]:
+    """``python -m training.export <argv>`` in this process: exit code (a bad command line exits as ``argparse``
+    does) and its error lines."""
+    try:
+        code = main(argv)
+    except SystemExit as exited:
+        code = exited.code
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize(
-    "request_",
-    [
-        {"format": "keras"},
-        {"resolution": "0"},
-        {"resolution": "40x40"},
-        {"resolution": "forty"},
-        {"resolution": "1"},  # one position: the kernels of 40 taps would keep one, no longer a convolution
-        {"checkpoint": "missing"},
-        {"checkpoint": "not_a_checkpoint"},
-        {"out": "missing_folder"},
-        {"out": "existing_file"},
-    ],
-)
-def test_a_bad_export_request_is_refused_in_one_line_before_anything_is_written(request_, data_dir, tmp_path, capsys):
-    existing = tmp_path / "existing.onnx"
-    existing.write_bytes(b"keep me")
-    out = {
-        "missing_folder": tmp_path / "nowhere" / "m.onnx",
-        "existing_file": existing,
-    }.get(request_.get("out"), tmp_path / "m.onnx")
-    checkpoint = {
-        "missing": tmp_path / "missing.ckpt",
-        "not_a_checkpoint": not_a_checkpoint(tmp_path),
-    }.get(request_.get("checkpoint"), SHIPPED)
-    before = sorted(tmp_path.rglob("*"))
-    argv = [str(checkpoint), "--format", request_.get("format", "onnx"), "--out", str(out), "--data-dir", str(data_dir)]
-    if "resolution" in request_:
-        argv += ["--resolution", request_["resolution"]]
-    assert main(argv) == EXIT_REFUSED
-    error = capsys.readouterr().err
-    assert error.startswith("error: ") and error.count("\n") == 1
-    assert sorted(tmp_path.rglob("*")) == before and existing.read_bytes() == b"keep me"
+def test_a_bad_export_request_is_refused_in_one_line_before_anything_is_written(
+    data_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    Path("existing.onnx").write_bytes(b"keep me")
+    Path("notes.ckpt").write_text("not a checkpoint")
+    Path("adir").mkdir()
+    ckpt, data = str(SHIPPED), ["--data-dir", str(data_dir)]
+    onnx = [ckpt, "--format", "onnx", "--out", "m.onnx", *data]
+    cases = [
+        # Refused before torch is imported (they took 6-7 s; see test_refusals_that_need_no_torch_do_not_import_it).
+        ([], "checkpoint"),
+        ([ckpt, "--out", "m.onnx"], "--format"),
+        ([ckpt, "--format", "onnx"], "--out"),
+        ([ckpt, "--format", "keras", "--out", "m.keras"], "--format"),
+        ([ckpt, "--format", "ONNX", "--out", "m.onnx"], "--format"),
+        ([*onnx, "--resolution", "0"], "--resolution"),
+        ([*onnx, "--resolution", "-40"], "--resolution"),
+        ([*onnx, "--resolution", "forty"], "--resolution"),
+        ([*onnx, "--resolution", "40x"], "--resolution"),
+        ([*onnx, "--resolution", "2x2x2x2"], "--resolution"),
+        ([*onnx, "--res", "40"], "--res"),  # no option is taken from an abbreviation
+        ([ckpt, "--format", "onnx", "--out", "existing.onnx", *data], "existing.onnx"),
+        ([ckpt, "--format", "onnx", "--out", "nowhere/m.onnx", *data], "nowhere"),
+        ([ckpt, "--format", "onnx", "--out", "adir", *data], "adir"),
+        ([ckpt, "--format", "onnx", "--out", "/proc/m.onnx", *data], "/proc/m.onnx"),
+        ([ckpt, "--format", "onnx", "--out", "m.onnx", "--data-dir", "notes.ckpt"], "--data-dir notes.ckpt"),
+        (["missing.ckpt", "--format", "onnx", "--out", "m.onnx", *data], "missing.ckpt"),
+        (["adir", "--format", "onnx", "--out", "m.onnx", *data], "checkpoint adir"),
+        # Refused once the checkpoint is read.
+        (["notes.ckpt", "--format", "onnx", "--out", "m.onnx", *data], "notes.ckpt"),
+        ([*onnx, "--resolution", "40x40"], "--resolution 40x40"),  # a 1D network
+        ([*onnx, "--resolution", "1"], "--resolution 1"),  # kernels of one tap: no longer a convolution
+        # It grew to 22 GB and was killed by the kernel after 98 s; now refused before anything is allocated.
+        ([*onnx, "--resolution", "100000000"], "--resolution 100000000"),
+    ]
+    before = tree(tmp_path)
+    for argv, culprit in cases:
+        code, errors = export_command(argv, capsys)
+        assert code == EXIT_REFUSED, (argv, errors)
+        [line] = errors
+        assert line.startswith("error: ") and culprit in line, (argv, line)
+    assert tree(tmp_path) == before and Path("existing.onnx").read_bytes() == b"keep me"
+
+
+def test_a_resolution_whose_export_exceeds_the_available_memory_is_refused_with_the_largest_that_fits(
+    shipped, data_dir, tmp_path, monkeypatch, capsys
+):
+    from training.evaluation import memory
+
+    available = 10**9
+    monkeypatch.setattr(memory, "host_available", lambda: available)
+    for fmt in ("onnx", "safetensors"):  # materialised kernels count for every format but safetensors
+        code, errors = export_command(
+            [
+                str(SHIPPED),
+                "--format",
+                fmt,
+                "--out",
+                str(tmp_path / "m"),
+                "--resolution",
+                "100000",
+                "--data-dir",
+                str(data_dir),
+            ],
+            capsys,
+        )
+        assert code == EXIT_REFUSED
+        [line] = errors
+        fits = int(line.split("use --resolution ")[1].split()[0])
+        need = [export_module.export_memory(shipped, fmt, (n,)).total for n in (fits, fits + 1, 100000)]
+        assert need[0] <= available < need[1] and f"{need[2] / 1e9:.1f} GB" in line, line
+        assert "1.0 GB available" in line
+    assert list(tmp_path.iterdir()) == []
+    onnx, safetensors = (export_module.export_memory(shipped, fmt, (4000,)) for fmt in ("onnx", "safetensors"))
+    assert onnx.kernels > 0 == safetensors.kernels and onnx.network == safetensors.network
+
+
+def test_refusals_that_need_no_torch_do_not_import_it(tmp_path):
+    # Every refusal of the three tools took 6-7 s: torch and Lightning were imported before the command line was
+    # read. One process for all of them: a refusal of each kind, then --help.
+    Path(tmp_path / "taken.csv").write_text("x")
+    script = f"""
+import contextlib, io, sys
+from training import export, plot_kernels, predict
+ckpt, folder = {str(SHIPPED)!r}, {str(tmp_path)!r}
+requests = [
+    (predict.main, [ckpt, folder, "--batch-size", "0"]),
+    (predict.main, [ckpt, folder, "--out", {str(tmp_path / "taken.csv")!r}]),
+    (predict.main, [ckpt, folder + "/missing"]),
+    (plot_kernels.main, [ckpt, "--out", "k.txt"]),
+    (plot_kernels.main, [folder + "/missing.ckpt", "--out", folder + "/k.png"]),
+    (export.main, [ckpt, "--format", "tflite", "--out", "m"]),
+    (export.main, [ckpt, "--format", "onnx", "--out", folder + "/m.onnx", "--resolution", "0"]),
+    (export.main, [ckpt, "--format", "onnx", "--out", folder + "/nowhere/m.onnx"]),
+    (predict.main, ["--help"]),
+    (plot_kernels.main, ["--help"]),
+    (export.main, ["--help"]),
+]
+codes = []
+for main, argv in requests:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            codes.append(main(argv))
+        except SystemExit as exited:
+            codes.append(exited.code)
+heavy = ("torch", "lightning", "pytorch_lightning", "torchvision", "numpy", "PIL")
+print(codes, sorted(name for name in heavy if name in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=main_env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == str([2] * 8 + [0] * 3) + " []", done.stdout
 
 
 def test_an_export_that_fails_its_check_leaves_no_file(shipped, data_dir, tmp_path, monkeypatch, capsys):

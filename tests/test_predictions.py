@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import io
@@ -18,7 +19,7 @@ from training import predict
 from training.build import build_datamodule
 from training.callbacks.predictions import confusion_figure
 from training.config.checks import ConfigError, check_config
-from training.predict import check_device
+from training.predict import check_device, device_name
 from training.run.execute import train
 
 
@@ -32,10 +33,14 @@ def _probabilities(row: dict[str, str]) -> list[float]:
 
 
 def predict_py(*args: str) -> Result:
-    """``python -m training.predict <args>``: its exit code and what it printed."""
+    """``python -m training.predict <args>``: its exit code (a bad command line exits as ``argparse`` does) and what
+    it printed."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = predict.main(list(args))
+        try:
+            code = predict.main(list(args))
+        except SystemExit as exited:
+            code = exited.code
     return Result(code, out.getvalue(), err.getvalue())
 
 
@@ -130,7 +135,7 @@ def test_the_folder_command_refuses_in_one_line_naming_the_culprit(mnist_run, tm
         ((best, str(empty), "--out", "/proc/preds.csv"), "/proc/preds.csv"),
         ((best, str(broken), "--out", str(taken)), str(taken)),  # a file that exists is never written over
         ((best, str(broken), "--out", str(tmp_path / "no" / "p.csv")), str(tmp_path / "no")),  # no such folder
-        ((best, str(empty), *out, "--device", "cuda:99"), "--device cuda:99"),
+        ((best, str(broken), *out, "--device", "cuda:99"), "--device cuda:99"),  # before any image is read
         ((best, str(tmp_path / "missing")), str(tmp_path / "missing")),
         ((best, str(empty)), str(empty)),  # no image in it
         ((best, str(broken)), str(broken / "bad.png")),
@@ -146,12 +151,78 @@ def test_the_folder_command_refuses_in_one_line_naming_the_culprit(mnist_run, tm
     assert taken.read_text() == "another file\n"
 
 
+def test_bad_command_lines_are_refused_in_one_line_before_any_checkpoint_is_read(tmp_path, monkeypatch):
+    # Each of these took 6-7 s (torch and Lightning were imported first); now they need no torch (see
+    # tests/test_export.py::test_refusals_that_need_no_torch_do_not_import_it). The checkpoint is never read: the
+    # shipped one would be refused for holding no images.
+    monkeypatch.chdir(tmp_path)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("L", (28, 28)).save(images / "a.png")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "adir").mkdir()
+    Path("predictions.csv").write_text("someone's predictions\n")  # the default --out
+    Path("taken.csv").write_text("another file\n")
+    ckpt, folder, out = str(SHIPPED), str(images), ["--out", "p.csv"]
+    cases = [
+        ([], "checkpoint"),
+        ([ckpt], "folder"),
+        ([ckpt, folder, *out, "--batch-size", "0"], "--batch-size"),
+        ([ckpt, folder, *out, "--batch-size", "abc"], "--batch-size"),
+        ([ckpt, folder, *out, "--device", "tpu"], "--device"),
+        ([ckpt, folder, *out, "--device", "meta"], "--device"),
+        ([ckpt, folder, "--outt", "p.csv"], "--outt"),  # no option is taken from an abbreviation or a typo
+        ([ckpt, folder], "predictions.csv"),  # the default --out exists
+        ([ckpt, folder, "--out", "taken.csv"], "taken.csv"),
+        ([ckpt, folder, "--out", "nodir/p.csv"], "nodir"),
+        ([ckpt, folder, "--out", "adir"], "adir"),
+        ([ckpt, folder, "--out", "/proc/p.csv"], "/proc/p.csv"),
+        ([ckpt, "missing", *out], "missing"),
+        ([ckpt, "a_file", *out], "a_file"),
+        ([ckpt, "empty", *out], "empty"),
+        (["missing.ckpt", folder, *out], "missing.ckpt"),
+        (["adir", folder, *out], "checkpoint adir"),
+    ]
+    before = tree(tmp_path)
+    for argv, culprit in cases:
+        result = predict_py(*argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        [line] = result.error_lines()
+        assert line.startswith("error: ") and culprit in line, (argv, line)
+    assert tree(tmp_path) == before
+    assert Path("predictions.csv").read_text() == "someone's predictions\n"
+
+
+def test_an_image_checkpoint_with_non_finite_weights_is_refused_naming_it(mnist_run, tmp_path, monkeypatch):
+    # It crashed in ckconv (a kernel size of NaN) with a 75-line traceback, exit 1.
+    checkpoint = torch.load(mnist_run[0] / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    name = next(key for key, value in checkpoint["state_dict"].items() if value.is_floating_point())
+    checkpoint["state_dict"][name] = torch.full_like(checkpoint["state_dict"][name], float("nan"))
+    broken = tmp_path / "diverged.ckpt"
+    torch.save(checkpoint, broken)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("L", (28, 28)).save(images / "a.png")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = predict_py(str(broken), str(images))
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = result.error_lines()
+    assert str(broken) in line and name in line and "non-finite" in line, line
+    assert tree(cwd) == {}  # no predictions.csv
+
+
 def test_the_device_must_be_one_this_machine_has():
     assert check_device("cpu") == torch.device("cpu")
     for name in ("banana", "meta"):  # not a torch device; not one training.predict runs on
         with pytest.raises(ConfigError) as error:
             check_device(name)
         assert f"--device {name}" in str(error.value)
+        with pytest.raises(argparse.ArgumentTypeError):  # the command line refuses them before torch is imported
+            device_name(name)
+    assert [device_name(name) for name in ("cpu", "cuda", "cuda:1", "mps")] == ["cpu", "cuda", "cuda:1", "mps"]
 
 
 def test_predictions_of_a_distributed_run_are_refused():

@@ -19,44 +19,56 @@ was trained at). Before the file is kept, it is loaded as a user would (ONNX Run
 on one batch of the checkpoint's test data (resampled to ``--resolution`` when that differs) are compared with the
 checkpoint network's own: the file is written to a temporary name beside ``--out`` and renamed only when they agree.
 
+The test data are read from ``--data-dir`` or, without it, from the run's own ``dataset.data_dir`` (relative to the
+current folder, as ``main.py`` reads it), where, as for a run, MNIST-1D is generated and cached and other datasets
+downloaded when missing: the README's first export works from a fresh clone.
+
+An export at ``--resolution`` holds a test batch at that size, its way through the network and (all formats but
+``safetensors``) the materialised kernels of every layer, twice (the module's and the serialised file's); a size whose
+estimate (``training.evaluation.memory``, as ``main.py``'s ``test.resolutions`` are checked) exceeds the memory this
+machine has available is refused before anything is allocated.
+
 Exit codes: 0 written; 2 refused before anything is written (one line naming the checkpoint, ``--format``,
-``--resolution``, ``--out`` or the data); 1 the export or its check failed (one line; no file is left behind).
+``--resolution``, ``--out``, ``--data-dir`` or the data; the command line, ``--out``, the packages of ``--format``
+and the checkpoint's path are checked before torch is imported, within a second); 1 the export or its check failed
+(one line; no file is left behind).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-
-from argcheck import InvalidArgument
 from argcheck.command_line import OneLineParser
-from datamodules import CCNNDataModule, DataError
-from models.ccnn import CCNN
-from models.exporters import RUNNERS, WRITERS, relative_difference
-from models.materialize import check_input_size
-from models.portable import load_portable, save_portable
 from training.tools import (
     RequestError,
     ToolFailedError,
+    check_checkpoint_path,
     check_new_output,
-    checkpoint_network,
     run_tool,
     write_new,
 )
+
+if TYPE_CHECKING:  # torch and the models are imported where the work starts, after the request's checks
+    from torch import Tensor
+
+    from datamodules import CCNNDataModule
+    from models.ccnn import CCNN
 
 FORMATS = ("onnx", "torchscript", "pt2", "safetensors")
 # The largest difference allowed between the exported file's logits and the checkpoint network's, relative to the
 # largest logit. Measured on the shipped MNIST-1D checkpoint: 4e-7 (ONNX Runtime), 5e-7 (TorchScript, torch.export).
 RELATIVE_TOLERANCE = 1e-4
+# Copies of the materialised kernels an export holds at its peak: the materialised module's and the file's, which
+# the exporters serialise in memory before writing it (ONNX's initialisers, TorchScript's and torch.export's archives).
+MATERIALISED_COPIES = 2
+MAX_AXES = 3  # the networks are 1D, 2D or 3D
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -99,6 +111,7 @@ def load_checkpoint(path: Path, data_dir: Path | None = None) -> LoadedCheckpoin
     from omegaconf import OmegaConf
 
     from training.build import network_arguments
+    from training.tools import checkpoint_network
 
     loaded = checkpoint_network(path, data_dir)
     arguments = _plain(network_arguments(loaded.cfg, loaded.datamodule.meta))
@@ -108,33 +121,142 @@ def load_checkpoint(path: Path, data_dir: Path | None = None) -> LoadedCheckpoin
 # ---------------------------------------------------------------------------------------------------------------
 # Checks of the request (before anything is written)
 # ---------------------------------------------------------------------------------------------------------------
-def parse_resolution(text: str | None, net: CCNN, trained: tuple[int, ...]) -> tuple[int, ...]:
-    """``--resolution`` as a size per axis (``40``, ``32x32``; one number is every axis), checked against ``net``.
+def resolution(text: str) -> tuple[int, ...]:
+    """An ``argparse`` type: ``--resolution`` as positive sizes, one for every axis or one per axis joined by ``x``
+    (``40``, ``32x32``, ``28x28x28``), checked by its spelling alone; against the network by :func:`input_size`."""
+    try:
+        parts = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        parts = ()
+    if not 1 <= len(parts) <= MAX_AXES or min(parts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: a positive integer, or one per axis joined by 'x' (e.g. 40, 32x32)"
+        )
+    return parts
+
+
+def _spelt(size: tuple[int, ...]) -> str:
+    return "x".join(map(str, size))
+
+
+def input_size(requested: tuple[int, ...] | None, net: CCNN, trained: tuple[int, ...]) -> tuple[int, ...]:
+    """The input size to export at: ``requested`` (one number is every axis), or the training size; its axes
+    checked against ``net``'s (nothing is computed: the memory is checked before the network sees the size).
 
     Raises:
-        RequestError: naming ``--resolution``: not positive integers, or a size the network cannot take.
+        RequestError: naming ``--resolution``: not one size per axis of the network.
     """
-    if text is None:
-        size: tuple[int, ...] = trained
-    else:
-        try:
-            parts = tuple(int(part) for part in text.lower().split("x"))
-        except ValueError:
-            parts = ()
-        if len(parts) == 1:
-            parts = parts * net.data_dim
-        if len(parts) != net.data_dim or min(parts, default=0) < 1:
-            example = "x".join(map(str, trained))
-            raise RequestError(
-                f"--resolution {text} is not {net.data_dim} positive integer(s) joined by 'x' (e.g. {example}, the "
-                "size this network was trained at)."
-            )
-        size = parts
+    if requested is None:
+        return trained
+    size = requested * net.data_dim if len(requested) == 1 else requested
+    if len(size) != net.data_dim:
+        sizes = "one size" if net.data_dim == 1 else f"one size, or {net.data_dim} joined by 'x'"
+        raise RequestError(
+            f"--resolution {_spelt(requested)}: the network takes {net.data_dim}D inputs; pass {sizes} (e.g. "
+            f"{_spelt(trained)}, the size it was trained at)."
+        )
+    return size
+
+
+def check_network_takes(net: CCNN, size: tuple[int, ...]) -> None:
+    """Refuse a size the network cannot take (too small for its pools, a kernel left with one tap): one forward
+    pass of one example at that size (``models.materialize.check_input_size``), so check its memory first.
+
+    Raises:
+        RequestError: naming ``--resolution``.
+    """
+    from argcheck import InvalidArgument
+    from models.materialize import check_input_size
+
     try:
         check_input_size(net, size)
     except InvalidArgument as error:
-        raise RequestError(f"--resolution {'x'.join(map(str, size))}: {error}") from error
-    return size
+        raise RequestError(f"--resolution {_spelt(size)}: {error}") from error
+
+
+@dataclass(frozen=True)
+class ExportMemory:
+    """What an export at one size holds at its peak, in bytes (estimated from sizes: nothing is allocated)."""
+
+    batch: int  # examples in the check batch (at most the test batch size)
+    network: int  # one check batch through the network (``training.evaluation.memory.network_bytes``)
+    inputs: int  # the check batch itself, at the size
+    kernels: int  # the materialised kernels of every layer, each copy (0 for safetensors: not materialised)
+    data: int  # the test data as the datamodule holds it, at the training size
+
+    @property
+    def total(self) -> int:
+        return self.network + self.inputs + self.kernels + self.data
+
+    def parts(self) -> str:
+        from training.evaluation.memory import format_bytes
+
+        parts = [
+            f"one check batch of {self.batch} through the network: {format_bytes(self.network)}",
+            f"the batch: {format_bytes(self.inputs)}",
+        ]
+        if self.kernels:
+            parts.append(f"the materialised kernels, {MATERIALISED_COPIES} copies: {format_bytes(self.kernels)}")
+        if self.data:
+            parts.append(f"the test data: {format_bytes(self.data)}")
+        return "; ".join(parts)
+
+
+def export_memory(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...]) -> ExportMemory:
+    """The memory the export of ``loaded`` in ``fmt`` at ``size`` needs (:class:`ExportMemory`). A continuous kernel
+    counts with every tap of its grid (the mask's crop keeps fewer), so the estimate is an upper bound there, as it is
+    for ``main.py``'s ``test.resolutions``."""
+    from training.evaluation.memory import FLOAT_BYTES, conv_layers, layer_taps, network_bytes
+
+    net, datamodule = loaded.net, loaded.datamodule
+    batch = datamodule.test_batch_size
+    kernels = 0
+    if fmt != "safetensors":
+        for layer, at in conv_layers(net, size):
+            channels = layer.in_channels if layer.separable else layer.in_channels * layer.out_channels
+            kernels += MATERIALISED_COPIES * FLOAT_BYTES * channels * math.prod(layer_taps(layer, at))
+    return ExportMemory(
+        batch=batch,
+        network=network_bytes(net, size, batch),
+        inputs=FLOAT_BYTES * batch * net.conv1.in_channels * math.prod(size),
+        kernels=kernels,
+        data=datamodule.held_bytes() or 0,
+    )
+
+
+def largest_fitting(need: Callable[[int], int], refused: int, available: int) -> int | None:
+    """The largest size ``n`` below ``refused`` with ``need(n) <= available``, by bisection (the need grows with the
+    size); ``None`` when no size from 2 up fits."""
+    low, high = 2, refused
+    if need(low) > available:
+        return None
+    while high - low > 1:  # need(low) fits, need(high) does not
+        middle = (low + high) // 2
+        low, high = (middle, high) if need(middle) <= available else (low, middle)
+    return low
+
+
+def check_memory(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...]) -> None:
+    """Refuse a size whose export needs more memory than this machine has available now (``MemAvailable``, within
+    the cgroup's limit); exports run on the CPU. Where that cannot be read (not Linux), nothing is refused.
+
+    Raises:
+        RequestError: naming ``--resolution``, the estimate, the limit and the largest size that fits.
+    """
+    from training.evaluation.memory import format_bytes, host_available
+
+    available = host_available()
+    need = export_memory(loaded, fmt, size)
+    if available is None or need.total <= available:
+        return
+    fits = None
+    if len(set(size)) == 1:  # the same size on every axis: the largest such size that fits
+        fits = largest_fitting(lambda n: export_memory(loaded, fmt, (n,) * len(size)).total, size[0], available)
+    fix = "a smaller --resolution" if fits is None else f"--resolution {fits} or less"
+    raise RequestError(
+        f"--resolution {_spelt(size)} needs about {format_bytes(need.total)} to export ({need.parts()}), more than the "
+        f"{format_bytes(available)} available on this machine (MemAvailable); use {fix}."
+    )
 
 
 def check_inputs(loaded: LoadedCheckpoint, size: tuple[int, ...]) -> Tensor:
@@ -144,12 +266,17 @@ def check_inputs(loaded: LoadedCheckpoint, size: tuple[int, ...]) -> Tensor:
     Raises:
         RequestError: the data cannot be read, or cannot be brought to ``size``.
     """
+    import torch
+    import torch.nn.functional as F
+
+    from datamodules import DataError
+
     datamodule = loaded.datamodule
     trained = tuple(datamodule.meta.size)
     if size != trained and (loaded.net.embedding is not None or loaded.net.float_tokens or loaded.net.paired):
         raise RequestError(
-            f"--resolution {'x'.join(map(str, size))}: the test data are token sequences of length "
-            f"{'x'.join(map(str, trained))}, which cannot be resampled to check the export; use that length."
+            f"--resolution {_spelt(size)}: the test data are token sequences of length {_spelt(trained)}, which "
+            "cannot be resampled to check the export; use that length."
         )
     try:
         datamodule.prepare_data()
@@ -179,6 +306,11 @@ def export(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...], out: Path,
     Raises:
         ToolFailedError: the export failed or its logits differ by more than :data:`RELATIVE_TOLERANCE`.
     """
+    import torch
+
+    from models.exporters import RUNNERS, WRITERS, relative_difference
+    from models.portable import load_portable, save_portable
+
     net = loaded.net
     with torch.no_grad():
         expected = net(x)
@@ -215,37 +347,63 @@ def export(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...], out: Path,
 # Command line
 # ---------------------------------------------------------------------------------------------------------------
 def _require_format_packages(fmt: str) -> None:
-    needs = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "safetensors": ("safetensors",)}.get(fmt, ())
+    """Refuse a format whose packages are not installed (found by name: nothing is imported)."""
     import importlib.util
 
+    needs = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "safetensors": ("safetensors",)}.get(fmt, ())
     missing = [name for name in needs if importlib.util.find_spec(name) is None]
     if missing:
         raise RequestError(f"--format {fmt} needs {', '.join(missing)}: pip install 'ccnn[export]'.")
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_request(args: argparse.Namespace) -> None:
+    """The checks that need no torch, so that a mistake is refused within a second: the format's packages, ``--out``
+    (a new file), the checkpoint's path, and ``--data-dir`` (a folder, or a name for one: the data go there).
+
+    Raises:
+        RequestError: naming the option or the file.
+    """
+    _require_format_packages(args.format)
+    check_new_output(args.out)
+    check_checkpoint_path(args.checkpoint)
+    if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
+        raise RequestError(f"--data-dir {args.data_dir} is not a folder; pass the folder of the checkpoint's data.")
+
+
+def parser() -> OneLineParser:
+    """The command line; its types and choices refuse a bad ``--format`` or ``--resolution`` before anything else
+    is looked at."""
     parser = OneLineParser(
         prog="python -m training.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
-    parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
+    parser.add_argument("--format", required=True, choices=FORMATS, help=f"one of {', '.join(FORMATS)}")
     parser.add_argument("--out", type=Path, required=True, help="a new file (an existing one is refused)")
-    parser.add_argument("--resolution", default=None, help="input size, e.g. 40 or 32x32 (default: the training size)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="the dataset's folder (default: the run's)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--resolution", type=resolution, default=None, help="input size, e.g. 40 or 32x32 (default: the training size)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="the dataset's folder (default: the run's, if it exists)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Export the checkpoint named in ``argv`` into a new file; the exit code (a bad command line exits with 2, as
+    ``argparse`` does)."""
+    args = parser().parse_args(argv)
 
     def run() -> int:
-        if args.format not in FORMATS:
-            raise RequestError(f"--format {args.format} is not one of {', '.join(FORMATS)}.")
-        _require_format_packages(args.format)
-        check_new_output(args.out)
+        check_request(args)
         loaded = load_checkpoint(args.checkpoint, args.data_dir)
-        size = parse_resolution(args.resolution, loaded.net, tuple(loaded.datamodule.meta.size))
+        size = input_size(args.resolution, loaded.net, tuple(loaded.datamodule.meta.size))
+        check_memory(loaded, args.format, size)  # before the network sees the size
+        check_network_takes(loaded.net, size)
         x = check_inputs(loaded, size)
         difference = export(loaded, args.format, size, args.out, x)
         print(
-            f"wrote {args.out} ({args.format}, resolution {'x'.join(map(str, size))}; its logits on {len(x)} test "
-            f"examples differ from the checkpoint's by {difference:.1e} of the largest)"
+            f"wrote {args.out} ({args.format}, resolution {_spelt(size)}; its logits on {len(x)} test examples differ "
+            f"from the checkpoint's by {difference:.1e} of the largest)"
         )
         return 0
 

@@ -9,45 +9,57 @@ passed through the dataset's own evaluation transform (``torchvision.transforms.
 and flattening as its test split). The CSV holds
 ``file,predicted,prob_0,...,prob_<K-1>``. Only the image datasets (MNIST, CIFAR-10/100, STL-10) are supported.
 
-Exit codes: 0 done, 2 refused (one line naming the checkpoint, folder, file, ``--out`` or ``--device``; ``--out``,
-which must be a new file, and ``--device`` are checked before anything is read), 1 a write that failed.
+Exit codes: 0 done, 2 refused (one line naming the checkpoint, folder, file, ``--out``, ``--batch-size`` or
+``--device``; the command line, ``--out`` (a new file), the folder's image files and the checkpoint's path are checked
+before torch is imported, within a second, and the device before anything is read), 1 a write that failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from PIL import Image, UnidentifiedImageError
-from torch import Tensor
-from torchvision.transforms import v2
+from argcheck.command_line import OneLineParser, positive_int
+from training.tools import RequestError, check_checkpoint_path, check_new_output, run_tool, write_new
 
-from argcheck.command_line import OneLineParser
-from datamodules import DataError
-from datamodules.vision import VisionDataModule
-from models.module import ClassificationModule
-from training.callbacks.predictions import write_predictions_csv
-from training.config.checks import ConfigError
-from training.tools import check_new_output, checkpoint_network, run_tool, write_new
+if TYPE_CHECKING:  # torch and the project's modules are imported where the work starts, after the request's checks
+    import torch
+    from torch import Tensor
+
+    from datamodules.vision import VisionDataModule
+    from models.module import ClassificationModule
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+DEVICE_NAME = re.compile(r"(cpu|mps|cuda)(:\d+)?")
 
 
 def image_files(folder: Path) -> list[Path]:
-    """The image files directly in ``folder``, sorted by name.
+    """The image files directly in ``folder``, sorted by name (by their names: nothing is read).
 
     Raises:
-        DataError: the folder does not exist or holds no image file.
+        RequestError: the folder does not exist, cannot be listed, or holds no image file.
     """
     if not folder.is_dir():
-        raise DataError(f"{folder} is not a folder; pass a folder of images.")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        what = "does not exist" if not folder.exists() else "is not a folder"
+        raise RequestError(f"{folder} {what}; pass a folder of images.")
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as error:
+        raise RequestError(f"{folder} cannot be listed ({error.strerror or error}).") from error
     if not files:
-        raise DataError(f"{folder} holds no image file ({', '.join(IMAGE_SUFFIXES)}).")
+        raise RequestError(f"{folder} holds no image file ({', '.join(IMAGE_SUFFIXES)}).")
     return files
+
+
+def device_name(text: str) -> str:
+    """An ``argparse`` type: a device name ``training.predict`` runs on (``cpu``, ``cuda``, ``cuda:<n>``, ``mps``),
+    checked by its spelling alone; whether this machine has it is :func:`check_device`'s, once torch is loaded."""
+    if DEVICE_NAME.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of cpu, cuda, cuda:<n>, mps")
+    return text
 
 
 def check_device(name: str) -> torch.device:
@@ -56,6 +68,10 @@ def check_device(name: str) -> torch.device:
     Raises:
         ConfigError: naming ``--device``: not a device name, not cpu/cuda/mps, or not on this machine.
     """
+    import torch
+
+    from training.config.checks import ConfigError
+
     try:
         device = torch.device(name)
     except RuntimeError as error:
@@ -80,9 +96,13 @@ def load_classifier(checkpoint_path: Path) -> tuple[ClassificationModule, Vision
     """The network of ``checkpoint_path`` in eval mode and the (unloaded) datamodule of its dataset.
 
     Raises:
-        CheckpointError: the checkpoint is unreadable or stores no config.
+        CheckpointError: the checkpoint is unreadable, stores no config, or holds non-finite weights.
         ConfigError: its dataset is not an image dataset.
     """
+    from datamodules.vision import VisionDataModule
+    from training.config.checks import ConfigError
+    from training.tools import checkpoint_network
+
     loaded = checkpoint_network(checkpoint_path)
     module, datamodule = loaded.module, loaded.datamodule
     if not isinstance(datamodule, VisionDataModule):
@@ -99,6 +119,13 @@ def read_image(path: Path, datamodule: VisionDataModule) -> Tensor:
     Raises:
         DataError: the file cannot be decoded as an image.
     """
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import v2
+
+    from datamodules import DataError
+
     try:
         with Image.open(path) as file:
             pixels = np.array(file.convert("L" if datamodule.channels == 1 else "RGB"), dtype=np.uint8)
@@ -111,39 +138,54 @@ def read_image(path: Path, datamodule: VisionDataModule) -> Tensor:
     return image
 
 
-@torch.no_grad()
 def predict_folder(
     module: ClassificationModule, datamodule: VisionDataModule, files: list[Path], batch_size: int = 64
 ) -> tuple[Tensor, Tensor]:
     """The predicted classes ``(N,)`` and class probabilities ``(N, K)`` of ``files``, in their order."""
+    import torch
+
     transform = datamodule.evaluation_transform()  # the test split's own
     device = next(module.parameters()).device
     predicted, probabilities = [], []
-    for start in range(0, len(files), batch_size):
-        x = torch.stack([transform(read_image(path, datamodule)) for path in files[start : start + batch_size]])
-        classes, probs = module.classify(module(x.to(device)))
-        predicted.append(classes.cpu())
-        probabilities.append(probs.cpu())
+    with torch.no_grad():
+        for start in range(0, len(files), batch_size):
+            x = torch.stack([transform(read_image(path, datamodule)) for path in files[start : start + batch_size]])
+            classes, probs = module.classify(module(x.to(device)))
+            predicted.append(classes.cpu())
+            probabilities.append(probs.cpu())
     return torch.cat(predicted), torch.cat(probabilities)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> OneLineParser:
+    """The command line; its types refuse a bad number or device name before anything else is looked at."""
     parser = OneLineParser(
         prog="python -m training.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file written by main.py")
     parser.add_argument("folder", type=Path, help="a folder of image files")
     parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="a new CSV (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="images per forward pass (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--device", type=device_name, default="cpu", help="cpu, cuda, cuda:<n> or mps (default: %(default)s)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Classify the images of the folder named in ``argv`` into a new CSV file; the exit code (a bad command line
+    exits with 2, as ``argparse`` does)."""
+    args = parser().parse_args(argv)
 
     def predict() -> int:
+        # Everything that needs no torch first, so that a mistake is refused within a second.
         check_new_output(args.out)
-        device = check_device(args.device)
         files = image_files(args.folder)
+        check_checkpoint_path(args.checkpoint)
+        from training.callbacks.predictions import write_predictions_csv
+
+        device = check_device(args.device)
         module, datamodule = load_classifier(args.checkpoint)
         predicted, probabilities = predict_folder(module.to(device), datamodule, files, args.batch_size)
         names = [p.name for p in files]

@@ -56,7 +56,24 @@ def check_new_output(path: Path, option: str = "--out", make_folder: bool = Fals
         with tempfile.TemporaryFile(dir=existing):  # what the permission bits do not say (read-only mounts, /proc)
             pass
     except OSError as error:
-        raise OutputError(f"{option} {path} cannot be written ({error.strerror or error}).") from error
+        raise OutputError(
+            f"{option} {path} cannot be written: {existing} takes no new file ({error.strerror or error})."
+        ) from error
+
+
+def check_checkpoint_path(path: Path) -> None:
+    """Refuse ``path`` unless it is a file this process can read: the checks of a checkpoint that need no torch, so
+    that a mistyped path is refused before torch is imported (``read_checkpoint`` then reads what it holds).
+
+    Raises:
+        RequestError: naming the checkpoint.
+    """
+    if path.is_dir():
+        raise RequestError(f"checkpoint {path} is a folder; pass the path of a .ckpt file.")
+    if not path.is_file():
+        raise RequestError(f"checkpoint {path} does not exist (pass the path of a .ckpt file).")
+    if not os.access(path, os.R_OK):
+        raise RequestError(f"checkpoint {path} cannot be read (permission denied).")
 
 
 def write_new(path: Path, write: Callable[[Path], Any], check: Callable[[Path], Any] | None = None) -> None:
