@@ -17,6 +17,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.outputs import check_appendable as check_writable
+from experiments.outputs import check_folder
+from training.tools import RequestError
+
 COLUMNS = (
     "task",
     "variant",
@@ -32,7 +36,7 @@ COLUMNS = (
 )
 
 
-class ResultsFileError(Exception):
+class ResultsFileError(RequestError):
     """A results CSV that cannot be read or appended to; the message names the file and what to do."""
 
 
@@ -88,12 +92,25 @@ def same_extra(row: dict[str, str], extra: Sequence[str]) -> bool:
 
 
 def read_results(path: Path, allow_empty: bool = True) -> list[dict[str, str]]:
-    """The rows of a results CSV, checked: the header is ``COLUMNS``, seeds are integers, accuracies numbers.
+    """The rows of a results CSV, checked: the header is ``COLUMNS``, seeds are integers, accuracies percentages.
 
     An empty file (not even a header) has no rows when ``allow_empty`` (a file to append to); a reader that would
     take it for "no result yet" passes ``allow_empty=False``. Raises ``ResultsFileError`` naming the file (and line)
     for anything else.
     """
+    return [row for _, row in numbered_results(path, allow_empty)]
+
+
+def _percentage(text: str) -> float:
+    """An accuracy of the file: a number in [0, 100] (a fraction written as such, or NaN, is not one)."""
+    value = float(text)
+    if not 0.0 <= value <= 100.0:  # also False for NaN
+        raise ValueError(f"{text} is not a percentage in [0, 100]")
+    return value
+
+
+def numbered_results(path: Path, allow_empty: bool = True) -> list[tuple[int, dict[str, str]]]:
+    """:func:`read_results` with the line of each row in the file, for messages that name a row."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -126,30 +143,34 @@ def read_results(path: Path, allow_empty: bool = True) -> list[dict[str, str]]:
             int(row["seed"])
             for key in ("test_acc", "val_acc"):
                 if row[key]:
-                    float(row[key])
+                    try:
+                        _percentage(row[key])
+                    except ValueError as error:
+                        raise ValueError(f"{key}: {error}") from None
             shlex.split(row["extra"])
         except ValueError as error:
             raise ResultsFileError(f"{path}, line {line}: {error}") from None
-        rows.append(row)
+        rows.append((line, row))
     return rows
 
 
 def check_appendable(path: Path) -> list[dict[str, str]]:
     """Fail now, before hours of training, if rows could not be added to ``path``; return the rows it holds.
 
-    A missing file is fine when its nearest existing parent folder is writable (``append_result`` creates it).
+    A missing file is fine where it can be made (``append_result`` creates it and the folders above it): the
+    nearest existing folder above it is tried with a temporary file, since permission bits do not tell root about
+    read-only mounts or ``/proc``.
     """
     path = Path(path)
-    if path.exists():
-        rows = read_results(path)
-        if not os.access(path, os.W_OK):
-            raise ResultsFileError(f"{path}: not writable; fix its permissions or pass another --results")
-        return rows
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ResultsFileError(f"{path}: cannot be created ({parent} is not a writable folder); pass another --results")
+    what = f"--results {path}"
+    try:
+        if path.exists():
+            rows = read_results(path)
+            check_writable(path, what)
+            return rows
+        check_folder(path.parent, what)
+    except RequestError as error:
+        raise ResultsFileError(str(error)) from None
     return []
 
 

@@ -5,25 +5,37 @@
 
 The table is rewritten between ``<!-- results:start -->`` and ``<!-- results:end -->``; one row per preset with
 its command, parameter count, the paper's accuracy (with its provenance tag) and ours (mean ± sample std over
-seeds, n, date of the latest run), or "not run yet". A results file that is missing or not a results CSV, or a
-README without the markers, is refused with one line (exit 2) before anything is written.
+seeds, n, date of the latest run), or "not run yet". Rows of a preset outside the paper's grid (e.g.
+``blobs3d/ccnn_2_16``) are named on stdout, not tabulated.
+
+Refused with one line naming the file (exit 2) before anything is written: a results file that is missing or not a
+results CSV, a row of a preset that does not exist or with an accuracy outside [0, 100] (its line is named), a README
+without the markers or that cannot be written, and a ``--plot`` that is not a ``.png`` name, is a folder, cannot be
+written, or is a file the tool did not write. The tool rewrites only its own plots: those that carry its mark (a PNG
+text chunk ``Source: python -m experiments.summarize``), and the repository's ``experiments/results.png``. Both
+outputs are written aside and put in place only once both are written.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from experiments.results import ResultsFileError, aggregate, plus_minus, read_results
+from argcheck.command_line import OneLineParser
+from experiments.outputs import Output, check_output, is_marked_png, png_metadata, write_files
+from experiments.results import ResultsFileError, aggregate, numbered_results, plus_minus
 from experiments.run import REPO, RESULTS
+from training.cli import report
+from training.tools import OutputError, RequestError
 
+TOOL = "experiments.summarize"
 README = REPO / "experiments" / "README.md"
 PLOT = REPO / "experiments" / "results.png"
+PRESET_DIR = REPO / "cfg" / "experiment"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 # (task, title) in table order; every task has the variants ccnn_4_140 and ccnn_6_380.
@@ -127,7 +139,7 @@ def build_table(rows: Sequence[dict[str, str]], parameters: dict[str, int]) -> s
     return "\n".join(lines)
 
 
-class MarkersError(ValueError):
+class MarkersError(RequestError):
     """The README lacks the markers between which the table goes."""
 
 
@@ -141,7 +153,8 @@ def replace_between_markers(text: str, table: str) -> str:
 
 
 def plot(rows: Sequence[dict[str, str]], path: Path) -> Path:
-    """Bar plot per preset: ours (mean, error bar = std) next to the paper's number where there is one."""
+    """Bar plot per preset: ours (mean, error bar = std) next to the paper's number where there is one; a PNG that
+    carries the tool's mark."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,52 +184,112 @@ def plot(rows: Sequence[dict[str, str]], path: Path) -> Path:
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png", metadata=png_metadata(TOOL))
     plt.close(fig)
     return path
 
 
-def _replace_file(path: Path, text: str) -> None:
-    """Write ``text`` aside and rename it over ``path``: a reader sees the old file or the new one, never half."""
-    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
-    aside.write_text(text)
-    os.replace(aside, path)
+def read_rows(results: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """The rows of ``results``, checked: each names a preset that exists.
+
+    Returns:
+        The rows, and the presets (``task/variant``) of rows outside the table (presets beyond the paper's grid).
+
+    Raises:
+        ResultsFileError: not a results CSV, or a row of a preset that does not exist (its line is named).
+    """
+    table = {(task, variant) for task, _ in TASKS for variant in VARIANTS}
+    rows, outside = [], []
+    for line, row in numbered_results(results, allow_empty=False):  # empty: every row "not run yet"
+        task, variant = row["task"], row["variant"]
+        if (task, variant) not in table:
+            if not (PRESET_DIR / task / f"{variant}.yaml").is_file() or task.startswith("_"):
+                raise ResultsFileError(
+                    f"{results}, line {line}: no preset {task}/{variant} (cfg/experiment/{task}/{variant}.yaml); "
+                    "fix or remove the row"
+                )
+            outside.append(f"{task}/{variant}")
+        rows.append(row)
+    return rows, sorted(set(outside))
+
+
+def is_own_plot(path: Path) -> bool:
+    """Whether the plot at ``path`` is the tool's: it carries its mark, or it is the repository's plot (from
+    before the mark; tracked by git)."""
+    return is_marked_png(path, TOOL) or path.resolve() == PLOT.resolve()
+
+
+def check_outputs(readme: Path, plot_path: Path) -> tuple[str, bool]:
+    """Both outputs, before either is written: the README is readable, has the markers and can be rewritten; the
+    plot is a ``.png`` name, not a folder, new or the tool's own, where it can be written.
+
+    Returns:
+        The README's text, and whether the plot exists (it is replaced).
+
+    Raises:
+        RequestError: naming the option and file at fault.
+    """
+    what = f"--readme {readme}"
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise RequestError(f"{what} is a folder; pass the README file.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise RequestError(f"{what} cannot be read ({reason}).") from None
+    try:
+        replace_between_markers(text, "")
+    except MarkersError as error:
+        raise MarkersError(f"{what}: {error}") from None
+    check_output(readme, what, lambda _: True, TOOL)  # its own text is kept: only the table between the markers
+    what = f"--plot {plot_path}"
+    if plot_path.is_dir():
+        raise OutputError(f"{what} is a folder; pass a file name ending in .png.")
+    if plot_path.suffix.lower() != ".png":
+        raise OutputError(f"{what}: the plot is a PNG image; pass a file name ending in .png.")
+    return text, check_output(plot_path, what, is_own_plot, TOOL)
 
 
 def summarize(results: Path, readme: Path, plot_path: Path, parameters: dict[str, int] | None = None) -> str:
     """Regenerate the README table and the plot from ``results``; return the table.
 
+    Every check comes first (no torch): ``results``, then both outputs. Then the slow part (the presets' parameter
+    counts), then both files are written aside and put in place together.
+
     Raises:
-        ResultsFileError: ``results`` is missing or not a results CSV (nothing is written).
-        MarkersError: ``readme`` lacks the table markers (nothing is written).
+        ResultsFileError: ``results`` is missing, not a results CSV, or has a row that cannot be tabulated.
+        MarkersError: ``readme`` lacks the table markers.
+        RequestError: an output that cannot be written, or a plot the tool did not write (nothing is written).
+        ToolFailedError: writing failed (nothing was changed).
     """
-    rows = read_results(results, allow_empty=False)  # an empty file would turn every row into "not run yet"
-    text = readme.read_text()
-    replace_between_markers(text, "")  # checks the markers before the slow part
+    rows, outside = read_rows(results)
+    text, replace_plot = check_outputs(readme, plot_path)
     table = build_table(rows, preset_parameters() if parameters is None else parameters)
-    plot(rows, plot_path)
-    _replace_file(readme, replace_between_markers(text, table))
+    write_files(
+        [
+            Output(plot_path, lambda path: plot(rows, path), replace_plot),
+            Output(readme, lambda path: path.write_text(replace_between_markers(text, table), "utf-8"), True),
+        ]
+    )
+    if outside:
+        print(f"not in the table (presets beyond the paper's grid): {', '.join(outside)}")
     return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Regenerate the table and plot; exit 0, or 2 with one line naming the file at fault."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--readme", type=Path, default=README)
-    parser.add_argument("--plot", type=Path, default=PLOT)
+    """Regenerate the table and plot; exit 0, 2 with one line naming the file at fault (nothing written), 1 with
+    one line if writing failed (nothing changed)."""
+    parser = OneLineParser(
+        prog=f"python -m {TOOL}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the results CSV of experiments.run")
+    parser.add_argument("--readme", type=Path, default=README, help="the README whose table is rewritten")
+    parser.add_argument("--plot", type=Path, default=PLOT, help="the bar plot to write (.png)")
     args = parser.parse_args(argv)
     try:
         table = summarize(args.results, args.readme, args.plot)
-    except ResultsFileError as error:
-        print(f"experiments.summarize: {error}", file=sys.stderr)
-        return 2
-    except MarkersError as error:
-        print(f"experiments.summarize: {args.readme}: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # the README or the plot cannot be read or written
-        print(f"experiments.summarize: {error.filename}: {error.strerror}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        return report(error)
     print(table)
     return 0
 

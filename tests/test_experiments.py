@@ -23,12 +23,15 @@ import pytest
 import yaml
 from hydra.experimental.callback import Callback
 
+from experiments import outputs, summarize
 from experiments import results as results_file
 from experiments import run as runner
-from experiments import summarize
 from tests.conftest import REPO, TINY, compose, interruptible, run_main, tree
-from training.config.checks import check_config
+from training.cli import exit_code
+from training.config.checks import ConfigError, check_config
 from training.config.flags import FLAGS
+from training.run.folder import holds_run
+from training.tools import OutputError, ToolFailedError
 
 README = REPO / "experiments" / "README.md"
 ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
@@ -96,6 +99,42 @@ def test_a_seed_that_fails_leaves_the_earlier_seeds_recorded(tmp_path, capsys):
         runner.run_seeds("smnist", "ccnn_4_140", [0, 1, 2], tmp_path / "runs", [], results, train=train, check=no_check)
     assert seeds_in(results) == [0]
     assert "seed 1 did not finish" in capsys.readouterr().err
+
+
+def test_a_seed_that_fails_while_training_is_one_failure_naming_what_is_kept(tmp_path):
+    results = tmp_path / "results.csv"
+
+    def train(cfg):
+        if cfg.seed == 1:
+            raise ConfigError("optimizer.lr made the loss non-finite", "optimizer.lr")  # an error main.py reports
+        return FAKE_METRICS[cfg.seed]
+
+    with pytest.raises(ToolFailedError) as failed:
+        runner.run_seeds("smnist", "ccnn_4_140", [0, 1, 2], tmp_path / "runs", [], results, train=train, check=no_check)
+    message = str(failed.value)
+    assert "optimizer.lr" in message and str(tmp_path / "runs" / "seed1") in message and "\n" not in message
+    assert exit_code(failed.value) == 1 and seeds_in(results) == [0]
+
+
+def test_a_row_that_cannot_be_written_is_a_failure_naming_the_results_file(tmp_path, monkeypatch):
+    def full_disk(path, row):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner, "append_result", full_disk)
+    train = lambda cfg: FAKE_METRICS[cfg.seed]  # noqa: E731
+    with pytest.raises(ToolFailedError) as failed:
+        runner.run_seeds("smnist", "ccnn_4_140", [0], tmp_path / "runs", [], tmp_path / "r.csv", train, check=no_check)
+    assert str(tmp_path / "r.csv") in str(failed.value) and str(tmp_path / "runs" / "seed0") in str(failed.value)
+
+
+def test_ctrl_c_while_the_seeds_are_checked_says_nothing_was_written(tmp_path, capsys):
+    def interrupted(configs):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_seeds("smnist", "ccnn_4_140", [0], tmp_path / "runs", [], tmp_path / "r.csv", check=interrupted)
+    [line] = capsys.readouterr().err.splitlines()
+    assert "nothing was written" in line and tree(tmp_path) == {}
 
 
 def test_a_wrong_extra_flag_stops_before_any_seed_trains(tmp_path):
@@ -172,7 +211,7 @@ def test_plan_skips_recorded_seeds_of_the_same_experiment_only(tmp_path):
         (["seed=5"], ("smnist", "ccnn_4_140", [0, 1]), "--extra seed=5"),  # flags the runner sets itself
         (["+experiment=pmnist/ccnn_4_140"], ("smnist", "ccnn_4_140", [0]), "--extra +experiment=pmnist/ccnn_4_140"),
         (["train.resume=r/last.ckpt"], ("smnist", "ccnn_4_140", [0]), "--extra train.resume=r/last.ckpt"),
-        ("folder", ("smnist", "ccnn_4_140", [0, 1]), "seed1"),  # not empty
+        ("folder", ("smnist", "ccnn_4_140", [0, 1]), "seed1"),  # it holds a run
         ("bad_csv", ("smnist", "ccnn_4_140", [0]), "results.csv"),  # not a results CSV of this version
     ],
 )
@@ -180,8 +219,8 @@ def test_plan_refuses_before_anything_is_written(tmp_path, setup, args, named):
     out = tmp_path / "x"
     results = tmp_path / "results.csv"
     if setup == "folder":
-        (out / "seed1").mkdir(parents=True)
-        (out / "seed1" / "notes.txt").write_text("mine")
+        (out / "seed1" / "checkpoints").mkdir(parents=True)
+        (out / "seed1" / "checkpoints" / "last.ckpt").write_text("a run's")
     if setup == "bad_csv":
         results.write_text("name,score\nx,1\n")
     flags = setup if isinstance(setup, list) else []
@@ -190,6 +229,15 @@ def test_plan_refuses_before_anything_is_written(tmp_path, setup, args, named):
         runner.plan(*args, [*flags, f"train.output_dir={out}"], results, "stamp")
     assert named in str(refused.value)
     assert tree(tmp_path) == before
+
+
+def test_a_seed_folder_left_before_its_first_checkpoint_is_used_again(tmp_path):
+    # What an interrupted start leaves (Hydra's log): no run, so the seed runs there, as main.py would.
+    out, results = tmp_path / "x", tmp_path / "results.csv"
+    (out / "seed1").mkdir(parents=True)
+    (out / "seed1" / "main.log").write_text("an interrupted start\n")
+    _, todo, _ = runner.plan("smnist", "ccnn_4_140", [0, 1], [f"train.output_dir={out}"], results, "stamp")
+    assert todo == [0, 1]
 
 
 # ----------------------------------------------------------------------------------------------------- the results file
@@ -297,8 +345,22 @@ def test_concurrent_invocations_append_whole_rows_and_lose_none(tmp_path):
         (",".join(results_file.COLUMNS) + "\nsmnist,ccnn_4_140,0\n", "line 2"),  # 3 fields of 11
         (",".join(results_file.COLUMNS) + "\nsmnist,ccnn_4_140,zero,1,1,1,d,m,1,,r\n", "line 2"),  # seed
         (",".join(results_file.COLUMNS) + "\nsmnist,ccnn_4_140,0,ninety,1,1,d,m,1,,r\n", "line 2"),  # accuracy
+        (",".join(results_file.COLUMNS) + "\nsmnist,ccnn_4_140,0,150,99,1,d,m,1,,r\n", "test_acc"),  # not a %
+        (",".join(results_file.COLUMNS) + "\nsmnist,ccnn_4_140,0,90,-1,1,d,m,1,,r\n", "val_acc"),
+        (",".join(results_file.COLUMNS) + "\nsmnist,ccnn_4_140,0,nan,90,1,d,m,1,,r\n", "test_acc"),
     ],
-    ids=["missing", "folder", "binary", "old columns", "short row", "seed not a number", "accuracy not a number"],
+    ids=[
+        "missing",
+        "folder",
+        "binary",
+        "old columns",
+        "short row",
+        "seed not a number",
+        "accuracy not a number",
+        "accuracy above 100",
+        "accuracy below 0",
+        "accuracy nan",
+    ],
 )
 def test_read_results_refuses_what_is_not_a_results_file_naming_it(tmp_path, content, where):
     path = tmp_path / "results.csv"
@@ -377,6 +439,119 @@ def test_summarize_refuses_a_bad_file_in_one_line_and_leaves_the_readme_alone(
     [line] = capsys.readouterr().err.splitlines()
     assert str(tmp_path / named) in line, line
     assert readme.read_text() == text and tree(tmp_path) == before
+
+
+def summarize_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """A results file with one row and a README with the markers, in ``tmp_path``."""
+    results = tmp_path / "results.csv"
+    results_file.append_result(
+        results, results_file.result_row("smnist", "ccnn_4_140", 0, {"test/acc": 0.99}, 1.0, "2025-01-01", "m")
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{summarize.START}\nour table\n{summarize.END}\n")
+    return results, readme
+
+
+ROW = "{task},{variant},0,{test},90,1,2025-01-01,m,1,,r"
+
+
+@pytest.mark.parametrize(
+    ("row", "plot", "named"),
+    [
+        (ROW.format(task="notask", variant="ccnn_9_9", test="50"), "plot.png", ["line 3", "notask/ccnn_9_9"]),
+        (ROW.format(task="_base", variant="paper", test="50"), "plot.png", ["line 3", "_base/paper"]),
+        (ROW.format(task="smnist", variant="ccnn_4_140", test="150"), "plot.png", ["line 3", "test_acc", "150"]),
+        (None, "plot.txt", ["--plot", "plot.txt", ".png"]),
+        (None, "afolder", ["--plot", "afolder"]),
+        (None, "afolder.png", ["--plot", "afolder.png"]),  # a folder, whatever its name
+        (None, "theirs.png", ["--plot", "theirs.png"]),  # a file the tool did not write
+        (None, "matplotlib.png", ["--plot", "matplotlib.png"]),  # a plot, but not this tool's
+        (None, "/proc/plot.png", ["--plot", "/proc/plot.png"]),
+        (None, "afile/plot.png", ["--plot", "afile"]),
+    ],
+)
+def test_summarize_refuses_rows_and_plots_it_cannot_use_before_writing_anything(
+    tmp_path, monkeypatch, capsys, row, plot, named
+):
+    monkeypatch.chdir(tmp_path)
+    results, readme = summarize_folder(tmp_path)
+    if row is not None:
+        with results.open("a") as file:
+            file.write(row + "\n")
+    (tmp_path / "afolder").mkdir()
+    (tmp_path / "afolder.png").mkdir()
+    (tmp_path / "afile").write_text("a file")
+    (tmp_path / "theirs.png").write_text("my notes")
+    (tmp_path / "matplotlib.png").write_bytes(outputs.PNG_SIGNATURE + text_chunk("Software", "Matplotlib version3"))
+    before, text = tree(tmp_path), readme.read_text()
+    line = refusal_line(summarize.main, ["--results", str(results), "--readme", str(readme), "--plot", plot], capsys)
+    assert all(name in line for name in named), line
+    assert tree(tmp_path) == before and readme.read_text() == text
+
+
+def text_chunk(key: str, value: str) -> bytes:
+    """A PNG tEXt chunk (its CRC is not checked by the reader)."""
+    data = key.encode("latin-1") + b"\0" + value.encode("latin-1")
+    return len(data).to_bytes(4, "big") + b"tEXt" + data + b"\0\0\0\0"
+
+
+def test_summarize_refuses_a_readme_it_cannot_write_before_writing_the_plot(tmp_path, monkeypatch, capsys):
+    """An immutable README (root may write anything else): refused naming it, and the plot is not written."""
+    results, readme = summarize_folder(tmp_path)
+    real_open = os.open
+
+    def immutable(path, flags, *args, **kwargs):
+        if Path(path) == readme and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", immutable)
+    before = tree(tmp_path)
+    argv = ["--results", str(results), "--readme", str(readme), "--plot", str(tmp_path / "plot.png")]
+    line = refusal_line(summarize.main, argv, capsys)
+    assert f"--readme {readme}" in line and ".new" not in line and tree(tmp_path) == before
+
+
+def test_summarize_rewrites_its_own_plot_and_names_rows_outside_the_table(tmp_path, capsys):
+    results, readme = summarize_folder(tmp_path)
+    results_file.append_result(  # a preset that exists but is not in the paper's grid: named, not refused
+        results, results_file.result_row("blobs3d", "ccnn_2_16", 0, {"test/acc": 1.0}, 1.0, "2025-01-01", "m")
+    )
+    png = tmp_path / "plot.png"
+    summarize.summarize(results, readme, png, parameters={})
+    assert outputs.is_marked_png(png, summarize.TOOL)
+    assert "blobs3d/ccnn_2_16" in capsys.readouterr().out
+    first = png.stat().st_mtime_ns
+    summarize.summarize(results, readme, png, parameters={})  # its own plot: written again
+    assert png.stat().st_mtime_ns != first and outputs.is_marked_png(png, summarize.TOOL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "plot.png", "results.csv"]  # no temporaries
+
+
+def test_a_failure_while_writing_leaves_every_output_as_it_was(tmp_path):
+    first, second = tmp_path / "a.md", tmp_path / "b.png"
+    first.write_text("old")
+
+    def fails(path: Path) -> None:
+        raise ValueError("Format txt is not supported")
+
+    with pytest.raises(ToolFailedError) as failed:
+        outputs.write_files(
+            [outputs.Output(first, lambda path: path.write_text("new"), True), outputs.Output(second, fails, False)]
+        )
+    assert str(second) in str(failed.value) and exit_code(failed.value) == 1
+    assert first.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.md"]
+
+
+def test_a_new_output_is_never_linked_over_a_file_that_appeared_meanwhile(tmp_path):
+    path = tmp_path / "plot.png"
+
+    def write_and_race(temporary: Path) -> None:
+        temporary.write_text("ours")
+        path.write_text("theirs")  # another process took the name while this one was writing
+
+    with pytest.raises(OutputError):
+        outputs.write_files([outputs.Output(path, write_and_race, False)])
+    assert path.read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]
 
 
 def test_paper_anchors_carry_provenance_tags():
@@ -462,13 +637,102 @@ def run_command(cwd: Path, results: Path, seeds: list[int], flags: list[str]) ->
     return [*command, "--seeds", *map(str, seeds), "--extra", *flags]
 
 
-def test_run_command_refuses_a_wrong_flag_in_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+def refusal_line(main, argv: list[str], capsys) -> str:
+    """The one line on stderr of a command line refused with exit 2 (by its parser or its checks)."""
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's refusal
+        code = stop.code
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    [line] = captured.err.splitlines()
+    return line
+
+
+# Every case but the first gets these (its own --extra flags come after them and win): a run that was not refused
+# would read no data and write only under the test's folder ("{tmp}", which holds a file "afile").
+SAFE = ["--results", "{tmp}/r.csv", "--extra", "dataset.download=False", "dataset.data_dir={tmp}/no_data"]
+SAFE += ["train.output_dir={tmp}/runs"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "extra", "named"),
+    [
+        ([], None, ["task", "variant"]),
+        (["smnist", "ccnn_4_140", "--seeds", "a"], [], ["--seeds", "'a'"]),
+        (["smnist", "ccnn_4_140", "--seeds", "-1"], [], ["--seeds", "-1"]),
+        (["smnist", "ccnn_4_140", "--seeds", "4294967296"], [], ["--seeds", "4294967296"]),
+        (["smnst", "ccnn_4_140"], [], ["smnst/ccnn_4_140", "smnist"]),  # main.py's did-you-mean
+        (["smnist", "ccnn_4_14"], [], ["smnist/ccnn_4_14", "ccnn_4_140"]),  # the task's presets
+        (["../preset_base", "paper"], [], ["../preset_base/paper"]),  # a config file, but no preset
+        (["smnist", "ccnn_4_140"], ["optimzer.lr=0.1"], ["--extra", "optimzer", "optimizer.lr"]),
+        (["smnist", "ccnn_4_140"], ["optimizer.lr=-1"], ["--extra", "optimizer.lr", "-1"]),
+        (["smnist", "ccnn_4_140"], ["optimizer.lr"], ["--extra", "optimizer.lr"]),
+        (["smnist", "ccnn_4_140"], ["optimizer.lr=0.1,0.2"], ["--extra", "optimizer.lr=0.1,0.2"]),
+        (["smnist", "ccnn_4_140"], ["train.epoch=3"], ["--extra", "train.epoch"]),
+        (["smnist", "ccnn_4_140", "--results", "/proc/r.csv"], [], ["--results", "/proc/r.csv"]),
+        (["smnist", "ccnn_4_140", "--results", "{tmp}/afile/r.csv"], [], ["--results", "afile"]),
+        (["smnist", "ccnn_4_140"], ["train.output_dir={tmp}/afile"], ["train.output_dir", "afile"]),
+        (["smnist", "ccnn_4_140"], ["train.output_dir=/proc/o"], ["train.output_dir", "/proc"]),
+        (["smnist", "ccnn_4_140", "--result", "{tmp}/r.csv"], [], ["--result "]),  # no abbreviation of --results
+    ],
+)
+def test_run_command_refuses_in_one_line_naming_the_culprit_and_writes_nothing(
+    tmp_path, monkeypatch, capsys, argv, extra, named
+):
     monkeypatch.chdir(tmp_path)
-    command = run_command(tmp_path, tmp_path / "results.csv", [0, 1], ["train.epoch=3"])
-    assert runner.main(command[3:]) == 2  # python -m experiments.run <args>, in this process
-    [line] = capsys.readouterr().err.splitlines()
-    assert "--extra" in line and "train.epoch" in line, line
-    assert tree(tmp_path) == {}
+    (tmp_path / "afile").write_text("a file")
+    words = argv if extra is None else [*SAFE[:2], *argv, *SAFE[2:], *extra]  # a later --results wins
+    before = tree(tmp_path)
+    line = refusal_line(runner.main, [word.format(tmp=tmp_path) for word in words], capsys)
+    assert all(name in line for name in named), line
+    assert tree(tmp_path) == before
+
+
+# Runs command lines of the experiment tools in a fresh interpreter; says their exit codes and whether torch was
+# imported (their refusals that need no torch must come before it: a second, not the seconds torch takes to load).
+REFUSALS_WITHOUT_TORCH = """
+import contextlib, io, json, sys
+from experiments import resolution_study, run, summarize
+tools = {"run": run.main, "study": resolution_study.main, "summarize": summarize.main}
+codes = []
+for tool, argv in json.loads(sys.argv[1]):
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            codes.append(tools[tool](argv))
+        except SystemExit as stop:
+            codes.append(stop.code)
+print(json.dumps({"codes": codes, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_refusals_that_need_no_torch_come_before_torch_is_imported(tmp_path):
+    results, readme = summarize_folder(tmp_path)
+    (tmp_path / "afile").write_text("a file")
+    run = ["smnist", "ccnn_4_140", "--results", str(tmp_path / "r.csv"), "--extra", f"train.output_dir={tmp_path}"]
+    study = ["--train-at", "40", "--evaluate-at", "40", "--output", str(tmp_path / "o"), "--extra"]
+    with results.open("a") as file:
+        file.write("notask,ccnn_9_9,0,50,50,1,d,m,1,,r\n")
+    cases = [
+        ("run", [*run, "optimzer.lr=0.1"]),
+        ("run", [*run, "optimizer.lr=-1"]),
+        ("run", [*run, "--seeds", "-1"]),
+        ("run", [*run, "--results", "/proc/r.csv"]),
+        ("run", [*run, f"train.output_dir={tmp_path / 'afile'}"]),
+        ("study", [*study, "optimzer.lr=0.1"]),
+        ("study", [*study, "--setting", "bl=kernel.bandlimit=-1"]),
+        ("study", [*study, "--output", str(tmp_path / "afile")]),
+        ("study", [*study, "dataset.params.seq_length=80"]),  # the flag --train-at sets
+        ("study", [*study, "--preset", "listops/ccnn_4_140"]),  # no resolution to change
+        ("summarize", ["--results", str(results), "--readme", str(readme), "--plot", str(tmp_path / "p.png")]),
+        ("summarize", ["--results", str(tmp_path / "r.csv"), "--readme", str(readme), "--plot", "p.txt"]),
+    ]
+    before = tree(tmp_path)
+    command = [sys.executable, "-c", REFUSALS_WITHOUT_TORCH, json.dumps(cases)]
+    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"codes": [2] * len(cases), "torch": False}
+    assert tree(tmp_path) == before
 
 
 @pytest.mark.slow
@@ -504,15 +768,16 @@ def test_run_command_keeps_finished_seeds_through_ctrl_c_and_the_same_command_tr
     best0 = out / "seed0" / "checkpoints" / "best.ckpt"
     seed0_checkpoint = (best0.stat().st_mtime_ns, best0.read_bytes())
 
-    # The same command: seed 0 is recorded; seed 1's unfinished folder is not written over.
+    # The same command: seed 0 is recorded; seed 1's folder is never written over once it holds a run (a
+    # checkpoint), and is used again while it holds none (interrupted before its first epoch ended, as is usual here).
     monkeypatch.chdir(work)
-    recorded, seed1 = results.read_bytes(), tree(out / "seed1")
-    assert runner.main(command[3:]) == 2
-    [line] = capsys.readouterr().err.splitlines()
-    assert str(out / "seed1") in line, line
-    assert results.read_bytes() == recorded and tree(out / "seed1") == seed1
-
-    shutil.rmtree(out / "seed1")
+    if holds_run(out / "seed1"):
+        recorded, seed1 = results.read_bytes(), tree(out / "seed1")
+        assert runner.main(command[3:]) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert str(out / "seed1") in line, line
+        assert results.read_bytes() == recorded and tree(out / "seed1") == seed1
+        shutil.rmtree(out / "seed1")
     assert runner.main(command[3:]) == 0, capsys.readouterr().err[-3000:]
     rows = results_file.read_results(results)
     assert [r["seed"] for r in rows] == ["0", "1"]
