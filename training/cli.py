@@ -36,7 +36,7 @@ from argcheck.command_line import EXIT_REFUSED
 from training.config.checks import check_config
 from training.config.flags import FLAGS, not_a_flag
 from training.config.resolvers import run_folder
-from training.run.folder import writable_folder
+from training.run.folder import check_run_folder, writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -336,9 +336,11 @@ class CheckBeforeWriting(Callback):
                 f"hydra.sweeper is {sweeper.rsplit('.', 1)[-1]}, which searches only in a multirun: add -m."
             )
         check_config(_run_config(config))
+        cfg = _run_config(config)
+        if not cfg.train.dry_run:  # a few stat calls, no torch: a folder that cannot be used is refused at once
+            check_run_folder(Path(config.hydra.run.dir).absolute(), resuming=bool(cfg.train.resume))
         from training.run.execute import dry_run, prepare
 
-        cfg = _run_config(config)
         plan, folder = prepare(cfg, Path(config.hydra.run.dir).absolute())
         if cfg.train.dry_run:
             dry_run(plan)
@@ -365,18 +367,19 @@ class CheckBeforeWriting(Callback):
                     cfg = _run_config(job)
                     OmegaConf.resolve(cfg)
                     check_config(cfg)
+                    # A folder of the job's own is checked now (no torch); else a new folder of the sweep's.
+                    folder = None
+                    if cfg.train.output_dir or cfg.train.resume:
+                        folder = Path(run_folder(cfg.train.output_dir, cfg.train.resume))
+                        if not cfg.train.dry_run:
+                            check_run_folder(folder, resuming=bool(cfg.train.resume))
                 except (HydraException, OmegaConfBaseException) as error:
                     raise RefusedError(f"{label}: {composition_message(error, overrides)}") from error
                 except Exception as error:
                     if exit_code(error) is None:
                         raise
                     raise RefusedError(f"{label}: {error}") from error
-                explicit = (
-                    cfg.train.output_dir or cfg.train.resume
-                )  # else a new folder of the sweep's: nothing to check
-                jobs.append(
-                    (label, cfg, Path(run_folder(cfg.train.output_dir, cfg.train.resume)) if explicit else None)
-                )
+                jobs.append((label, cfg, folder))
         finally:
             HydraConfig.instance().cfg = hydra_config
         folders = [cfg.train.output_dir for _, cfg, _ in jobs]
