@@ -36,7 +36,7 @@ from argcheck.command_line import EXIT_REFUSED
 from training.config.checks import check_config
 from training.config.flags import FLAGS, not_a_flag
 from training.config.resolvers import run_folder
-from training.run.folder import check_run_folder, writable_folder
+from training.run.folder import check_run_folder, unusable, writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -301,14 +301,9 @@ def _is_sqlite(path: Path) -> bool:
 def check_sweep_folder(folder: Path) -> None:
     """``hydra.sweep.dir``, which Hydra makes before the first job: a file of that name, or a place where nothing
     can be written, ended the sweep in a traceback."""
-    if folder.exists() and not folder.is_dir():
-        raise RefusedError(f"hydra.sweep.dir={folder} exists and is not a folder; choose another hydra.sweep.dir.")
-    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
-    if not writable_folder(existing):
-        raise RefusedError(
-            f"hydra.sweep.dir={folder} cannot be made: {existing} is not a writable folder; choose another "
-            "hydra.sweep.dir."
-        )
+    problem = unusable(folder)
+    if problem is not None:
+        raise RefusedError(f"hydra.sweep.dir={folder} {problem}; choose another hydra.sweep.dir.")
 
 
 class CheckBeforeWriting(Callback):

@@ -67,6 +67,17 @@ def writable_folder(path: Path) -> bool:
         return False
 
 
+def unusable(folder: Path) -> str | None:
+    """Why no run can write into ``folder`` (it is a file; the folder, or the nearest of its parents that exists,
+    takes no new file), or ``None``."""
+    if folder.exists() and not folder.is_dir():
+        return "exists and is not a folder"
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    if not writable_folder(existing):
+        return f"cannot be created or written in: {existing} is not a folder this process can write in"
+    return None
+
+
 def check_run_folder(folder: Path, resuming: bool) -> None:
     """Raise :class:`RunFolderError` unless a run may write into ``folder``. Writes nothing.
 
@@ -74,14 +85,9 @@ def check_run_folder(folder: Path, resuming: bool) -> None:
         folder: the run folder.
         resuming: the run continues the run that ``folder`` holds (its checkpoint is in ``folder/checkpoints``).
     """
-    if folder.exists() and not folder.is_dir():
-        raise RunFolderError(f"run folder {folder} exists and is not a folder; choose another train.output_dir.")
-    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
-    if not writable_folder(existing):
-        raise RunFolderError(
-            f"run folder {folder} cannot be created: {existing} is not a writable folder; choose another "
-            "train.output_dir."
-        )
+    problem = unusable(folder)
+    if problem is not None:
+        raise RunFolderError(f"run folder {folder} {problem}; choose another train.output_dir.")
     holder = _holder(folder)
     if holder is not None:
         raise _in_use(folder, f"a running process ({holder})", resuming)
@@ -156,4 +162,6 @@ __all__ = [
     "RunLock",
     "check_run_folder",
     "holds_run",
+    "unusable",
+    "writable_folder",
 ]
