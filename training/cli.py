@@ -306,6 +306,15 @@ def check_sweep_folder(folder: Path) -> None:
         raise RefusedError(f"hydra.sweep.dir={folder} {problem}; choose another hydra.sweep.dir.")
 
 
+# How a process started for distributed training learns its rank (what Lightning 2.6 reads, lightning_fabric's
+# rank_zero): read here without importing Lightning.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def _first_process() -> bool:
+    return all(os.environ.get(name, "0") in ("", "0") for name in _RANK_VARIABLES)
+
+
 class CheckBeforeWriting(Callback):
     """Hydra callback (cfg/config.yaml): every check of the run, or of every job of a multirun, before Hydra makes a
     folder. A refusal leaves Hydra as :class:`StopBeforeWriting` (printed by :func:`main`); the checked plan of a run
@@ -332,7 +341,9 @@ class CheckBeforeWriting(Callback):
             )
         check_config(_run_config(config))
         cfg = _run_config(config)
-        if not cfg.train.dry_run:  # a few stat calls, no torch: a folder that cannot be used is refused at once
+        # A few stat calls, no torch: a folder that cannot be used is refused at once. Not in the processes that
+        # distributed training starts: they run main.py again, in the folder their first process holds.
+        if not cfg.train.dry_run and _first_process():
             check_run_folder(Path(config.hydra.run.dir).absolute(), resuming=bool(cfg.train.resume))
         from training.run.execute import dry_run, prepare
 
