@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 from torchmetrics.aggregation import MaxMetric
 from torchmetrics.classification import Accuracy
@@ -173,8 +173,10 @@ class ClassificationModule(pl.LightningModule):
                 f"(epoch {self.current_epoch}, batch {batch_idx})"
             )
             if self.skip_nonfinite:
-                if not self.skipped_batches:  # one warning, not one per batch: the run's end says how many
-                    rank_zero_warn(f"Skipping batch: {message}; later skipped batches are counted, not shown.")
+                if not self.skipped_batches:  # one line (a log record: no source line); the run's end counts them
+                    rank_zero_only(log.warning)(
+                        f"Skipping batch: {message}; later skipped batches are counted, not shown."
+                    )
                 self.skipped_batches += 1
                 return None
             raise NonFiniteLossError(message)

@@ -56,6 +56,7 @@ _WARNING_NOISE = (
     r"The number of training batches \(\d+\) is smaller than the logging interval.*",
     r"Checkpoint directory .* exists and is not empty\.",
     r".*does not have many workers.*",
+    r"`training_step` returned `None`.*",  # a batch skipped as non-finite (train.skip_nonfinite): said once, our way
 )
 _LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
 
