@@ -57,6 +57,9 @@ _WARNING_NOISE = (
     r"Checkpoint directory .* exists and is not empty\.",
     r".*does not have many workers.*",
     r"`training_step` returned `None`.*",  # a batch skipped as non-finite (train.skip_nonfinite): said once, our way
+    # Distributed evaluation pads the split to equal shares; the metrics are reduced across processes and the
+    # README says how to get the exact figure (one device), so Lightning's advice, twice per run, is noise.
+    r"Using `DistributedSampler` with the dataloaders\..*",
 )
 _LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
 
