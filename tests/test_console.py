@@ -87,7 +87,7 @@ def test_ctrl_c_prints_the_command_that_resumes_the_run(data_dir, tmp_path):
     run = tmp_path / "run"
     # Epochs of about 100 steps (a second each): the interrupt comes as the second starts, after the first one's
     # checkpoint; a test process that sees the checkpoint late still finds the run training.
-    flags = [*TINY, "train.epochs=4", "train.batch_size=16", "dataset.params.num_samples=2000"]
+    flags = [*TINY, "train.epochs=3", "train.batch_size=16", "dataset.params.num_samples=2000"]
     process = subprocess.Popen(
         [sys.executable, MAIN, *flags, f"dataset.data_dir={data_dir}", f"train.output_dir={run}"],
         cwd=tmp_path,
@@ -100,7 +100,7 @@ def test_ctrl_c_prints_the_command_that_resumes_the_run(data_dir, tmp_path):
     shown = []
     for line in process.stdout:  # type: ignore[union-attr]
         shown.append(line)
-        if line.startswith("epoch 1/4 |"):
+        if line.startswith("epoch 1/3 |"):
             break
     last = run / "checkpoints" / "last.ckpt"  # written after the epoch line, at the very end of the epoch
     deadline = time.monotonic() + 120
@@ -111,9 +111,9 @@ def test_ctrl_c_prints_the_command_that_resumes_the_run(data_dir, tmp_path):
     assert process.returncode == 130, output[-2000:]
     held = read_checkpoint(last)["epoch"] + 1  # Lightning counts from 0, the epoch lines from 1
     [interrupted] = re.findall(
-        rf"\nInterrupted during epoch (\d+)/4; last.ckpt holds epoch {held}\. The run continues", output
+        rf"\nInterrupted during epoch (\d+)/3; last.ckpt holds epoch {held}\. The run continues", output
     )
-    assert 1 <= held < 4 and int(interrupted) in (held, held + 1)  # the next epoch, or its start after the save
+    assert 1 <= held < 3 and int(interrupted) in (held, held + 1)  # the next epoch, or its start after the save
     notice = output.split("The run continues from its last checkpoint with:\n")[1].splitlines()[0].strip()
     words = shlex.split(notice)
     assert words[:2] == [sys.executable, MAIN] and words[-1] == f"train.resume={last}"
@@ -122,10 +122,10 @@ def test_ctrl_c_prints_the_command_that_resumes_the_run(data_dir, tmp_path):
     # The printed command's flags, from the folder the run was started in, through main.py's own entry function.
     resumed = run_main(*words[2:], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert read_checkpoint(last)["epoch"] == 3
+    assert read_checkpoint(last)["epoch"] == 2
     assert f"run folder: {run}" in resumed.stdout
     epochs = [line.split(" |")[0] for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
-    assert epochs == [f"epoch {k}/4" for k in range(held + 1, 5)]
+    assert epochs == [f"epoch {k}/3" for k in range(held + 1, 4)]
     # Lightning's warnings about the run's own checkpoint folder and its info lines on restoring are gone.
     assert "exists and is not empty" not in resumed.stdout + resumed.stderr
     assert "Restored all states" not in resumed.stdout + resumed.stderr

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from tests.conftest import SHIPPED, TINY, compose, main_env, run_main, start_main_py, tree
+from tests.conftest import SHIPPED, TINY, compose, run_main, start_main_py, tree
 from training.callbacks.epochs import MEASURED_PREFIXES
 from training.config.checks import ConfigError
-from training.run.checkpoints import CheckpointError, read_checkpoint
+from training.run.checkpoints import CheckpointError, CheckpointSaveError, atomic_torch_save, read_checkpoint
 from training.run.execute import train
 from training.run.folder import RunFolderError
 
@@ -290,26 +291,32 @@ def test_read_checkpoint_names_weights_only_files(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # A save that fails for lack of space said "[enforce fail at inline_container.cc:672] unexpected pos".
 # ----------------------------------------------------------------------------------------------------------------
-SAVE_UNDER_LIMIT = """
-import resource, signal, sys, torch
-from training.run.checkpoints import CheckpointSaveError, atomic_torch_save
-path = sys.argv[1]
-atomic_torch_save({"state_dict": {"w": torch.ones(10)}}, path)
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG instead of killing
-resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
-try:
-    atomic_torch_save({"state_dict": {"w": torch.zeros(1_000_000)}}, path)
-except CheckpointSaveError as error:
-    print(error)
-"""
+def _save_under_a_file_size_limit(path: Path, said: Any) -> None:
+    """In a forked child (the limit must not bind this process): a checkpoint saved, then a larger one under
+    ``ulimit -f``; the second save's error goes to ``said``."""
+    import resource
+
+    atomic_torch_save({"state_dict": {"w": torch.ones(10)}}, path)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+    try:
+        atomic_torch_save({"state_dict": {"w": torch.zeros(1_000_000)}}, path)
+        said.put("saved")
+    except CheckpointSaveError as error:
+        said.put(str(error))
 
 
 def test_a_save_that_the_system_refuses_names_the_path_and_the_cause_and_keeps_the_old_file(tmp_path):
+    import multiprocessing
+
     path = tmp_path / "checkpoints" / "last.ckpt"
-    result = subprocess.run(
-        [sys.executable, "-c", SAVE_UNDER_LIMIT, str(path)], env=main_env(), capture_output=True, text=True, timeout=120
-    )
-    assert str(path) in result.stdout and "ulimit -f" in result.stdout, result.stdout + result.stderr  # file, cause
+    context = multiprocessing.get_context("fork")  # torch is loaded already: no interpreter to start
+    said = context.SimpleQueue()
+    child = context.Process(target=_save_under_a_file_size_limit, args=(path, said))
+    child.start()
+    child.join(timeout=120)
+    message = said.get()
+    assert str(path) in message and "ulimit -f" in message, message  # the file and the cause
     assert torch.equal(read_checkpoint(path)["state_dict"]["w"], torch.ones(10))
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
 
