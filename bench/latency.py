@@ -98,13 +98,11 @@ def cases(quick: bool) -> list[Case]:
 
 
 def onnx_runner(net: CCNN, size: tuple[int, ...], folder: Path) -> Callable[[Tensor], object]:
-    import onnxruntime
-
-    from models.exporters import write_onnx
+    from models.exporters import onnx_session, write_onnx
 
     path = folder / "model.onnx"
     write_onnx(net, size, path)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnx_session(path)
     return lambda x: session.run(["logits"], {"input": x.numpy()})
 
 

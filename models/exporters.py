@@ -27,6 +27,11 @@ from torch import Tensor
 from models.ccnn import CCNN
 from models.materialize import example_input, materialize
 
+# ONNX Runtime's native library (1.29 and later, here 1.32) sends usage events to Microsoft from a background thread,
+# on Linux too, unless this is set before the runtime initialises (its public API call that disables events does not
+# stop the first upload). A research tool must not phone home; a user who wants the events sets the variable to 0.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 __all__ = [
     "RUNNERS",
     "WRITERS",
@@ -67,12 +72,16 @@ def write_onnx(net: CCNN, size: tuple[int, ...], path: Path) -> None:
         program.save(str(path))
 
 
-def run_onnx(path: Path, x: Tensor) -> Tensor:
-    """The logits ONNX Runtime computes for ``x`` with the model in ``path``."""
+def onnx_session(path: Path) -> Any:
+    """An ONNX Runtime session (CPU) on the model in ``path`` (the runtime's telemetry off: see the module's top)."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(["logits"], {"input": x.numpy()})[0])
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run_onnx(path: Path, x: Tensor) -> Tensor:
+    """The logits ONNX Runtime computes for ``x`` with the model in ``path``."""
+    return torch.from_numpy(onnx_session(path).run(["logits"], {"input": x.numpy()})[0])
 
 
 def write_torchscript(net: CCNN, size: tuple[int, ...], path: Path) -> None:
