@@ -35,13 +35,15 @@ test: lint
 
 # The suite on Python 3.12 (pyenv's, or python3.12 on PATH) in .venv312, built on first use: torch 2.14.1 for 3.12
 # has no local wheel here, so this downloads about 0.8 GB (61 s here) and the rest of requirements.txt (44 s); too
-# long for CI's 7 minutes, so it is run by hand (README, "Deploy a checkpoint").
+# long for CI's 7 minutes, so it is run by hand (README, "Deploy a checkpoint"). The project is installed there as
+# by make install: jobs that run in processes of their own (submitit's) import it from the environment.
 PY312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) python3.12)
 VENV312 := .venv312
 
 test-py312:
 	@[ -x $(VENV312)/bin/python ] || $(PY312) -m venv $(VENV312)
 	$(VENV312)/bin/python -m pip install -q -r requirements.txt
+	$(VENV312)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV312)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 format: $(STAMP)
