@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.run.folder import nearest_existing, write_refusal
 from training.tools import OutputError, ToolFailedError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -77,16 +78,12 @@ def check_folder(folder: Path, what: str) -> None:
     """
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{_at(what, folder)} is a file, not a folder; pass a folder.")
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise OutputError(f"{what}: {existing} is a file, so {folder} cannot be made; pass another folder.")
-    try:
-        with tempfile.TemporaryFile(dir=existing):  # what the permission bits do not say (read-only mounts, /proc)
-            pass
-    except OSError as error:
-        raise OutputError(f"{what}: nothing can be written in {existing} ({error.strerror or error}).") from None
+    refusal = write_refusal(existing)
+    if refusal is not None:
+        raise OutputError(f"{what}: nothing can be written in {existing} ({refusal.strerror or refusal}).")
 
 
 def check_appendable(path: Path, what: str) -> None:

@@ -36,7 +36,7 @@ from argcheck.command_line import EXIT_REFUSED
 from training.config.checks import check_config
 from training.config.flags import FLAGS, not_a_flag
 from training.config.resolvers import run_folder
-from training.run.folder import check_run_folder, unusable, writable_folder
+from training.run.folder import check_run_folder, unusable, write_refusal
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def check_sweeper(sweeper: DictConfig) -> None:
     if isinstance(storage, str) and storage.startswith("sqlite:///"):
         database = Path(storage.removeprefix("sqlite:///"))
         folder = database.parent
-        if not folder.is_dir() or not writable_folder(folder):
+        if not folder.is_dir() or write_refusal(folder) is not None:
             raise RefusedError(
                 f"hydra.sweeper.storage={storage}: {folder} is not a folder this process can write in; pass "
                 "sqlite:/// and an absolute path in one (three slashes, then the path)."

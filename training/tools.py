@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from training.cli import report
+from training.run.folder import nearest_existing, write_refusal
 
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "pretrained"
 
@@ -47,18 +48,12 @@ def check_new_output(path: Path, option: str = "--out", make_folder: bool = Fals
         raise OutputError(f"{option} {path} is inside {SHIPPED_CHECKPOINTS} (the shipped checkpoints); pass another.")
     if not make_folder and not path.parent.is_dir():
         raise OutputError(f"{option} {path}: the folder {path.parent} does not exist; create it or pass another path.")
-    existing = path.parent
-    while not existing.exists() and existing != existing.parent:  # the folders the tool would create
-        existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(f"{existing} is not a folder")
-        with tempfile.TemporaryFile(dir=existing):  # what the permission bits do not say (read-only mounts, /proc)
-            pass
-    except OSError as error:
+    existing = nearest_existing(path.parent)  # the folders the tool would create start below it
+    refusal = NotADirectoryError(f"{existing} is not a folder") if not existing.is_dir() else write_refusal(existing)
+    if refusal is not None:
         raise OutputError(
-            f"{option} {path} cannot be written: {existing} takes no new file ({error.strerror or error})."
-        ) from error
+            f"{option} {path} cannot be written: {existing} takes no new file ({refusal.strerror or refusal})."
+        ) from refusal
 
 
 def check_checkpoint_path(path: Path) -> None:

@@ -57,14 +57,20 @@ def _in_use(folder: Path, holder: str, resuming: bool) -> RunFolderError:
     return RunFolderError(f"run folder {folder} is in use by {holder}; wait for it to end{other}.")
 
 
-def writable_folder(path: Path) -> bool:
-    """Whether a file can be made in ``path``, tried rather than read from the permission bits: those do not say
-    what a read-only mount, an immutable folder or ``/proc`` refuse, and allow everything to root."""
+def nearest_existing(path: Path) -> Path:
+    """``path``, or the nearest folder above it that exists: where the folders that would be made start."""
+    return next(parent for parent in (path, *path.parents) if parent.exists())
+
+
+def write_refusal(folder: Path) -> OSError | None:
+    """Why no file can be made in ``folder``, or ``None``. Tried with a temporary file rather than read from the
+    permission bits: those do not say what a read-only mount, an immutable folder or ``/proc`` refuse, and allow
+    everything to root."""
     try:
-        with tempfile.TemporaryFile(dir=path):
-            return True
-    except OSError:
-        return False
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as error:
+        return error
 
 
 def unusable(folder: Path) -> str | None:
@@ -72,8 +78,8 @@ def unusable(folder: Path) -> str | None:
     takes no new file), or ``None``."""
     if folder.exists() and not folder.is_dir():
         return "exists and is not a folder"
-    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
-    if not writable_folder(existing):
+    existing = nearest_existing(folder)
+    if write_refusal(existing) is not None:
         return f"cannot be created or written in: {existing} is not a folder this process can write in"
     return None
 
@@ -162,6 +168,7 @@ __all__ = [
     "RunLock",
     "check_run_folder",
     "holds_run",
+    "nearest_existing",
     "unusable",
-    "writable_folder",
+    "write_refusal",
 ]
