@@ -40,7 +40,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,18 +224,6 @@ def export_memory(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...]) -> 
     )
 
 
-def largest_fitting(need: Callable[[int], int], refused: int, available: int) -> int | None:
-    """The largest size ``n`` below ``refused`` with ``need(n) <= available``, by bisection (the need grows with the
-    size); ``None`` when no size from 2 up fits."""
-    low, high = 2, refused
-    if need(low) > available:
-        return None
-    while high - low > 1:  # need(low) fits, need(high) does not
-        middle = (low + high) // 2
-        low, high = (middle, high) if need(middle) <= available else (low, middle)
-    return low
-
-
 def check_memory(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...]) -> None:
     """Refuse a size whose export needs more memory than this machine has available now (``MemAvailable``, within
     the cgroup's limit); exports run on the CPU. Where that cannot be read (not Linux), nothing is refused.
@@ -243,7 +231,7 @@ def check_memory(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...]) -> N
     Raises:
         RequestError: naming ``--resolution``, the estimate, the limit and the largest size that fits.
     """
-    from training.evaluation.memory import format_bytes, host_available
+    from training.evaluation.memory import format_bytes, host_available, largest_fitting
 
     available = host_available()
     need = export_memory(loaded, fmt, size)
@@ -251,7 +239,7 @@ def check_memory(loaded: LoadedCheckpoint, fmt: str, size: tuple[int, ...]) -> N
         return
     fits = None
     if len(set(size)) == 1:  # the same size on every axis: the largest such size that fits
-        fits = largest_fitting(lambda n: export_memory(loaded, fmt, (n,) * len(size)).total, size[0], available)
+        fits = largest_fitting(lambda n: export_memory(loaded, fmt, (n,) * len(size)).total <= available, 2, size[0])
     fix = "a smaller --resolution" if fits is None else f"--resolution {fits} or less"
     raise RequestError(
         f"--resolution {_spelt(size)} needs about {format_bytes(need.total)} to export ({need.parts()}), more than the "

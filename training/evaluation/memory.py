@@ -27,7 +27,7 @@ device's free memory (``torch.cuda.mem_get_info``). Where neither can be read (n
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -137,6 +137,17 @@ def held_examples(datamodule: CCNNDataModule) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------------- the limit
+def largest_fitting(fits: Callable[[int], bool], low: int, high: int) -> int | None:
+    """The largest size in ``[low, high)`` for which ``fits`` holds, by bisection (a need that grows with the size:
+    ``fits`` holds up to some size and fails above it); ``None`` when ``fits(low)`` fails or ``low >= high``."""
+    if low >= high or not fits(low):
+        return None
+    while high - low > 1:  # fits(low), not fits(high)
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
 def host_available() -> int | None:
     """Bytes the host can give this process now: ``MemAvailable``, at most what the cgroup's ``memory.max`` leaves;
     ``None`` where ``/proc/meminfo`` cannot be read."""

@@ -42,6 +42,7 @@ from training.evaluation.memory import (
     format_bytes,
     held_examples,
     host_available,
+    largest_fitting,
     layer_taps,
     network_bytes,
 )
@@ -247,16 +248,10 @@ def _largest_fitting(
     def fits(value: int) -> bool:
         return memory_need(datamodule_at(cfg, datamodule, value), net, examples).over(host, device) is None
 
-    low, high = getattr(datamodule, datamodule.resolution_option), refused  # type: ignore[arg-type]
     try:
-        if low >= high or not fits(low):
-            return None
-        while high - low > 1:  # fits(low), not fits(high)
-            middle = (low + high) // 2
-            low, high = (middle, high) if fits(middle) else (low, middle)
+        return largest_fitting(fits, getattr(datamodule, datamodule.resolution_option), refused)
     except ConfigError:
         return None
-    return low
 
 
 def check_resolutions_fit(cfg: DictConfig, datamodule: CCNNDataModule, net: nn.Module, accelerator: str) -> None:
