@@ -70,6 +70,7 @@ NonNegativeFloat = Annotated[float, Rule(low=0)]
 Probability = Annotated[float, Rule(low=0, high=1, high_open=True)]  # [0, 1): a dropout rate
 OpenFraction = Annotated[float, Rule(low=0, low_open=True, high=1, high_open=True)]  # (0, 1)
 Fraction = Annotated[float, Rule(low=0, low_open=True, high=1)]  # (0, 1]
+Share = Annotated[float, Rule(low=0, high=1)]  # [0, 1]: none, some or all of something
 DataDim = Annotated[int, Rule(choices=(1, 2, 3))]
 Seed = Annotated[int, Rule(integer=True, low=0, high=2**32 - 1)]  # what numpy's seeding accepts
 PositiveNorm = Annotated[float, Rule(low=0, low_open=True, high=math.inf)]  # a p-norm's p: inf is the largest entry
@@ -83,6 +84,7 @@ VOCABULARY: dict[str, Any] = {
     "Probability": Probability,
     "OpenFraction": OpenFraction,
     "Fraction": Fraction,
+    "Share": Share,
     "DataDim": DataDim,
     "Seed": Seed,
     "PositiveNorm": PositiveNorm,

@@ -3,9 +3,10 @@ on the training grid, is not aliased (FlexConv, Romero et al., ICLR 2022, "alias
 
 Why. A layer samples its kernel net on a grid of k taps over [-1, 1], a step of 2 / (k - 1), whose Nyquist frequency
 is pi (k - 1) / 2 radians per unit of position. Higher frequencies of the kernel net are folded onto lower ones on
-that grid, so the network learns their aliases; a finer grid at test time samples them as they are, and the kernel
-the network sees changes with the resolution. A kernel net whose spectrum stays below the training grid's Nyquist
-frequency is sampled faithfully at training, and a finer grid samples the same function more densely.
+that grid, so the network learns their aliases. A kernel net whose spectrum stays below the training grid's Nyquist
+frequency is sampled faithfully at training: the kernel net itself is the function its taps determine. Other grids
+no longer need the bound (a layer resamples its training taps, band-limited, ``CKConv.sample_kernel``), and it costs
+accuracy on the training grid (experiments/README.md); it stays for kernels meant to be read as functions.
 
 How. An MFN's output is a sum of products of its L + 1 filters (the linear layers between them only mix units), so
 along each axis its spectrum lies within the sum, over the filters, of each filter's highest frequency:

@@ -1,12 +1,13 @@
 """Continuous-kernel convolutions (CKConv, FlexConv and their separable variants) and the discrete baselines.
 
-A continuous kernel is a small network over relative positions in [-1, 1]^d. Each forward pass samples it on the grid
-that matches the input: at the training size (``input_size``) the grid has ``kernel_size`` taps; at another input size
-the same extent is resampled with proportionally more or fewer taps, and the kernel values are rescaled by the ratio of
-the grid steps so that the sum over taps keeps approximating the same continuous convolution. With
-``kernel_bandlimit``, the kernel's frequencies (its kernel net's and its mask's) stay below the training grid's Nyquist
-frequency, so that a finer grid samples the function the training grid saw, with nothing that aliased there
-(``ckconv.bandlimit``).
+A continuous kernel is a small network over relative positions in [-1, 1]^d. Each forward pass samples it on the
+training grid (``kernel_size`` taps at the training size ``input_size``). At another input size the same extent has
+proportionally more or fewer taps, and the kernel there is the band-limited function its training taps determine,
+low-passed to the new grid's Nyquist frequency where that grid is coarser, its values rescaled by the ratio of the grid
+steps so that the sum over taps keeps approximating the same continuous convolution (``CKConv.sample_kernel``). So the
+kernel a network learnt on its training grid is the kernel it uses on every grid: nothing the training grid folded is
+unfolded on a finer one, and nothing a coarser one cannot hold is folded there. ``kernel_bandlimit`` additionally
+keeps the kernel net's and the mask's frequencies below the training grid's Nyquist frequency (``ckconv.bandlimit``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from argcheck import (
     prefixed_arguments,
 )
 from ckconv.bandlimit import MASK_BAND_FRACTION, grid_nyquist
-from ckconv.functional import conv, crop_slices, kernel_positions
+from ckconv.functional import along_axis, bandlimited_resampling, conv, crop_slices, kernel_positions
 from ckconv.kernels import KERNEL_NETS, build_kernel_net
 from ckconv.linear import PointwiseLinear
 from ckconv.mask import GaussianMask
@@ -89,11 +90,23 @@ def resolve_kernel_size(
     return _as_tuple(kernel_size, data_dim, "kernel_size")
 
 
-def resampled_size(kernel_size: int, train_size: int, new_size: int, causal: bool) -> int:
-    """Taps that cover the same extent as ``kernel_size`` taps did at ``train_size`` when the input has ``new_size``."""
+InputGrid = Literal["cells", "ends"]
+
+
+def resampled_size(
+    kernel_size: int, train_size: int, new_size: int, causal: bool, input_grid: InputGrid = "cells"
+) -> int:
+    """Taps that cover the same extent as ``kernel_size`` taps did at ``train_size`` when the input has ``new_size``.
+
+    The input's step shrinks by ``new_size / train_size`` when its samples are the centres of equal cells
+    (``input_grid="cells"``: an image's pixels, an audio clip's samples) and by ``(new_size - 1) / (train_size - 1)``
+    when they run from one end of the extent to the other (``"ends"``: ``linspace(0, 1, n)``); the kernel's taps follow,
+    so that a tap stays one input step apart.
+    """
     if new_size == train_size or kernel_size == 1:
         return kernel_size
-    ratio = new_size / train_size
+    ends = input_grid == "ends" and train_size > 1 and new_size > 1
+    ratio = (new_size - 1) / (train_size - 1) if ends else new_size / train_size
     if not causal and kernel_size % 2 == 1:
         return 2 * max(0, round((kernel_size - 1) // 2 * ratio)) + 1  # keep a middle tap at position 0
     return max(1, round((kernel_size - 1) * ratio) + 1)
@@ -179,6 +192,9 @@ class CKConv(_Convolution):
         data_dim: number of spatial dimensions (1, 2 or 3).
         kernel_size: "same" (as large as the training input), "full" (2n - 1) or taps per dimension.
         input_size: training length or resolution; needed for "same"/"full", and enables resampling at other sizes.
+        input_grid: where the input's samples sit, which sets how its step changes with its size: ``"cells"``, at the
+            centres of equal cells (pixels, audio samples: the step scales by the size ratio), or ``"ends"``, from one
+            end of the extent to the other (``linspace``: by the ratio of the sizes less one). See ``resampled_size``.
         causal: 1D only; output ``t`` depends on inputs ``<= t`` (for finite inputs: on the FFT path a NaN or
             infinity reaches every position, see ``functional.fft_conv``).
         bias: learnable bias after the convolution.
@@ -189,8 +205,9 @@ class CKConv(_Convolution):
             ``omega_0``, ``bias``, ...; see its signature); each must be one it takes. The layer sets
             ``data_dim``, ``out_channels``, ``causal`` and ``max_frequency`` itself, where the net takes them.
         kernel_bandlimit: bound the kernel's frequencies by this fraction (in (0, 1]) of the Nyquist frequency of the
-            training grid (``kernel_size`` taps over [-1, 1]), so that the kernel it learns is not aliased and a finer
-            grid samples the same function (FlexConv's alias-free MAGNets). A mask, if any, takes half of the bound
+            training grid (``kernel_size`` taps over [-1, 1]), so that the kernel net itself holds nothing that the
+            training grid folds (FlexConv's alias-free MAGNets). Not needed to run at other sizes: every kernel is
+            resampled from its training taps (see :meth:`sample_kernel`). A mask, if any, takes half of the bound
             and the kernel net's ``num_layers + 1`` filters share the rest equally (``ckconv.bandlimit``). Kernel nets
             whose spectrum follows from their parameters only (those that take ``max_frequency``). ``None``: no bound.
         kernel_init_scale: a factor on the kernel network's initial output weights (after the Chang scaling, if
@@ -213,6 +230,7 @@ class CKConv(_Convolution):
         *,
         kernel_size: PositiveInt | Sequence[int] | Literal["same", "full"] = "same",
         input_size: int | Sequence[int] | None = None,
+        input_grid: InputGrid = "cells",
         causal: bool = False,
         bias: bool = True,
         use_fft: bool | Literal["auto"] = "auto",
@@ -230,6 +248,8 @@ class CKConv(_Convolution):
         _check_bandlimit(kernel_bandlimit, kernel_type)
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
         self.input_size = None if input_size is None else _as_tuple(input_size, data_dim, "input_size")
+        check_choice("input_grid", input_grid, ("cells", "ends"))
+        self.input_grid = input_grid
         self.kernel_bandlimit = kernel_bandlimit
         # The bound on the kernel's frequencies per axis (radians per unit of position), or None.
         self.max_frequency = (
@@ -275,7 +295,7 @@ class CKConv(_Convolution):
         if self.input_size is None:
             return self.kernel_size
         return tuple(
-            resampled_size(k, n_train, n, self.causal)
+            resampled_size(k, n_train, n, self.causal, self.input_grid)
             for k, n_train, n in zip(self.kernel_size, self.input_size, spatial)
         )
 
@@ -291,27 +311,54 @@ class CKConv(_Convolution):
     def sample_kernel(self, spatial: Sequence[int]) -> Tensor:
         """The (masked, cropped) kernel for an input of size ``spatial``.
 
+        The kernel net and the mask are sampled on the training grid only. On another grid the kernel is the one
+        those training taps determine: their band-limited interpolation, low-passed to the new grid's Nyquist
+        frequency where it is coarser (``functional.bandlimited_resampling``, one axis at a time), its values scaled
+        by the ratio of the grid steps so that the sum over taps keeps approximating the same continuous
+        convolution. Why not sample the kernel net at the new positions: what the network learnt is the kernel on
+        the training grid, where any content of the kernel net above that grid's Nyquist frequency is folded onto
+        lower frequencies; a finer grid would sample that content as it is (another kernel: an unbounded model fell
+        to chance at other lengths), and a coarser grid would fold what lies between the two Nyquist frequencies.
+
         Returns:
             ``(C_in, 1, *k)`` when separable, else ``(C_out, C_in, *k)``.
         """
+        trained = self.kernel_size
         size = self.kernel_size_for(spatial)
-        # A kernel of several taps resampled to one lies within one sample spacing of the new grid: that tap carries
-        # its sum over the training grid, the limit of the rescaling below (which one tap has no spacing for).
-        collapsed = [axis for axis, (k, s) in enumerate(zip(self.kernel_size, size)) if s == 1 < k]
-        size = tuple(self.kernel_size[axis] if axis in collapsed else s for axis, s in enumerate(size))
-        positions = self.cropped_positions(size)  # (1, d, *k)
+        positions = self.cropped_positions(trained)  # (1, d, *k)
         kernel = self.kernel_net(positions)  # (1, C_k, *k)
         if self.mask is not None:
             kernel = kernel * self.mask(positions)
-        scale = math.prod((k - 1) / (s - 1) for k, s in zip(self.kernel_size, size) if s > 1 and s != k)
-        if scale != 1.0:
-            kernel = kernel * scale
-        if collapsed:
-            kernel = kernel.sum(dim=[2 + axis for axis in collapsed], keepdim=True)
+        if size != trained:
+            kernel = self._resample(kernel, trained, size)
         k_shape = kernel.shape[2:]
         if self.separable:
             return kernel.reshape(self.in_channels, 1, *k_shape)
         return kernel.reshape(self.out_channels, self.in_channels, *k_shape)
+
+    def _resample(self, kernel: Tensor, trained: Sequence[int], size: Sequence[int]) -> Tensor:
+        """``kernel`` ``(1, C_k, *cropped)`` on the training grid (``trained`` taps before the crop), resampled to a
+        grid of ``size`` taps (cropped by the mask as the training grid is)."""
+        kept_trained = self.mask.cropped_kernel_size(trained) if self.mask is not None else tuple(trained)
+        kept = self.mask.cropped_kernel_size(size) if self.mask is not None else tuple(size)
+        from_slices = crop_slices(trained, kept_trained, self.causal)
+        to_slices = crop_slices(size, kept, self.causal)
+        for axis, (k, s) in enumerate(zip(trained, size)):
+            if s == k:
+                continue
+            if s == 1:
+                # A kernel of several taps resampled to one lies within one sample spacing of the new grid: that tap
+                # carries its sum over the training grid, the limit of the rescaled low-pass as the new step grows.
+                kernel = kernel.sum(dim=2 + axis, keepdim=True)
+                continue
+            source = torch.linspace(-1.0, 1.0, k, dtype=torch.float64)[from_slices[axis]]
+            target = torch.linspace(-1.0, 1.0, s, dtype=torch.float64)[to_slices[axis]]
+            source_step, target_step = 2 / (k - 1), 2 / (s - 1)
+            # Rescaled by the step ratio: the sum over taps approximates the integral of the same kernel.
+            matrix = bandlimited_resampling(source, target, source_step, target_step) * (target_step / source_step)
+            matrix = matrix.to(device=kernel.device, dtype=kernel.dtype)
+            kernel = along_axis(kernel, 2 + axis, matrix)
+        return kernel
 
     def kernel_for(self, x: Tensor) -> Tensor:
         # Sampled anew at every call, in training and evaluation alike: evaluation once reused the last kernel

@@ -297,6 +297,58 @@ def kernel_positions(
     return torch.stack(torch.meshgrid(*axes, indexing="ij")).unsqueeze(0)
 
 
+def bandlimited_resampling(source: Tensor, target: Tensor, source_step: float, target_step: float) -> Tensor:
+    """The matrix ``(len(target), len(source))`` that takes the samples of a function on the evenly spaced positions
+    ``source`` to its values on ``target``, low-passed to the coarser grid's Nyquist frequency.
+
+    The samples stand for the band-limited function they determine (Whittaker-Shannon interpolation, nothing
+    beyond the samples given); with ``H = max(source_step, target_step)`` that function, low-passed to ``pi / H``
+    radians per unit, takes at ``y`` the value ``sum_i v_i (source_step / H) sinc((y - x_i) / H)``. On a finer
+    target grid this is the interpolation itself (the source samples are kept where the grids meet); on a coarser
+    one it is the ideal anti-aliasing filter followed by sampling, so nothing above the target's Nyquist frequency
+    folds onto lower frequencies.
+
+    Args:
+        source: ``(n,)`` positions of the samples, ``source_step`` apart (one position: a grid of that step).
+        target: ``(m,)`` positions to evaluate, ``target_step`` apart.
+        source_step, target_step: the two grids' spacings (> 0).
+
+    Returns:
+        ``(m, n)`` in the dtype of ``source``, computed in float64.
+    """
+    coarser = max(source_step, target_step)
+    offsets = (target.double()[:, None] - source.double()[None, :]) / coarser
+    return ((source_step / coarser) * torch.sinc(offsets)).to(source.dtype)
+
+
+def along_axis(x: Tensor, axis: int, matrix: Tensor) -> Tensor:
+    """``matrix`` ``(m, n)`` applied to the ``n`` entries of ``x`` along ``axis``: that axis becomes ``m`` long."""
+    return torch.movedim(torch.movedim(x, axis, -1) @ matrix.T, -1, axis)
+
+
+def resample(x: Tensor, size: Sequence[int], grid: Literal["cells", "ends"] = "cells") -> Tensor:
+    """``x`` ``(B, C, *spatial)`` resampled to ``size`` per spatial axis, band-limited (``bandlimited_resampling``:
+    low-passed to the new grid's Nyquist frequency where it is coarser). ``grid`` says where the samples sit in the
+    extent they cover: at the centres of equal cells, ``(i + 1/2) / n`` (``"cells"``, an image's pixels), or from one
+    end to the other, ``i / (n - 1)`` (``"ends"``)."""
+    for axis, n in enumerate(size):
+        m = x.shape[2 + axis]
+        if n == m:
+            continue
+        source, source_step = _sample_positions(m, grid)
+        target, target_step = _sample_positions(n, grid)
+        matrix = bandlimited_resampling(source, target, source_step, target_step)
+        x = along_axis(x, 2 + axis, matrix.to(device=x.device, dtype=x.dtype))
+    return x
+
+
+def _sample_positions(n: int, grid: Literal["cells", "ends"]) -> tuple[Tensor, float]:
+    """Positions of ``n`` samples over [0, 1] on ``grid`` and their step."""
+    if grid == "ends" and n > 1:
+        return torch.linspace(0, 1, n, dtype=torch.float64), 1 / (n - 1)
+    return (torch.arange(n, dtype=torch.float64) + 0.5) / n, 1 / n
+
+
 # Added to the squared width so that the mask's gradient stays finite as the width goes to 0 (ccnn PR #1).
 MASK_EPS = 1e-8
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -39,6 +39,9 @@ class DataMeta:
         size: spatial size of one example, e.g. ``(784,)`` or ``(32, 32)``.
         vocab_size: number of token ids for token tasks (``x`` is int64), else ``None``.
         paired: ``True`` when each example holds two token sequences to be compared (LRA Retrieval).
+        grid: where the samples sit in the extent they cover, which sets how their step changes with ``size``:
+            ``"cells"``, at the centres of equal cells (an image's pixels, an audio clip's samples: a step of
+            ``1 / n``), or ``"ends"``, from one end to the other (``linspace(0, 1, n)``: a step of ``1 / (n - 1)``).
     """
 
     data_dim: int
@@ -47,6 +50,7 @@ class DataMeta:
     size: tuple[int, ...]
     vocab_size: int | None = None
     paired: bool = False
+    grid: Literal["cells", "ends"] = "cells"
 
 
 class DataError(RuntimeError):

@@ -7,8 +7,12 @@ Other lengths (``seq_length``, the generator's ``final_seq_length``) sample the 
 the generator draws every random choice on a fixed 72-point signal and interpolates it linearly onto
 ``linspace(0, 1, seq_length)`` as its last step, so one seed gives the same digits at every length, and a length of
 ``39 k + 1`` holds the length-40 examples at every k-th position (``tests/test_resolution_data.py``). Both ends are
-sampled, so the step is ``1 / (seq_length - 1)``. The generator standardises each set it makes by its own mean and
-standard deviation, which differ from one length to another by a fraction of a percent (0.3% between 40 and 157).
+sampled, so the step is ``1 / (seq_length - 1)``. That holds above 40. A shorter length would sample the signals
+without anti-aliasing (linear interpolation), folding what lies between its Nyquist frequency and 40's onto lower
+frequencies: below 40 the standard signals are low-passed to the shorter grid's Nyquist frequency and resampled
+there (band-limited interpolation, ``downsampled``), as an image is resized with anti-aliasing. The generator
+standardises each set it makes by its own mean and standard deviation, which differ from one length to another by a
+fraction of a percent (0.3% between 40 and 157).
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ def generate_mnist1d(
         "x_test": torch.as_tensor(data["x_test"], dtype=torch.float32),
         "y_test": torch.as_tensor(data["y_test"], dtype=torch.int64),
     }
+
+
+def downsampled(data: dict[str, Tensor], seq_length: int) -> dict[str, Tensor]:
+    """``data``'s signals on ``seq_length`` points over the same interval, low-passed to that grid's Nyquist frequency
+    first (``ckconv.functional.resample``), so that nothing above it folds onto lower frequencies."""
+    from ckconv.functional import resample
+
+    def signals(x: Tensor) -> Tensor:
+        return resample(x.double().unsqueeze(1), (seq_length,), grid="ends").squeeze(1).float()
+
+    return {**data, "x": signals(data["x"]), "x_test": signals(data["x_test"])}
 
 
 class MNIST1DDataModule(CCNNDataModule):
@@ -85,7 +100,7 @@ class MNIST1DDataModule(CCNNDataModule):
 
     @property
     def meta(self) -> DataMeta:
-        return DataMeta(data_dim=1, in_channels=1, num_classes=10, size=(self.seq_length,))
+        return DataMeta(data_dim=1, in_channels=1, num_classes=10, size=(self.seq_length,), grid="ends")
 
     def held_bytes(self, examples: int | None = None) -> int | None:
         # The generator (mnist1d.data.make_dataset) holds per-example float64 arrays, their np.stack, its shuffled
@@ -94,14 +109,19 @@ class MNIST1DDataModule(CCNNDataModule):
         return self.num_samples * self.seq_length * (4 * 8 + 4)
 
     def _tensors(self) -> dict[str, Tensor]:
+        if self.seq_length < SEQUENCE_LENGTH:
+            return downsampled(self._generated(SEQUENCE_LENGTH), self.seq_length)
+        return self._generated(self.seq_length)
+
+    def _generated(self, seq_length: int) -> dict[str, Tensor]:
         settings: dict[str, Any] = {"num_samples": self.num_samples, "data_seed": self.data_seed}
-        if self.seq_length != SEQUENCE_LENGTH:  # only then, so that the files of the standard length stay valid
-            settings["seq_length"] = self.seq_length
+        if seq_length != SEQUENCE_LENGTH:  # only then, so that the files of the standard length stay valid
+            settings["seq_length"] = seq_length
         return cached_tensors(
             self.data_dir / "MNIST1D",
             "mnist1d",
             settings,
-            lambda: generate_mnist1d(self.num_samples, self.data_seed, self.seq_length),
+            lambda: generate_mnist1d(self.num_samples, self.data_seed, seq_length),
         )
 
     def prepare_data(self) -> None:

@@ -24,11 +24,12 @@ from argcheck import (
     check_choice,
 )
 from ckconv import CONV_TYPES, PointwiseLinear
+from ckconv.conv import InputGrid
 from models.blocks import BLOCKS, ConvFactory
 from models.layers import DropoutType, Norm, build_activation, build_dropout, build_norm
 
 # What the network passes its conv layers itself (conv_options may not).
-CONV_ARGUMENTS_SET_BY_NETWORK = ("in_channels", "out_channels", "data_dim", "input_size")
+CONV_ARGUMENTS_SET_BY_NETWORK = ("in_channels", "out_channels", "data_dim", "input_size", "input_grid")
 
 Size = tuple[int, ...] | None
 
@@ -59,7 +60,9 @@ def _as_size(input_size: int | Sequence[int], data_dim: int) -> tuple[int, ...]:
     return (input_size,) * data_dim if isinstance(input_size, int) else tuple(input_size)
 
 
-def _conv_factory(conv_type: str, data_dim: int, options: Mapping[str, Any]) -> Callable[[Size], ConvFactory]:
+def _conv_factory(
+    conv_type: str, data_dim: int, input_grid: InputGrid, options: Mapping[str, Any]
+) -> Callable[[Size], ConvFactory]:
     """``size -> (in_channels, out_channels) -> layer``: the network's conv layer for inputs of ``size``.
 
     Raises:
@@ -82,7 +85,7 @@ def _conv_factory(conv_type: str, data_dim: int, options: Mapping[str, Any]) -> 
 
     def at_size(size: Size) -> ConvFactory:
         # A continuous kernel is sampled for the input size its layer sees; a discrete one has no such size.
-        extra = {"input_size": size} if conv_cls.continuous else {}
+        extra = {"input_size": size, "input_grid": input_grid} if conv_cls.continuous else {}
         layer = partial(conv_cls, data_dim=data_dim, **extra, **options)
 
         def build(in_channels: int, out_channels: int) -> nn.Module:
@@ -110,6 +113,8 @@ class CCNN(nn.Module):
         num_classes: classes; two classes get one logit (binary cross-entropy).
         data_dim: spatial dimensions of the input.
         input_size: length or resolution the network is trained at (continuous kernels of size "same" need it).
+        input_grid: where the input's samples sit, ``"cells"`` or ``"ends"`` (the continuous layers' argument: how
+            the input's step changes with its size, see ``ckconv.conv.resampled_size``).
         hidden_channels: width of the network.
         num_blocks: residual blocks.
         block_type: ``"S4"`` (the paper's) or ``"default"`` (classic ResNet block).
@@ -142,6 +147,7 @@ class CCNN(nn.Module):
         data_dim: DataDim,
         input_size: int | Sequence[int] | None = None,
         *,
+        input_grid: InputGrid = "cells",
         hidden_channels: PositiveInt = 64,
         num_blocks: NonNegativeInt = 4,
         block_type: str = "S4",
@@ -174,9 +180,10 @@ class CCNN(nn.Module):
             )
         widths = block_widths(hidden_channels, num_blocks, block_width_factors)
         self.data_dim = data_dim
+        self.input_grid = input_grid
         self.num_classes = num_classes
         self.paired = paired
-        conv_at = _conv_factory(conv_type, data_dim, conv_options or {})
+        conv_at = _conv_factory(conv_type, data_dim, input_grid, conv_options or {})
         size = None if input_size is None else _as_size(input_size, data_dim)
         layers = {"norm": norm, "nonlinearity": nonlinearity}  # the stem, every block and the head share them
 

@@ -16,7 +16,9 @@ from torch import Tensor, nn
 from torchmetrics.aggregation import MaxMetric
 from torchmetrics.classification import Accuracy
 
-from argcheck import InvalidArgument, check_choice, prefixed_arguments
+from argcheck import InvalidArgument, Share, check_arguments, check_choice, prefixed_arguments
+from ckconv.conv import InputGrid
+from ckconv.functional import resample
 from ckconv.mask import refresh_mask_widths
 from models.materialize import MaterializedEvaluation
 from models.optim import OptimizerSettings, ln_penalty
@@ -88,6 +90,12 @@ class ClassificationModule(pl.LightningModule):
             :data:`models.schedule.SCHEDULES`) and that schedule's fields (``warmup_epochs``, ``decay_steps``
             (epochs), ``factor``, ``patience``, ``mode``: each its own). ``None``: a constant rate.
         skip_nonfinite: skip batches whose loss is not finite instead of stopping the run.
+        coarse_batches: the fraction of training batches resampled to half their side (``ckconv.functional.resample``:
+            low-passed to that grid's Nyquist frequency), so that the network also learns what a grid of half the
+            training side holds: one trained on the full band alone leans on detail that no coarser grid keeps, and
+            falls apart there (experiments/README.md).
+        input_grid: where the input's samples sit, ``"cells"`` or ``"ends"`` (``ckconv.functional.resample``), for
+            ``coarse_batches``.
 
     Raises:
         InvalidArgument: for any setting the run could not use, before anything runs; the settings of ``optimizer``
@@ -101,8 +109,12 @@ class ClassificationModule(pl.LightningModule):
         optimizer: OptimizerSettings | Mapping[str, Any] | None = None,
         scheduler: Schedule | Mapping[str, Any] | None = None,
         skip_nonfinite: bool = False,
+        coarse_batches: Share = 0.0,
+        input_grid: InputGrid = "cells",
     ) -> None:
         super().__init__()
+        check_arguments(ClassificationModule.__init__, {"coarse_batches": coarse_batches})
+        check_choice("input_grid", input_grid, ("cells", "ends"))
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise InvalidArgument("num_classes", f"num_classes must be an integer >= 2, got {num_classes!r}.")
         if not isinstance(optimizer, OptimizerSettings):
@@ -119,6 +131,8 @@ class ClassificationModule(pl.LightningModule):
         self.evaluation = MaterializedEvaluation(net)
         self.num_classes = num_classes
         self.skip_nonfinite = skip_nonfinite
+        self.coarse_batches = coarse_batches
+        self.input_grid = input_grid
         # Training batches this process ran, and of them those skipped as non-finite (not saved: a count of this run).
         self.seen_batches = 0
         self.skipped_batches = 0
@@ -158,10 +172,16 @@ class ClassificationModule(pl.LightningModule):
         # layers' cropping reads no device value inside the step.
         refresh_mask_widths(self.net)
 
+    def coarsened(self, x: Tensor) -> Tensor:
+        """``x`` itself, or for a ``coarse_batches`` fraction of the batches ``x`` at half its side."""
+        if self.coarse_batches == 0 or torch.rand(()).item() >= self.coarse_batches:
+            return x
+        return resample(x, [max(2, round(n / 2)) for n in x.shape[2:]], self.input_grid)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         self.seen_batches += 1
         x, y = batch
-        loss, predictions = self.loss_and_predictions(self(x), y)
+        loss, predictions = self.loss_and_predictions(self(self.coarsened(x)), y)
         total = loss
         if self.penalty_weight > 0:
             reg = self.penalty_weight * ln_penalty(self.net)

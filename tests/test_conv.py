@@ -463,17 +463,13 @@ def test_a_kernel_resampled_to_one_tap_carries_its_sum_over_the_training_grid(cl
     assert torch.allclose(layer(x), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_a_kernel_collapsed_along_one_axis_is_summed_there_and_rescaled_along_the_other():
+def test_a_kernel_collapsed_along_one_axis_is_summed_there_and_kept_along_the_other():
+    # Resampled along an axis it is not collapsed on, the kernel follows tests/test_kernel_resampling.py.
     layer = build(FlexConv, 1, 1, 2, (32, 32), kernel_size=9, bias=False, mask_options={"init_value": 0.3})
-    assert layer.kernel_size_for((2, 16)) == (1, 5)  # 4 steps * 2/32 -> 0; 4 steps * 16/32 -> 2 each side
-    assert layer.mask.cropped_kernel_size((9, 5)) == (5, 3)  # a crop of several taps along both axes
-    positions = kernel_positions((9, 5), dtype=torch.float64)  # the training grid along axis 0, the new along 1
-    cropped = layer.mask.cropped_kernel_size((9, 5))
-    rows = slice((9 - cropped[0]) // 2, (9 - cropped[0]) // 2 + cropped[0])
-    cols = slice((5 - cropped[1]) // 2, (5 - cropped[1]) // 2 + cropped[1])
-    positions = positions[..., rows, cols]
-    kernel = layer.kernel_net(positions) * layer.mask(positions) * (9 - 1) / (5 - 1)
-    assert torch.allclose(layer.sample_kernel((2, 16)), kernel.sum(2, keepdim=True), rtol=1e-12, atol=1e-15)
+    assert layer.kernel_size_for((2, 32)) == (1, 9)  # 4 steps * 2/32 -> 0 along the first axis; the training size
+    assert layer.mask.cropped_kernel_size((9, 9)) == (5, 5)  # a crop of several taps along both axes
+    training = layer.sample_kernel((32, 32))
+    assert torch.equal(layer.sample_kernel((2, 32)), training.sum(2, keepdim=True))
 
 
 def test_resolve_kernel_size_and_resampled_size_values():
@@ -488,6 +484,25 @@ def test_resolve_kernel_size_and_resampled_size_values():
     assert resampled_size(31, 32, 64, False) == 61
     assert resampled_size(33, 33, 17, False) == 17  # 16 steps * 17/33 = 8.2 -> 8 steps each side
     assert resampled_size(1, 10, 20, False) == 1
+    # Samples from end to end (linspace): the step changes by (n - 1) / (n_train - 1), and a kernel as large as the
+    # input ("same") stays as large as it at every size; by the cells' rule it would be 21, 9, 79 taps.
+    assert resampled_size(40, 40, 20, False, "ends") == 20
+    assert resampled_size(16, 16, 8, False, "ends") == 8
+    assert resampled_size(40, 40, 80, False, "ends") == 80
+    assert resampled_size(33, 33, 17, False, "ends") == 17  # 16 steps * 16/32 = 8 steps each side
+    assert (resampled_size(40, 40, 20, False), resampled_size(16, 16, 8, False)) == (21, 9)
+
+
+def test_a_dataset_sampled_from_end_to_end_gives_its_network_kernels_that_keep_its_step(tmp_path):
+    from datamodules.mnist1d import MNIST1DDataModule
+    from models.ccnn import CCNN
+
+    meta = MNIST1DDataModule(data_dir=tmp_path).meta
+    assert meta.grid == "ends"
+    net = CCNN(meta.in_channels, meta.num_classes, meta.data_dim, meta.size, input_grid=meta.grid, num_blocks=1)
+    layers = [m for m in net.modules() if isinstance(m, CKConv)]
+    assert layers and all(layer.input_grid == "ends" for layer in layers)
+    assert [layer.kernel_size_for((20,)) for layer in layers] == [(20,)] * len(layers)  # as many taps as samples
 
 
 def _smooth_signal(n: int) -> torch.Tensor:

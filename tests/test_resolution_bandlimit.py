@@ -291,22 +291,22 @@ def relative_logit_change(bandlimit: float | None, data_dim: int, n: int, seed: 
 
 
 @pytest.mark.parametrize(
-    ("data_dim", "crop", "tolerance"), [(1, True, 0.05), (2, True, 0.05), (1, False, 0.005), (2, False, 0.005)]
+    ("data_dim", "crop", "tolerance"), [(1, True, 0.08), (2, True, 0.03), (1, False, 0.02), (2, False, 0.02)]
 )
-def test_a_bandlimited_network_gives_nearly_the_same_logits_at_twice_the_resolution(data_dim, crop, tolerance):
+def test_a_network_bounded_or_not_gives_nearly_the_same_logits_at_twice_the_resolution(data_dim, crop, tolerance):
     """The CCNN's default layer (centred SeparableFlexConv, MAGNet kernels), trained size 33 (per axis), evaluated on
-    the same band-limited pattern sampled at 33 and at 66 points.
+    the same band-limited pattern sampled at 33 and at 66 points; each kernel at 66 is the band-limited interpolation
+    of its 33 training taps (``ckconv.conv.CKConv.sample_kernel``).
 
-    Measured over seeds 0-5, the largest logit change relative to the largest logit: 2.9% (1D) and 1.9% (2D) with the
-    mask's dynamic crop, 0.10% and 0.16% without it. The crop cuts the kernel where the mask falls below its threshold
-    (0.1), a jump that is not band-limited and falls between other taps on the finer grid: the main difference left.
-    The rest is what the GELUs between the layers add (harmonics of the pattern above the 33-point grid's Nyquist
-    frequency alias at 33 and not at 66) and the quadrature error of each sum over taps. Tolerances: 5% with the
-    crop, 0.5% without. Without the bound the logits move by 14-135% (same seeds, 1D and 2D, with or without the
-    crop): the kernel nets' frequencies above the training grid's Nyquist frequency, invisible at 33, are sampled at
-    66.
+    Measured over seeds 0-5, the largest logit change relative to the largest logit, with the mask's dynamic crop /
+    without it: bounded (``kernel_bandlimit=1.0``) 0.8% / 0.07% in 1D, 0.5% / 0.17% in 2D; unbounded 5.2% / 1.3% in
+    1D, 1.4% / 1.4% in 2D. What remains is what the GELUs between the layers add (harmonics of the pattern above the
+    33-point grid's Nyquist frequency alias at 33 and not at 66), the crop's cut and the quadrature error of each sum
+    over taps. When the layers sampled their kernel nets at the 66 positions instead, the unbounded logits moved by
+    14-135% (same seeds): the kernel nets' frequencies above the training grid's Nyquist frequency, folded at 33, were
+    sampled as they are at 66.
     """
     bounded = [relative_logit_change(1.0, data_dim, 33, seed, crop) for seed in range(3)]
     free = [relative_logit_change(None, data_dim, 33, seed, crop) for seed in range(3)]
-    assert max(bounded) < tolerance, bounded
-    assert min(free) > 0.1, free
+    assert max(bounded) < tolerance / 4, bounded
+    assert max(free) < tolerance, free

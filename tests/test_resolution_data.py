@@ -185,3 +185,31 @@ def test_speech_commands_mfcc_has_no_sample_rate_to_change():
     with pytest.raises(InvalidArgument) as refused:
         SpeechCommandsDataModule(sample_rate=0)
     assert refused.value.argument == "sample_rate"
+
+
+def test_mnist1d_below_40_is_the_standard_signal_low_passed_and_resampled(tmp_path):
+    """Length 20 is the length-40 data low-passed to 20 points' Nyquist frequency and resampled there, sample by
+    sample the band-limited sum over the 40 samples (both ends sampled, steps 1/39 and 1/19); not the generator's
+    own 20-point signals, which are point samples (its linear interpolation folds what 20 points cannot hold)."""
+    import math
+
+    from datamodules.mnist1d import downsampled
+
+    forty = generate_mnist1d(200, seq_length=40)
+    twenty = downsampled(forty, 20)
+    assert twenty["x"].shape == (160, 20) and torch.equal(twenty["y"], forty["y"])
+    h0, h1 = 1 / 39, 1 / 19
+    for row in (0, 77):
+        signal = forty["x"][row].double().tolist()
+        for j in (0, 7, 19):
+            u = [(j * h1 - i * h0) / h1 for i in range(40)]
+            value = sum(
+                v * h0 / h1 * (1.0 if x == 0 else math.sin(math.pi * x) / (math.pi * x)) for v, x in zip(signal, u)
+            )
+            assert math.isclose(twenty["x"][row, j].item(), value, rel_tol=1e-4, abs_tol=1e-5)
+    point_sampled = generate_mnist1d(200, seq_length=20)["x"]
+    assert (standardised(point_sampled) - standardised(twenty["x"])).abs().mean() > 0.05
+    module = MNIST1DDataModule(data_dir=tmp_path, num_samples=200, val_size=20, seq_length=20, num_workers=0)
+    module.setup()
+    x, _ = module.test_set[0]
+    torch.testing.assert_close(x[0], (twenty["x_test"][0] - twenty["x"].mean()) / twenty["x"].std())

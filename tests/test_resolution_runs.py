@@ -154,20 +154,33 @@ def test_blobs3d_trained_at_8_cubed_tested_at_6_and_12_cubed_with_direct_gaborne
 
 # ---------------------------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize(
-    "flags",
+    ("flags", "culprit"),
     [
-        ["dataset.name=MNIST", "dataset.data_type=sequence", "test.resolutions=[14,28]"],  # no image geometry left
-        ["test.resolutions=[20,0]"],
+        (["dataset.name=MNIST", "dataset.data_type=sequence", "test.resolutions=[14,28]"], "test.resolutions"),
+        (["test.resolutions=[20,0]"], "test.resolutions"),
         # Beyond the machine's memory: refused before MNIST-1D's generator or Blobs3D's renderer would run.
-        ["test.resolutions=[40,100000000]"],
-        ["experiment=blobs3d/ccnn_2_16", "test.resolutions=[100000]"],
-        ["dataset.name=SpeechCommands", "test.resolutions=[1]"],  # too coarse for the continuous kernels
+        (["test.resolutions=[40,100000000]"], "test.resolutions"),
+        (["experiment=blobs3d/ccnn_2_16", "test.resolutions=[100000]"], "test.resolutions"),
+        (["dataset.name=SpeechCommands", "test.resolutions=[1]"], "test.resolutions"),  # too coarse for the kernels
+        (["dataset.name=MNIST", "dataset.data_type=sequence", "train.coarse_batches=0.5"], "train.coarse_batches"),
+        (["train.coarse_batches=1.5"], "train.coarse_batches"),
+        # 5 pools of 2 need 32 positions: 40 has them, the coarsest training batches (20) do not.
+        (["net.downsampling=[0,1,2,3,4]", "net.no_blocks=5", "train.coarse_batches=0.5"], "train.coarse_batches"),
     ],
-    ids=["flattened images", "zero", "memory 1D", "memory 3D", "one sample"],
+    ids=[
+        "flattened images",
+        "zero",
+        "memory 1D",
+        "memory 3D",
+        "one sample",
+        "coarse flattened",
+        "coarse range",
+        "coarse pools",
+    ],
 )
-def test_refusals_are_one_line_naming_the_flag_exit_2_and_write_nothing(tmp_path, flags):
+def test_refusals_are_one_line_naming_the_flag_exit_2_and_write_nothing(tmp_path, flags, culprit):
     result = run_main(*SMALL, *flags, cwd=tmp_path)  # data, outputs/: relative to the working directory
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     [line] = result.error_lines()
-    assert line.startswith("error: ") and "test.resolutions" in line, line
+    assert line.startswith("error: ") and culprit in line, line
     assert tree(tmp_path) == {}

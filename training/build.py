@@ -104,6 +104,7 @@ DATA_ARGUMENTS = {
     "size": "input_size",
     "vocab_size": "vocab_size",
     "paired": "paired",
+    "grid": "input_grid",
 }
 
 
@@ -147,6 +148,7 @@ def build_module(cfg: DictConfig, meta: DataMeta) -> ClassificationModule:
             meta.num_classes,
             optimizer=built["optimizer"],
             scheduler=built["schedule"],
+            input_grid=meta.grid,
             **arguments(cfg, "module", ClassificationModule),
         )
     except InvalidArgument as error:

@@ -40,14 +40,14 @@ COMPONENTS: dict[str, Component] = {
         Component(
             "network",
             "models.ccnn:CCNN",
-            supplied=("in_channels", "num_classes", "data_dim", "input_size", "vocab_size", "paired"),
+            supplied=("in_channels", "num_classes", "data_dim", "input_size", "input_grid", "vocab_size", "paired"),
         ),
         Component(
             "conv",
             "ckconv.conv:CONV_TYPES",
             selected_by="conv.type",
             within=("network", "conv_options"),
-            supplied=("in_channels", "out_channels", "data_dim", "input_size", "separable"),
+            supplied=("in_channels", "out_channels", "data_dim", "input_size", "input_grid", "separable"),
         ),
         Component(
             "kernel",
@@ -69,7 +69,9 @@ COMPONENTS: dict[str, Component] = {
             supplied=("batch_size", "test_batch_size"),
         ),
         Component(
-            "module", "models.module:ClassificationModule", supplied=("net", "num_classes", "optimizer", "scheduler")
+            "module",
+            "models.module:ClassificationModule",
+            supplied=("net", "num_classes", "optimizer", "scheduler", "input_grid"),
         ),
         Component("optimizer", "models.optim:OptimizerSettings"),
         Component("schedule", "models.schedule:SCHEDULES", selected_by="scheduler.name"),

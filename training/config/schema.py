@@ -193,6 +193,8 @@ class TrainConfig:
     resume: str | None = flag(None)  # <run>/checkpoints/last.ckpt: continue that run, in its folder
     compile: bool = flag(False)  # torch.compile the network
     skip_nonfinite: bool = flag(False, COURSE, feeds="module.skip_nonfinite")
+    # the fraction of training batches run at half their side (band-limited), for a network that holds there too
+    coarse_batches: float = flag(0.0, COURSE, feeds="module.coarse_batches")
     output_dir: str | None = flag(None)  # the run folder; null: outputs/<date>/<time> (multirun: its job folder)
     limit_train_batches: int | float = flag(1.0, COURSE, feeds="trainer.limit_train_batches")
     limit_val_batches: int | float = flag(1.0, COURSE, feeds="trainer.limit_val_batches")

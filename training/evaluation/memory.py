@@ -105,8 +105,10 @@ def layer_bytes(layer: nn.Module, size: Sequence[int], batch: int) -> int:
     else:
         padded = math.prod(a + t - 1 for a, t in zip(size, taps))
         values += DIRECT_BUFFERS * batch * c_in * padded
-    if layer.continuous:  # the kernel net's output, its masked and rescaled copy, its hidden features at every tap
-        values += (2 * c_kernel + 2 * layer.kernel_net.hidden_channels) * k
+    if layer.continuous:
+        # The kernel net's output, its masked copy and its hidden features at every training tap, then the kernel
+        # resampled to this grid's taps: bounded by the larger of the two grids.
+        values += (2 * c_kernel + 2 * layer.kernel_net.hidden_channels) * max(k, math.prod(layer.kernel_size))
     return FLOAT_BYTES * values
 
 

@@ -110,20 +110,30 @@ def check_pooling(cfg: DictConfig, size: Sequence[int], what: str) -> None:
 
 def check_resolutions(cfg: DictConfig, datamodule: CCNNDataModule) -> None:
     """Every check of ``test.resolutions`` that needs no data: the list, the dataset's support for resolutions, each
-    value (by the dataset's own constructor) and its size after the network's pools; and the training size's pools.
+    value (by the dataset's own constructor) and its size after the network's pools; the training size's pools; and
+    for ``train.coarse_batches``, the dataset's support for resolutions and the pools at half the training side.
 
     Raises:
-        ConfigError: one line naming ``test.resolutions`` (or the training resolution's flag) and the fix.
+        ConfigError: one line naming ``test.resolutions`` (or the training resolution's flag, or
+            ``train.coarse_batches``) and the fix.
     """
     option = datamodule.resolution_option
     training = (
         f"{option_flag(datamodule)}={getattr(datamodule, option)}" if option else f"dataset.name={cfg.dataset.name}"
     )
     check_pooling(cfg, datamodule.meta.size, training)
+    refusal = datamodule.resolution_refusal()
+    if cfg.train.coarse_batches > 0:  # training batches on grids down to half the training side
+        if refusal is not None:
+            raise ConfigError(
+                f"train.coarse_batches={cfg.train.coarse_batches} cannot be used with dataset.name="
+                f"{cfg.dataset.name}: {refusal}; use train.coarse_batches=0."
+            )
+        coarsest = tuple(max(2, round(n / 2)) for n in datamodule.meta.size)
+        check_pooling(cfg, coarsest, f"train.coarse_batches={cfg.train.coarse_batches} (a side of {coarsest})")
     resolutions = requested_resolutions(cfg)
     if resolutions is None:
         return
-    refusal = datamodule.resolution_refusal()
     if refusal is not None:
         raise ConfigError(f"{FLAG}={resolutions} cannot be used with dataset.name={cfg.dataset.name}: {refusal}.")
     for value in resolutions:
