@@ -31,7 +31,7 @@ from argcheck import (
     prefixed_arguments,
 )
 from ckconv.bandlimit import MASK_BAND_FRACTION, grid_nyquist
-from ckconv.functional import along_axis, bandlimited_resampling, conv, crop_slices, kernel_positions
+from ckconv.functional import InputGrid, along_axis, bandlimited_resampling, conv, crop_slices, kernel_positions
 from ckconv.kernels import KERNEL_NETS, build_kernel_net
 from ckconv.linear import PointwiseLinear
 from ckconv.mask import GaussianMask
@@ -88,9 +88,6 @@ def resolve_kernel_size(
             "kernel_size", f"kernel_size must be 'same', 'full', an int or a tuple of ints, got {kernel_size!r}."
         )
     return _as_tuple(kernel_size, data_dim, "kernel_size")
-
-
-InputGrid = Literal["cells", "ends"]
 
 
 def resampled_size(
@@ -248,7 +245,6 @@ class CKConv(_Convolution):
         _check_bandlimit(kernel_bandlimit, kernel_type)
         self.kernel_size = resolve_kernel_size(kernel_size, input_size, data_dim)
         self.input_size = None if input_size is None else _as_tuple(input_size, data_dim, "input_size")
-        check_choice("input_grid", input_grid, ("cells", "ends"))
         self.input_grid = input_grid
         self.kernel_bandlimit = kernel_bandlimit
         # The bound on the kernel's frequencies per axis (radians per unit of position), or None.

@@ -326,7 +326,11 @@ def along_axis(x: Tensor, axis: int, matrix: Tensor) -> Tensor:
     return torch.movedim(torch.movedim(x, axis, -1) @ matrix.T, -1, axis)
 
 
-def resample(x: Tensor, size: Sequence[int], grid: Literal["cells", "ends"] = "cells") -> Tensor:
+# Where a signal's samples sit in the extent they cover: at the centres of equal cells, or from one end to the other.
+InputGrid = Literal["cells", "ends"]
+
+
+def resample(x: Tensor, size: Sequence[int], grid: InputGrid = "cells") -> Tensor:
     """``x`` ``(B, C, *spatial)`` resampled to ``size`` per spatial axis, band-limited (``bandlimited_resampling``:
     low-passed to the new grid's Nyquist frequency where it is coarser). ``grid`` says where the samples sit in the
     extent they cover: at the centres of equal cells, ``(i + 1/2) / n`` (``"cells"``, an image's pixels), or from one
@@ -342,7 +346,7 @@ def resample(x: Tensor, size: Sequence[int], grid: Literal["cells", "ends"] = "c
     return x
 
 
-def _sample_positions(n: int, grid: Literal["cells", "ends"]) -> tuple[Tensor, float]:
+def _sample_positions(n: int, grid: InputGrid) -> tuple[Tensor, float]:
     """Positions of ``n`` samples over [0, 1] on ``grid`` and their step."""
     if grid == "ends" and n > 1:
         return torch.linspace(0, 1, n, dtype=torch.float64), 1 / (n - 1)

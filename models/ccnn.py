@@ -24,7 +24,7 @@ from argcheck import (
     check_choice,
 )
 from ckconv import CONV_TYPES, PointwiseLinear
-from ckconv.conv import InputGrid
+from ckconv.functional import InputGrid
 from models.blocks import BLOCKS, ConvFactory
 from models.layers import DropoutType, Norm, build_activation, build_dropout, build_norm
 
@@ -180,7 +180,6 @@ class CCNN(nn.Module):
             )
         widths = block_widths(hidden_channels, num_blocks, block_width_factors)
         self.data_dim = data_dim
-        self.input_grid = input_grid
         self.num_classes = num_classes
         self.paired = paired
         conv_at = _conv_factory(conv_type, data_dim, input_grid, conv_options or {})

@@ -17,8 +17,7 @@ from torchmetrics.aggregation import MaxMetric
 from torchmetrics.classification import Accuracy
 
 from argcheck import InvalidArgument, Share, check_arguments, check_choice, prefixed_arguments
-from ckconv.conv import InputGrid
-from ckconv.functional import resample
+from ckconv.functional import InputGrid, resample
 from ckconv.mask import refresh_mask_widths
 from models.materialize import MaterializedEvaluation
 from models.optim import OptimizerSettings, ln_penalty
@@ -113,8 +112,7 @@ class ClassificationModule(pl.LightningModule):
         input_grid: InputGrid = "cells",
     ) -> None:
         super().__init__()
-        check_arguments(ClassificationModule.__init__, {"coarse_batches": coarse_batches})
-        check_choice("input_grid", input_grid, ("cells", "ends"))
+        check_arguments(ClassificationModule.__init__, {"coarse_batches": coarse_batches, "input_grid": input_grid})
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise InvalidArgument("num_classes", f"num_classes must be an integer >= 2, got {num_classes!r}.")
         if not isinstance(optimizer, OptimizerSettings):
