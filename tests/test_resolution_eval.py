@@ -9,12 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import models.module
 from tests.conftest import TINY, compose, run_main, tree
 from training.build import build_datamodule
 from training.config.checks import ConfigError
-from training.evaluation.resolution import check_resolutions, requested_resolutions, resolutions_table
+from training.evaluation.resolution import (
+    check_resolutions,
+    requested_resolutions,
+    resolutions_table,
+    statistics_at,
+)
 from training.run.execute import train
 from training.run.plan import plan_run
 
@@ -60,6 +66,87 @@ def test_without_the_flag_nothing_else_is_evaluated(data_dir, tmp_path, recorded
     assert len({id(trainer) for trainer, _ in recorded_logits}) == 1
     assert not any(key.startswith("test@") for key in metrics)
     assert not (tmp_path / "run" / "resolutions.csv").exists()
+
+
+def test_other_resolutions_are_tested_with_batchnorm_statistics_from_their_own_grid_and_the_weights_are_kept(
+    data_dir, tmp_path
+):
+    flags = [*TINY, f"dataset.data_dir={data_dir}", "test.resolutions=[20,40,80]"]
+    recomputed = train(compose([*flags, f"train.output_dir={tmp_path / 'recomputed'}"]))
+    kept = train(compose([*flags, "test.update_bn=False", f"train.output_dir={tmp_path / 'kept'}"]))
+    assert recomputed["test@40/acc"] == kept["test@40/acc"] and recomputed["test@40/loss"] == kept["test@40/loss"]
+    assert recomputed["test@20/loss"] != kept["test@20/loss"] and recomputed["test@80/loss"] != kept["test@80/loss"]
+    assert recomputed["test/loss"] == kept["test/loss"]  # the same training: only the other grids' statistics differ
+
+
+class TrainingSplit:
+    """The part of a datamodule :func:`statistics_at` uses: its training batches, ``(x, y)``."""
+
+    def __init__(self, x: torch.Tensor, batch_size: int) -> None:
+        self.dataset = torch.utils.data.TensorDataset(x, torch.zeros(len(x), dtype=torch.long))
+        self.batch_size = batch_size
+
+    def prepare_data(self) -> None:
+        pass
+
+    def setup(self, stage: str | None = None) -> None:
+        pass
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size)
+
+
+def small_batchnorm_net() -> torch.nn.Sequential:
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(
+        torch.nn.Conv1d(2, 3, 3, padding=1),
+        torch.nn.BatchNorm1d(3),
+        torch.nn.GELU(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Conv1d(3, 4, 1),
+        torch.nn.BatchNorm1d(4),
+    ).double()
+    with torch.no_grad():  # training statistics far from the data's, so that a recomputation shows
+        for layer in (net[1], net[5]):
+            layer.running_mean.uniform_(-5, 5)
+            layer.running_var.uniform_(5, 9)
+    return net.eval()
+
+
+@pytest.mark.parametrize(("limit", "used"), [(1.0, 5), (3, 3), (0.5, 2), (0.01, 1), (7, 5)])
+def test_the_statistics_are_those_of_the_training_batches_the_limit_allows_and_everything_is_put_back(limit, used):
+    net = small_batchnorm_net()
+    x = torch.randn(40, 2, 11, dtype=torch.float64) * 3 + 1
+    split = TrainingSplit(x, batch_size=8)  # 5 batches
+    cfg = OmegaConf.create({"seed": 0, "train": {"limit_train_batches": limit}})
+    before = {name: tensor.clone() for name, tensor in net.state_dict().items()}
+    rng = torch.get_rng_state()
+    with statistics_at(cfg, net, split, torch.device("cpu")):  # type: ignore[arg-type]
+        # BatchNorm's cumulative average: the mean over batches of each batch's mean and unbiased variance
+        features = [net[0](batch) for batch in x[: 8 * used].split(8)]
+        means = torch.stack([f.mean(dim=(0, 2)) for f in features]).mean(0)
+        variances = torch.stack([f.var(dim=(0, 2), unbiased=True) for f in features]).mean(0)
+        torch.testing.assert_close(net[1].running_mean, means, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(net[1].running_var, variances, rtol=1e-12, atol=1e-12)
+        assert int(net[1].num_batches_tracked) == used
+        inside = {name: tensor.clone() for name, tensor in net.state_dict().items()}
+        assert not net.training  # tested in evaluation mode
+    assert torch.equal(torch.get_rng_state(), rng)  # the run's own random stream is where it was
+    assert all(torch.equal(tensor, before[name]) for name, tensor in net.state_dict().items())
+    with statistics_at(cfg, net, split, torch.device("cpu")):  # type: ignore[arg-type]
+        # the dropout before the second BatchNorm draws from the run's seed: the same statistics again
+        assert all(torch.equal(tensor, inside[name]) for name, tensor in net.state_dict().items())
+
+
+def test_the_training_statistics_are_put_back_when_the_evaluation_fails():
+    net = small_batchnorm_net()
+    before = {name: tensor.clone() for name, tensor in net.state_dict().items()}
+    cfg = OmegaConf.create({"seed": 0, "train": {"limit_train_batches": 1.0}})
+    split = TrainingSplit(torch.randn(16, 2, 5, dtype=torch.float64), batch_size=4)
+    with pytest.raises(KeyboardInterrupt), statistics_at(cfg, net, split, torch.device("cpu")):  # type: ignore[arg-type]
+        assert not torch.equal(net[1].running_mean, before["1.running_mean"])
+        raise KeyboardInterrupt
+    assert all(torch.equal(tensor, before[name]) for name, tensor in net.state_dict().items())
 
 
 # ---------------------------------------------------------------------------------------------- the list

@@ -164,6 +164,7 @@ def test_blobs3d_trained_at_8_cubed_tested_at_6_and_12_cubed_with_direct_gaborne
         (["dataset.name=SpeechCommands", "test.resolutions=[1]"], "test.resolutions"),  # too coarse for the kernels
         (["dataset.name=MNIST", "dataset.data_type=sequence", "train.coarse_batches=0.5"], "train.coarse_batches"),
         (["train.coarse_batches=1.5"], "train.coarse_batches"),
+        (["test.update_bn=False"], "test.update_bn"),  # it changes nothing without test.resolutions
         # 5 pools of 2 need 32 positions: 40 has them, the coarsest training batches (20) do not.
         (["net.downsampling=[0,1,2,3,4]", "net.no_blocks=5", "train.coarse_batches=0.5"], "train.coarse_batches"),
     ],
@@ -175,6 +176,7 @@ def test_blobs3d_trained_at_8_cubed_tested_at_6_and_12_cubed_with_direct_gaborne
         "one sample",
         "coarse flattened",
         "coarse range",
+        "update_bn alone",
         "coarse pools",
     ],
 )

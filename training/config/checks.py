@@ -241,6 +241,11 @@ def check_between_flags(cfg: DictConfig) -> None:
             "test.predictions",
         )
     resolutions = value(cfg, "test.resolutions")
+    if resolutions is None and cfg.test.update_bn is not True:
+        raise ConfigError(
+            "test.update_bn=False keeps the training statistics at other resolutions; it needs test.resolutions=[...].",
+            "test.update_bn",
+        )
     if resolutions is not None:
         if not resolutions or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in resolutions):
             raise ConfigError(

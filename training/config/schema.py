@@ -232,6 +232,9 @@ class TestConfig:
     batch_size_multiplier: int = flag(1, rule=PositiveInt)
     before_train: bool = flag(False)
     resolutions: list[int] | None = flag(None)  # e.g. [20,40,80,160]: also test at these resolutions
+    # at each of test.resolutions but the training one, BatchNorm's statistics recomputed from the training split
+    # there (no labels, no gradient); False: the training statistics everywhere
+    update_bn: bool = flag(True)
     predictions: bool = flag(False)  # write <run>/predictions/{val,test}.csv and confusion matrices
 
 

@@ -4,9 +4,17 @@ validation and test, on the test split of the same data sampled at each listed r
 A resolution is a value of the dataset's resolution option (``CCNNDataModule.resolution_option``): an image side in
 pixels (``dataset.params.resolution``: MNIST, CIFAR, STL-10, PathFinder, MedMNIST 3D, Blobs3D), a sequence length
 (``dataset.params.seq_length``: MNIST-1D) or a sample rate in Hz (``dataset.params.sample_rate``: Speech Commands).
-The model is the one the run evaluated, unchanged: each continuous kernel is sampled on the grid of its input, the
-same extent with more or fewer taps (``ckconv.conv``). The test split is read by a datamodule built from the run's
-flags with only the resolution option changed, so everything else (normalisation, splits, batch size) is the run's.
+The model is the one the run evaluated: each continuous kernel is sampled on the grid of its input, the same extent
+with more or fewer taps (``ckconv.conv``). The test split is read by a datamodule built from the run's flags with only
+the resolution option changed, so everything else (normalisation, splits, batch size) is the run's.
+
+BatchNorm (``test.update_bn``, on by default): a layer's activations on another grid have other statistics than on
+the training grid (a coarser grid passes less of each kernel's band), and the running mean and variance gathered in
+training no longer centre and scale them. At each resolution but the training one, the statistics are recomputed from
+the training split at that resolution (``torch.optim.swa_utils.update_bn``: one pass without labels or gradients, as
+many batches as ``train.limit_train_batches`` allows), the model tested, and the training statistics put back; the
+weights never change. Measured on MNIST-1D trained at 40 (experiments/README.md), 3 seeds: at 20, 80% with the
+training statistics against 86% recomputed for a network trained with ``train.coarse_batches=0.3``.
 
 A run checks the list in :func:`check_resolutions`, each resolution's kernel grids and the memory its evaluation
 needs in :func:`check_resolutions_fit` (``training.evaluation.memory``), and loads the data of each resolution in
@@ -20,17 +28,21 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from datamodules import CCNNDataModule
 from training.build import build_datamodule
@@ -319,6 +331,41 @@ def evaluation_trainer(cfg: DictConfig, folder: Path, trainer: pl.Trainer) -> pl
     )
 
 
+def calibration_batches(limit: int | float, available: int) -> int:
+    """The training batches ``train.limit_train_batches`` lets a pass use, as Lightning counts them: a whole number
+    of batches (at most those there are), or a fraction of them (at least one)."""
+    if isinstance(limit, int):
+        return min(limit, available)
+    return max(1, int(available * limit))
+
+
+@contextmanager
+def statistics_at(cfg: DictConfig, net: nn.Module, datamodule: CCNNDataModule, device: torch.device) -> Iterator[None]:
+    """``net``'s BatchNorm statistics recomputed from ``datamodule``'s training split for the body of the ``with``;
+    every buffer of ``net`` is put back as it was on leaving, also when the body raises. A network without
+    BatchNorm is left as it is.
+
+    The pass draws its randomness (dropout, augmentations) from a generator seeded with the run's seed, forked from
+    the global one, so a checkpoint evaluated later gets the statistics the run got, and the run's own random
+    stream is left where it was."""
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()  # the first epoch's order, a function of the seed alone
+    batches = calibration_batches(cfg.train.limit_train_batches, len(loader))
+    saved = [buffer.clone() for buffer in net.buffers()]
+    accelerators = (
+        [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+    )
+    try:
+        with torch.random.fork_rng(devices=accelerators):
+            torch.manual_seed(cfg.seed)
+            update_bn(itertools.islice(loader, batches), net.to(device), device=device)
+        yield
+    finally:
+        for buffer, value in zip(net.buffers(), saved, strict=True):
+            buffer.copy_(value)
+
+
 def discrete_kernel_note(cfg: DictConfig, net: nn.Module, trained_at: int, resolutions: Sequence[int]) -> str | None:
     """The note printed under the table when the network's kernels are discrete and a resolution differs from the
     training one: such a kernel keeps its taps on any grid, so its extent relative to the signal changes with the
@@ -385,9 +432,11 @@ def evaluate_resolutions(
     evaluator = evaluation_trainer(cfg, folder, trainer)
     rows: list[tuple[int, float, float]] = []
     for value in resolutions:
-        results: dict[str, Any] = evaluator.test(
-            module, datamodule=datamodule_at(cfg, datamodule, value), verbose=False
-        )[0]
+        other = datamodule_at(cfg, datamodule, value)
+        recompute = cfg.test.update_bn and value != trained_at
+        device = evaluator.strategy.root_device
+        with statistics_at(cfg, module.net, other, device) if recompute else nullcontext():  # type: ignore[arg-type]
+            results: dict[str, Any] = evaluator.test(module, datamodule=other, verbose=False)[0]
         rows.append((value, float(results["test/acc"]), float(results["test/loss"])))
     write_csv(folder / CSV_NAME, trained_at, rows)
     note = discrete_kernel_note(cfg, module.net, trained_at, resolutions)  # type: ignore[arg-type]
