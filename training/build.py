@@ -19,7 +19,7 @@ from models.ccnn import CCNN
 from models.module import ClassificationModule
 from training.callbacks.ema import EMAWeights
 from training.config.checks import ConfigError
-from training.config.components import COMPONENTS, Component
+from training.config.components import COMPONENTS, DATA_ARGUMENTS, Component
 from training.config.flags import feeding, flag_feeding, is_default, value
 
 
@@ -94,18 +94,6 @@ def block_width_factors(value: Any) -> list[Any]:
     """``net.block_width_factors`` as CCNN takes it: ``[]`` for null and for the original's ``[0.0]`` (every block at
     ``net.no_hidden``), else the list of ``[factor, n_blocks]`` pairs."""
     return [] if value in (None, [0.0], [0], []) else list(value)
-
-
-# The network's arguments that the dataset's metadata gives (DataMeta's field -> CCNN's argument).
-DATA_ARGUMENTS = {
-    "in_channels": "in_channels",
-    "num_classes": "num_classes",
-    "data_dim": "data_dim",
-    "size": "input_size",
-    "vocab_size": "vocab_size",
-    "paired": "paired",
-    "grid": "input_grid",
-}
 
 
 def network_arguments(cfg: DictConfig, meta: DataMeta) -> dict[str, Any]:

@@ -34,13 +34,24 @@ class Component:
     third_party: bool = False
 
 
+# The network's arguments that the dataset's metadata gives (DataMeta's field -> CCNN's argument).
+DATA_ARGUMENTS = {
+    "in_channels": "in_channels",
+    "num_classes": "num_classes",
+    "data_dim": "data_dim",
+    "size": "input_size",
+    "vocab_size": "vocab_size",
+    "paired": "paired",
+    "grid": "input_grid",
+}
+
 COMPONENTS: dict[str, Component] = {
     component.name: component
     for component in (
         Component(
             "network",
             "models.ccnn:CCNN",
-            supplied=("in_channels", "num_classes", "data_dim", "input_size", "input_grid", "vocab_size", "paired"),
+            supplied=tuple(DATA_ARGUMENTS.values()),
         ),
         Component(
             "conv",
