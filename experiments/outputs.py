@@ -9,10 +9,12 @@ written over.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,3 +186,46 @@ def write_files(outputs: Sequence[Output]) -> None:
     finally:
         for _, temporary in written:
             temporary.unlink(missing_ok=True)
+
+
+def _csv_line(values: Iterable[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _create_with_header(path: Path, columns: Sequence[str]) -> None:
+    """Create ``path`` holding the header, unless it exists: a reader or appender never sees it without one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
+    aside.write_bytes(_csv_line(columns))
+    try:
+        os.link(aside, path)  # atomic: fails if another process created the file first
+    except FileExistsError:
+        pass
+    finally:
+        aside.unlink()
+
+
+def append_csv_rows(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
+    """Add ``rows`` (their values in the order of ``columns``) to the CSV file at ``path``, created with its header
+    if missing, durably.
+
+    The rows go out in a single ``write`` on a file opened with ``O_APPEND``, so concurrent writers interleave whole
+    runs of rows, and they are flushed to disk before this returns.
+    """
+    path = Path(path)
+    if not path.exists():
+        _create_with_header(path, columns)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    try:
+        data = b"".join(_csv_line(row[column] for column in columns) for row in rows)
+        size = os.fstat(fd).st_size
+        if size == 0:  # an empty file (e.g. truncated by hand): give it its header
+            data = _csv_line(columns) + data
+        elif os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # a hand-edited file whose last line has no newline: keep rows on their own lines
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

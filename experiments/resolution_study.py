@@ -35,7 +35,6 @@ import argparse
 import ast
 import csv
 import io
-import os
 import shlex
 import sys
 import time
@@ -52,6 +51,7 @@ from argcheck import source
 from argcheck.command_line import OneLineParser, positive_int
 from experiments.outputs import (
     Output,
+    append_csv_rows,
     check_appendable,
     check_folder,
     check_output,
@@ -175,22 +175,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     if rows and tuple(rows[0]) != COLUMNS:
         raise StudyRefusedError(f"{path}: not a resolution study's results file (columns {', '.join(rows[0])})")
     return rows
-
-
-def append_rows(path: Path, rows: Sequence[dict[str, str]]) -> None:
-    """Append ``rows`` in one write (the header first if the file is new), flushed to disk."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
-    if not path.exists() or path.stat().st_size == 0:
-        writer.writeheader()
-    writer.writerows(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, text.getvalue().encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_study_table(path: Path) -> bool:
@@ -450,7 +434,7 @@ def run_study(
             for value in cfg.test.resolutions
         ]
         try:
-            append_rows(results, rows)
+            append_csv_rows(results, COLUMNS, rows)
         except OSError as error:  # checked writable before: a full disk, or the file changed meanwhile
             raise ToolFailedError(
                 f"{results}: {name} seed {seed} trained (its run: {folder}) but its rows could not be written "

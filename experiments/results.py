@@ -10,15 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import shlex
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.outputs import append_csv_rows, check_folder
 from experiments.outputs import check_appendable as check_writable
-from experiments.outputs import check_folder
 from training.tools import RequestError
 
 COLUMNS = (
@@ -174,46 +173,10 @@ def check_appendable(path: Path) -> list[dict[str, str]]:
     return []
 
 
-def _csv_line(values: Iterable[str]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue().encode("utf-8")
-
-
-def _create_with_header(path: Path) -> None:
-    """Create ``path`` holding the header, unless it exists: a reader or appender never sees it without one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
-    aside.write_bytes(_csv_line(COLUMNS))
-    try:
-        os.link(aside, path)  # atomic: fails if another process created the file first
-    except FileExistsError:
-        pass
-    finally:
-        aside.unlink()
-
-
 def append_result(path: Path, row: dict[str, str]) -> None:
-    """Add one row to the results CSV at ``path`` (created with its header if missing), durably.
-
-    The row goes out in a single ``write`` on a file opened with ``O_APPEND``, so concurrent writers interleave
-    whole rows, and it is flushed to disk before this returns.
-    """
-    path = Path(path)
-    if not path.exists():
-        _create_with_header(path)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND)
-    try:
-        data = _csv_line(row[column] for column in COLUMNS)
-        size = os.fstat(fd).st_size
-        if size == 0:  # an empty file (e.g. truncated by hand): give it its header
-            data = _csv_line(COLUMNS) + data
-        elif os.pread(fd, 1, size - 1) != b"\n":
-            data = b"\n" + data  # a hand-edited file whose last line has no newline: keep rows on their own lines
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Add one row to the results CSV at ``path`` (created with its header if missing), durably, in one write
+    (``experiments.outputs.append_csv_rows``)."""
+    append_csv_rows(path, COLUMNS, [row])
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
