@@ -110,9 +110,24 @@ class OptimizerSettings:
         return options
 
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
-        """The optimizer over ``model``'s hint-built parameter groups (see :func:`ckconv.param_groups`)."""
-        groups = param_groups(model, self.lr, self.optimizer_decay, {"mask": self.mask_lr_ratio})
-        return optimizer_class(self.name)(groups, **self._options())
+        """The optimizer over ``model``'s hint-built parameter groups (see :func:`ckconv.param_groups`).
+
+        Where torch has a fused kernel for the class and for the parameters' device and dtype (Adam, AdamW, SGD and
+        Adagrad on CPU; all but Adagrad on CUDA), the optimizer is built with ``fused=True``: one kernel updates
+        every tensor, where the default implementation loops over the network's 160-odd small tensors (the default
+        network's AdamW step: 2 ms instead of 10 on one CPU thread). It is the same update, rounded differently in
+        the last bits. Elsewhere the class's own implementation is used."""
+        cls = optimizer_class(self.name)
+
+        def groups() -> list[dict[str, Any]]:  # fresh each time: a constructor fills its groups in
+            return param_groups(model, self.lr, self.optimizer_decay, {"mask": self.mask_lr_ratio})
+
+        if "fused" in inspect.signature(cls).parameters:
+            try:
+                return cls(groups(), **self._options(), fused=True)
+            except RuntimeError:  # torch has no fused kernel for these parameters' device or dtype
+                pass
+        return cls(groups(), **self._options())
 
 
 def build_optimizer(model: nn.Module, name: str = "AdamW", lr: float = 1e-3, **settings: Any) -> torch.optim.Optimizer:

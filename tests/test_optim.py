@@ -129,3 +129,48 @@ def test_ln_penalty_is_the_sum_of_unsquared_norms_plus_the_sampled_kernels():
             if isinstance(layer, SeparableFlexConv):
                 expected = expected + layer.sample_kernel(layer.input_size).norm()
         assert ln_penalty(net).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("AdamW", {"weight_decay": 0.05, "mask_lr_ratio": 0.1}),
+        ("Adam", {}),
+        ("SGD", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+        ("Adagrad", {}),
+    ],
+)
+def test_optimizers_with_a_fused_kernel_use_it_and_update_as_the_plain_loop_does(name, settings):
+    """Ten steps of the built optimizer (fused) against torch's single-tensor loop, in float64, on the same
+    gradients: the same weights and state to rounding."""
+    fused_net, loop_net = small_net().double(), small_net().double()
+    fused = build_optimizer(fused_net, name, lr=0.01, **settings)
+    name_of = {id(p): n for n, p in fused_net.named_parameters()}
+    twin = dict(loop_net.named_parameters())
+    groups = [  # the same groups (learning rates, decays) over the other network's parameters
+        {key: value for key, value in group.items() if key not in ("params", "fused", "foreach")}
+        | {"params": [twin[name_of[id(p)]] for p in group["params"]]}
+        for group in fused.param_groups
+    ]
+    loop = type(fused)(groups, foreach=False, fused=False)
+    assert fused.defaults["fused"] is True and all(group["fused"] for group in fused.param_groups)
+    torch.manual_seed(1)
+    for _ in range(10):
+        loop.zero_grad()
+        loop_net(torch.randn(4, 1, 16, dtype=torch.float64)).logsumexp(-1).sum().backward()
+        # The same gradients: Adam would magnify two backward passes' rounding noise on a bias before a BatchNorm
+        # (its gradient is 0 but for rounding) into steps of the learning rate's size.
+        for name_, parameter in fused_net.named_parameters():
+            parameter.grad = twin[name_].grad.clone()
+        loop.step()
+        fused.step()
+    for a, b in zip(fused_net.parameters(), loop_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    for a, b in zip(fused.state.values(), loop.state.values(), strict=True):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-12, atol=1e-14, check_dtype=False, check_device=False)
+
+
+def test_optimizers_without_a_fused_kernel_are_built_as_they_are():
+    optimizer = build_optimizer(small_net(), "RMSprop", lr=0.01)
+    assert "fused" not in optimizer.defaults
