@@ -117,11 +117,11 @@ def compose_preset(task: str, variant: str, overrides: Sequence[str] = ()):
 
 
 def _epochs_run(metrics: dict[str, Any]) -> int | None:
-    """Epochs completed, from the run's last checkpoint (next to the best one)."""
-    best = metrics.get("best_checkpoint")
-    if not best:
+    """Epochs completed, from the run's last checkpoint (beside the one it evaluated)."""
+    evaluated = metrics.get("checkpoint")
+    if not evaluated:
         return None
-    last = Path(best).parent / "last.ckpt"
+    last = Path(evaluated).parent / "last.ckpt"
     try:
         import torch
 

@@ -46,7 +46,7 @@ def final_metrics(stdout: str) -> dict[str, float]:
 
 def test_fit_then_test_only_reload_gives_the_same_test_accuracy(tiny, tmp_path):
     fitted = train(compose([*tiny, "train.epochs=2"]))
-    best = Path(fitted["best_checkpoint"])
+    best = Path(fitted["checkpoint"])
     assert best.name == "best.ckpt" and (best.parent / "last.ckpt").is_file()
     assert (tmp_path / "run" / "config.yaml").is_file()
     assert fitted["test/acc"] == pytest.approx(accuracy_by_hand(compose(tiny), best, "test"), abs=1e-6)
@@ -68,7 +68,7 @@ def test_fit_then_test_only_reload_gives_the_same_test_accuracy(tiny, tmp_path):
 
 def test_best_checkpoint_not_last_is_tested(tiny):
     metrics = train(compose([*tiny, "train.epochs=3"]))
-    best = torch.load(metrics["best_checkpoint"], weights_only=False)
+    best = torch.load(metrics["checkpoint"], weights_only=False)
     assert best["callbacks"]  # Lightning's state, incl. the checkpoint callback's best score
     score = next(
         v["best_model_score"]
@@ -79,13 +79,24 @@ def test_best_checkpoint_not_last_is_tested(tiny):
     assert metrics["val/acc"] >= metrics["val/acc_last"]
 
 
+@pytest.mark.parametrize("choice", ["best", "last"])
+def test_the_checkpoint_test_checkpoint_names_is_the_one_validated_and_tested(tiny, choice):
+    metrics = train(compose([*tiny, "train.epochs=3", f"test.checkpoint={choice}"]))
+    evaluated = Path(metrics["checkpoint"])
+    assert evaluated.name == f"{choice}.ckpt"
+    assert metrics["test/acc"] == pytest.approx(accuracy_by_hand(compose(tiny), evaluated, "test"), abs=1e-6)
+    assert metrics["val/acc"] == pytest.approx(accuracy_by_hand(compose(tiny), evaluated, "val"), abs=1e-6)
+    if choice == "last":  # the final weights: the last validation of the fit
+        assert metrics["val/acc"] == pytest.approx(metrics["val/acc_last"])
+
+
 def test_resume_continues_from_the_saved_epoch_with_optimizer_state(tiny, tmp_path):
     first = train(compose([*tiny, "train.epochs=1"]))
-    last = Path(first["best_checkpoint"]).parent / "last.ckpt"
+    last = Path(first["checkpoint"]).parent / "last.ckpt"
     state = torch.load(last, weights_only=False)
     assert state["epoch"] == 0 and state["optimizer_states"] and "rng_states" in state
     resumed = train(compose([*tiny, "train.epochs=2", f"train.resume={last}"]))
-    final = torch.load(Path(resumed["best_checkpoint"]).parent / "last.ckpt", weights_only=False)
+    final = torch.load(Path(resumed["checkpoint"]).parent / "last.ckpt", weights_only=False)
     assert final["global_step"] == 2 * state["global_step"]
     epochs = {row["epoch"] for row in read_csv(tmp_path / "run" / "logs" / "metrics.csv") if row["epoch"]}
     assert {"0", "1"} <= epochs  # both epochs logged into the same run directory
@@ -166,10 +177,10 @@ def test_hydra_multirun_writes_separate_outputs(data_dir, tmp_path):
 def test_mixed_precision_trains_under_bf16_autocast_on_cpu(tiny, tmp_path):
     mixed = train(compose([*tiny, "train.mixed_precision=True"]))
     plain = train(compose([*tiny, f"train.output_dir={tmp_path / 'plain'}"]))
-    a = torch.load(mixed["best_checkpoint"], weights_only=False)["state_dict"]
-    b = torch.load(plain["best_checkpoint"], weights_only=False)["state_dict"]
+    a = torch.load(mixed["checkpoint"], weights_only=False)["state_dict"]
+    b = torch.load(plain["checkpoint"], weights_only=False)["state_dict"]
     assert any(not torch.equal(a[k], b[k]) for k in a)  # bf16 rounding changed the trajectory
-    by_hand = accuracy_by_hand(compose(tiny), Path(mixed["best_checkpoint"]), "test", autocast=True)
+    by_hand = accuracy_by_hand(compose(tiny), Path(mixed["checkpoint"]), "test", autocast=True)
     assert mixed["test/acc"] == pytest.approx(by_hand, abs=1e-6)
 
 

@@ -88,7 +88,7 @@ def test_a_resumed_copy_evaluates_its_own_best_checkpoint(tiny, tmp_path):
 
     last = copy / "checkpoints" / "last.ckpt"
     resumed = train(compose([*tiny, "train.epochs=3", "train.output_dir=null", f"train.resume={last}"]))
-    assert Path(resumed["best_checkpoint"]) == copy / "checkpoints" / "best.ckpt"
+    assert Path(resumed["checkpoint"]) == copy / "checkpoints" / "best.ckpt"
     state = torch.load(copy / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
     paths = [v["best_model_path"] for k, v in state.items() if k.startswith("RunCheckpoint")]
     assert paths and all(Path(p).parent == copy / "checkpoints" for p in paths)
@@ -108,7 +108,7 @@ def test_a_resumed_copy_evaluates_its_own_best_checkpoint(tiny, tmp_path):
 
 def test_a_fine_tuning_run_reports_its_own_best_validation_accuracy_not_the_checkpoints(tiny, tmp_path):
     trained = train(compose(tiny))
-    record = torch.load(trained["best_checkpoint"], weights_only=False)
+    record = torch.load(trained["checkpoint"], weights_only=False)
     record["state_dict"]["best_val_acc"] = torch.tensor(0.99)  # a record no epoch of the fine-tuning run reaches
     start = tmp_path / "start.ckpt"
     torch.save(record, start)
@@ -216,7 +216,7 @@ def test_an_evaluation_must_hold_out_the_examples_the_checkpoints_run_held_out(t
     # The validation split is drawn from the training data by the seed: evaluated with another seed (the default),
     # most "validation" examples of a seed-1 run were its training examples, and val/acc was reported as measured.
     trained = train(compose([*tiny, "seed=1"]))
-    evaluate = [*tiny, "train.do=False", "pretrained.load=True", f"pretrained.filename={trained['best_checkpoint']}"]
+    evaluate = [*tiny, "train.do=False", "pretrained.load=True", f"pretrained.filename={trained['checkpoint']}"]
     for flags, difference in (([], "seed=0 (checkpoint: 1)"), (["seed=1", "dataset.params.val_size=50"], "val_size")):
         with pytest.raises(CheckpointError) as refused:
             train(compose([*evaluate, *flags, f"train.output_dir={tmp_path / 'refused'}"]))
@@ -253,7 +253,7 @@ def test_a_run_with_train_compile_writes_checkpoints_that_load_like_eager_ones(t
     monkeypatch.setattr(torch.nn.Module, "compile", compile_for_the_test)
     trained = train(compose([*tiny, "train.compile=True"]))
     assert compiled == ["CCNN"]  # the run compiled its network
-    best = Path(trained["best_checkpoint"])
+    best = Path(trained["checkpoint"])
     assert not any("_orig_mod" in key for key in read_checkpoint(best)["state_dict"])
     assert not any("_orig_mod" in key for key in torch.load(best, weights_only=False)["state_dict"])  # as written
     load = ["train.do=False", "pretrained.load=True", f"pretrained.filename={best}"]
@@ -263,7 +263,7 @@ def test_a_run_with_train_compile_writes_checkpoints_that_load_like_eager_ones(t
 
 def test_checkpoints_written_by_an_older_compiled_run_load_for_evaluation_and_fine_tuning(tiny, tmp_path):
     trained = train(compose(tiny))
-    checkpoint = torch.load(trained["best_checkpoint"], weights_only=False)
+    checkpoint = torch.load(trained["checkpoint"], weights_only=False)
     checkpoint["state_dict"] = {k.replace("net.", "net._orig_mod.", 1): v for k, v in checkpoint["state_dict"].items()}
     compiled = tmp_path / "compiled.ckpt"
     torch.save(checkpoint, compiled)
@@ -408,7 +408,7 @@ def test_kill_and_resume_at_two_epochs_reproduces_the_uninterrupted_run_bit_for_
     assert epochs[early] < epochs[late] < 4, epochs  # two different epoch boundaries, both before the last (4)
 
     final = json.loads((whole / "results.json").read_text())
-    measured = {k for k in final if k.startswith(MEASURED_PREFIXES) or k in ("run_folder", "best_checkpoint")}
+    measured = {k for k in final if k.startswith(MEASURED_PREFIXES) or k in ("run_folder", "checkpoint")}
     reference = epoch_rows(whole)
     for run in killed:
         resumed = run_main(*flags, f"train.resume={run / 'checkpoints' / 'last.ckpt'}", cwd=tmp_path)

@@ -231,6 +231,9 @@ class SchedulerConfig:
 class TestConfig:
     batch_size_multiplier: int = flag(1, rule=PositiveInt)
     before_train: bool = flag(False)
+    # the weights the run's final validation and test evaluate: best (the epoch of the highest val/acc, the
+    # original's) or last (the end of training; with train.ema, the average)
+    checkpoint: str = flag("best", choices=("best", "last"))
     resolutions: list[int] | None = flag(None)  # e.g. [20,40,80,160]: also test at these resolutions
     # at each of test.resolutions but the training one, BatchNorm's statistics recomputed from the training split
     # there (no labels, no gradient); False: the training statistics everywhere

@@ -248,15 +248,16 @@ def _fit_and_evaluate(plan: RunPlan, folder: Path) -> dict[str, Any]:
             )
         last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         metrics |= {f"{k}_last": v for k, v in last.items() if not k.endswith("_best")}
-        best = folder / "checkpoints" / "best.ckpt"  # this folder's own, whatever path a resumed state remembers
-        if best.is_file():
-            load_weights(module, best)
-            metrics["best_checkpoint"] = str(best)
+        # this folder's own (test.checkpoint), whatever path a resumed state remembers
+        chosen = folder / "checkpoints" / f"{cfg.test.checkpoint}.ckpt"
+        if chosen.is_file():
+            load_weights(module, chosen)
+            metrics["checkpoint"] = str(chosen)
         elif plan.resume is not None and trainer.is_global_zero:
             # A resumed copy without its best.ckpt (only last.ckpt copied): no epoch of this process beat the restored
             # record, so no best.ckpt was written, and the final weights are all there is to evaluate.
             log.info(
-                f"note: {best} does not exist (was it left behind when the run was copied?): val/acc and test/acc "
+                f"note: {chosen} does not exist (was it left behind when the run was copied?): val/acc and test/acc "
                 "below are those of the final weights, val/acc_best the record of the run the checkpoint came from."
             )
     if cfg.test.predictions:  # this evaluation's only: validation inside fit and before_train write none
