@@ -61,6 +61,13 @@ def test_an_average_written_before_its_warm_up_existed_resumes_only_without_it()
     assert flag_differences(compose(["train.ema=0.9", "train.ema_warmup=False"]), old, TRAINING_FLAGS) == []
 
 
+def test_a_run_written_before_the_checkpoint_choice_existed_resumes_evaluating_its_best_checkpoint():
+    old = stored([], drop=("test.checkpoint",))
+    assert upgraded_config(old).test.checkpoint == "best"  # all runs evaluated best.ckpt then
+    assert flag_differences(compose([]), old, TRAINING_FLAGS) == ["test.checkpoint='last' (checkpoint: 'best')"]
+    assert flag_differences(compose(["test.checkpoint=best"]), old, TRAINING_FLAGS) == []
+
+
 def test_a_checkpoint_of_the_time_when_init_spatial_value_was_always_set_reads_as_unset():
     old = stored(["conv.type=CKConv"], kernel__init_spatial_value=1.0)  # then the default, passed to every net
     assert flag_differences(compose(["conv.type=CKConv"]), old, TRAINING_FLAGS) == []

@@ -45,7 +45,7 @@ def final_metrics(stdout: str) -> dict[str, float]:
 
 
 def test_fit_then_test_only_reload_gives_the_same_test_accuracy(tiny, tmp_path):
-    fitted = train(compose([*tiny, "train.epochs=2"]))
+    fitted = train(compose([*tiny, "train.epochs=2", "test.checkpoint=best"]))
     best = Path(fitted["checkpoint"])
     assert best.name == "best.ckpt" and (best.parent / "last.ckpt").is_file()
     assert (tmp_path / "run" / "config.yaml").is_file()
@@ -67,7 +67,7 @@ def test_fit_then_test_only_reload_gives_the_same_test_accuracy(tiny, tmp_path):
 
 
 def test_best_checkpoint_not_last_is_tested(tiny):
-    metrics = train(compose([*tiny, "train.epochs=3"]))
+    metrics = train(compose([*tiny, "train.epochs=3", "test.checkpoint=best"]))
     best = torch.load(metrics["checkpoint"], weights_only=False)
     assert best["callbacks"]  # Lightning's state, incl. the checkpoint callback's best score
     score = next(

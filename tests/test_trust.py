@@ -77,6 +77,7 @@ def test_a_second_process_on_a_folder_in_use_is_refused(data_dir, tmp_path):
 # 3. A copied run, resumed, evaluated the best checkpoint of the run it was copied from.
 # ----------------------------------------------------------------------------------------------------------------
 def test_a_resumed_copy_evaluates_its_own_best_checkpoint(tiny, tmp_path):
+    tiny = [*tiny, "test.checkpoint=best"]
     original = tmp_path / "run"
     train(compose([*tiny, "train.epochs=2"]))
     copy = tmp_path / "copy"
@@ -118,6 +119,7 @@ def test_a_fine_tuning_run_reports_its_own_best_validation_accuracy_not_the_chec
 
 
 def test_a_resumed_copy_without_its_best_checkpoint_says_what_it_evaluates(tiny, tmp_path, capsys):
+    tiny = [*tiny, "test.checkpoint=best"]
     # Only last.ckpt copied: the run evaluated its final weights and reported the old record beside them, silently.
     train(compose(tiny))
     copy = tmp_path / "copy" / "checkpoints"

@@ -181,7 +181,7 @@ class TrainConfig:
     do: bool = flag(True)
     dry_run: bool = flag(False)  # build the model from metadata, print its summary and parameter count, exit
     mixed_precision: bool = flag(False, COURSE)  # bf16-mixed where supported, else 16-mixed (FFTs stay float32)
-    epochs: int = flag(30, feeds="trainer.max_epochs", rule=PositiveInt)  # may grow when a run is resumed
+    epochs: int = flag(38, feeds="trainer.max_epochs", rule=PositiveInt)  # may grow when a run is resumed
     batch_size: int = flag(64, COURSE, rule=PositiveInt)
     grad_clip: float = flag(0.0, COURSE, feeds="trainer.gradient_clip_val", rule=NonNegativeFloat)  # 0: none
     max_epochs_no_improvement: int = flag(100, COURSE, feeds="early_stopping.patience", rule=NonNegativeInt)
@@ -231,9 +231,9 @@ class SchedulerConfig:
 class TestConfig:
     batch_size_multiplier: int = flag(1, rule=PositiveInt)
     before_train: bool = flag(False)
-    # the weights the run's final validation and test evaluate: best (the epoch of the highest val/acc, the
-    # original's) or last (the end of training; with train.ema, the average)
-    checkpoint: str = flag("best", choices=("best", "last"))
+    # the weights the run's final validation and test evaluate: last (the end of training; with train.ema, the
+    # average) or best (the epoch of the highest val/acc, the original's: cfg/preset_base/paper.yaml)
+    checkpoint: str = flag("last", COURSE, choices=("best", "last"))
     resolutions: list[int] | None = flag(None)  # e.g. [20,40,80,160]: also test at these resolutions
     # at each of test.resolutions but the training one, BatchNorm's statistics recomputed from the training split
     # there (no labels, no gradient); False: the training statistics everywhere

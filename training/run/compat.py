@@ -55,6 +55,7 @@ _LEGACY_UNSET: dict[str, Any] = {
 # Flags added after checkpoints were written whose absence means the behaviour before them, not today's default.
 _ABSENT_MEANS: dict[str, Any] = {
     "train.ema_warmup": False,  # averages before the warm-up existed decayed at train.ema from the first update
+    "test.checkpoint": "best",  # runs before the choice existed evaluated best.ckpt (the default is last now)
 }
 
 
