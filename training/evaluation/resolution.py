@@ -430,11 +430,11 @@ def evaluate_resolutions(
     assert option is not None  # check_resolutions refused the run otherwise
     trained_at = getattr(datamodule, option)
     evaluator = evaluation_trainer(cfg, folder, trainer)
+    device = evaluator.strategy.root_device
     rows: list[tuple[int, float, float]] = []
     for value in resolutions:
         other = datamodule_at(cfg, datamodule, value)
         recompute = cfg.test.update_bn and value != trained_at
-        device = evaluator.strategy.root_device
         with statistics_at(cfg, module.net, other, device) if recompute else nullcontext():  # type: ignore[arg-type]
             results: dict[str, Any] = evaluator.test(module, datamodule=other, verbose=False)[0]
         rows.append((value, float(results["test/acc"]), float(results["test/loss"])))
