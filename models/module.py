@@ -198,7 +198,7 @@ class ClassificationModule(pl.LightningModule):
                 self.skipped_batches += 1
                 return None
             raise NonFiniteLossError(message)
-        self.train_acc(predictions, y)
+        self.train_acc.update(predictions, y)  # the epoch's accuracy only: no per-batch value is computed
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return total
@@ -208,7 +208,7 @@ class ClassificationModule(pl.LightningModule):
         # Under mixed precision the network's own forward: its copies compute in float32, other logits than bf16's.
         logits = self(x) if torch.is_autocast_enabled(x.device.type) else self.evaluation(x)
         loss, predictions = self.loss_and_predictions(logits, y)
-        metric(predictions, y)
+        metric.update(predictions, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage == "val")
         # Passed to callbacks' on_*_batch_end (training.predictions writes them); Lightning keeps no copy.

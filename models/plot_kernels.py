@@ -193,6 +193,25 @@ def _draw_row_image(fig: Any, axes: list[Any], view: KernelView, bottom: bool) -
     axes[0].set_ylabel(f"{view.name}{depth}\nposition (height)", fontsize=7)
 
 
+# Margins and gaps in inches, room for the labels, titles and colour bars drawn around the panels. Fixed rather than
+# matplotlib's constrained layout, which measures every text by drawing the figure once more: it was half the time
+# of a picture, and a training run draws one at every fifth of its epochs.
+MARGIN_LEFT, MARGIN_BOTTOM, MARGIN_TOP = 0.75, 0.5, 0.3
+MARGIN_RIGHT = {False: 0.15, True: 0.55}  # by whether image rows (with the mask's colour bar at the right) are drawn
+GAP_WIDE = {False: 0.5, True: 0.35}  # between panels; image rows' colour bars take their room from the panels
+GAP_HIGH = 0.55
+
+
+def _fixed_margins(fig: Any, width: float, height: float, columns: int, rows: int, image_rows: bool) -> None:
+    left, right = MARGIN_LEFT / width, 1 - MARGIN_RIGHT[image_rows] / width
+    bottom, top = MARGIN_BOTTOM / height, 1 - MARGIN_TOP / height
+    gap = GAP_WIDE[image_rows]
+    panel_width = ((right - left) * width - (columns - 1) * gap) / columns
+    panel_height = ((top - bottom) * height - (rows - 1) * GAP_HIGH) / rows
+    # subplots_adjust takes the gaps as fractions of the mean panel size
+    fig.subplots_adjust(left, bottom, right, top, wspace=gap / panel_width, hspace=GAP_HIGH / panel_height)
+
+
 def plot_kernels(net: nn.Module, max_channels: int = 4) -> Any:
     """A matplotlib figure: one row per continuous layer with its first ``max_channels`` kernels and its mask.
 
@@ -211,13 +230,9 @@ def plot_kernels(net: nn.Module, max_channels: int = 4) -> Any:
         raise ValueError("the network has no continuous convolution layers to plot.")
     columns = max(len(view.labels) for view in views) + 1  # no more than the widest layer has (plus the mask)
     image_rows = any(len(v.size) > 1 for v in views)
-    fig, grid = plt.subplots(
-        len(views),
-        columns,
-        figsize=((2.6 if image_rows else 2.4) * columns, 2.2 * len(views)),
-        squeeze=False,
-        layout="constrained",
-    )
+    width, height = (2.6 if image_rows else 2.4) * columns, 2.2 * len(views)
+    fig, grid = plt.subplots(len(views), columns, figsize=(width, height), squeeze=False)
+    _fixed_margins(fig, width, height, columns, len(views), image_rows)
     for row, view in enumerate(views):
         axes = list(grid[row])
         drawn = [*axes[: len(view.labels)], axes[-1]]
@@ -249,20 +264,26 @@ def save_kernel_plot(net: nn.Module, path: str | Path, max_channels: int = 4) ->
     return path
 
 
-class KernelPlotCallback(pl.Callback):
-    """Saves ``<dirpath>/epoch_<n>.png`` every ``every_n_epochs`` epochs and sends it to loggers that take images.
-    A picture that cannot be written (a full disk) is said in one warning; the run goes on (its checkpoint, if the
-    disk stays full, is what stops it, in one line)."""
+def picture_epochs(epochs: int, pictures: int) -> list[int]:
+    """The epochs (counted from 1) that end each of ``pictures`` equal shares of an ``epochs`` run: the last one among
+    them, and every epoch of a run shorter than ``pictures``."""
+    return sorted({round(share * epochs / pictures) for share in range(1, pictures + 1)} - {0})
 
-    def __init__(self, dirpath: str | Path, every_n_epochs: int = 10, max_channels: int = 4) -> None:
+
+class KernelPlotCallback(pl.Callback):
+    """Saves ``<dirpath>/epoch_<n>.png`` at the end of each of ``pictures`` equal shares of the run's epochs (the last
+    at its final epoch, see :func:`picture_epochs`) and sends it to loggers that take images. A picture that cannot be
+    written (a full disk) is said in one warning; the run goes on (its checkpoint, if the disk stays full, is what
+    stops it, in one line)."""
+
+    def __init__(self, dirpath: str | Path, pictures: int = 5, max_channels: int = 4) -> None:
         self.dirpath = Path(dirpath)
-        self.every_n_epochs = every_n_epochs
+        self.pictures = pictures
         self.max_channels = max_channels
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
-        last = epoch + 1 == trainer.max_epochs
-        if not trainer.is_global_zero or not (last or (epoch + 1) % self.every_n_epochs == 0):
+        if not trainer.is_global_zero or epoch + 1 not in picture_epochs(trainer.max_epochs, self.pictures):
             return
         net = getattr(pl_module, "net", pl_module)
         if not continuous_layers(net):

@@ -8,13 +8,14 @@ import math
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 from ckconv import CKConv, FlexConv, SeparableFlexConv
-from models.plot_kernels import kernel_view, plot_kernels
+from models.plot_kernels import KernelPlotCallback, kernel_view, picture_epochs, plot_kernels
 from tests.conftest import REPO, SHIPPED, tree
 from training.plot_kernels import main
 
@@ -302,3 +303,27 @@ def test_more_channels_than_a_layer_has_draw_the_widest_layers_channels_only(net
     figure, exact = plot_kernels(net_1d, max_channels=1000), plot_kernels(net_1d, max_channels=3)
     assert len(figure.axes) == len(exact.axes) == 2 * (3 + 1)  # two layers: three channels and the mask each
     assert tuple(figure.get_size_inches()) == tuple(exact.get_size_inches())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# During training
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("epochs", "expected"),
+    [(38, [8, 15, 23, 30, 38]), (210, [42, 84, 126, 168, 210]), (5, [1, 2, 3, 4, 5]), (3, [1, 2, 3]), (1, [1])],
+)
+def test_pictures_end_equal_shares_of_the_run_the_last_at_its_final_epoch(epochs, expected):
+    assert picture_epochs(epochs, pictures=5) == expected
+
+
+def test_the_callback_draws_the_pictures_of_its_schedule_and_only_those(net_1d, tmp_path):
+    callback = KernelPlotCallback(tmp_path / "kernels", pictures=3, max_channels=1)
+    for epoch in range(10):
+        trainer = SimpleNamespace(current_epoch=epoch, max_epochs=10, is_global_zero=True, loggers=[], global_step=0)
+        callback.on_train_epoch_end(trainer, SimpleNamespace(net=net_1d))  # type: ignore[arg-type]
+    drawn = sorted(path.name for path in (tmp_path / "kernels").iterdir())
+    assert (
+        drawn
+        == [f"epoch_{e - 1:04d}.png" for e in picture_epochs(10, 3)]
+        == ["epoch_0002.png", "epoch_0006.png", "epoch_0009.png"]
+    )
