@@ -26,6 +26,9 @@ from ckconv import CKConv
 from ckconv.functional import crop_slices, kernel_positions
 
 CROPPED_COLOUR = "0.9"  # background of the taps the mask crops away
+# A title at a fixed height: no panel has ticks on top for it to clear, and placing it automatically measured every
+# panel's tick labels (0.3 s of a 0.8 s picture of the default network).
+TITLE: dict[str, Any] = {"fontsize": 7, "y": 1.0}
 
 
 def continuous_layers(net: nn.Module) -> list[tuple[str, CKConv]]:
@@ -133,7 +136,7 @@ def _draw_row_1d(axes: list[Any], view: KernelView, bottom: bool) -> None:
             for sign in (1, -1):
                 ax.plot(x, sign * bound * view.mask.numpy(), ls="--", lw=0.7, color="0.35", label="mask")
         ax.axhline(0.0, color="0.6", lw=0.4)
-        ax.set_title(label, fontsize=7)
+        ax.set_title(label, **TITLE)
     mask_ax = axes[-1]
     if view.mask is not None:
         _shade_cropped_1d(mask_ax, view)
@@ -174,7 +177,7 @@ def _draw_row_image(fig: Any, axes: list[Any], view: KernelView, bottom: bool) -
         image = ax.imshow(kernel.numpy(), cmap=cmap, vmin=-bound, vmax=bound, origin="lower", extent=extent)
         if mask is not None:
             ax.contour(x.numpy(), y.numpy(), mask, levels=levels, colors="k", linestyles="--", linewidths=0.6)
-        ax.set_title(label, fontsize=7)
+        ax.set_title(label, **TITLE)
     if image is not None:
         fig.colorbar(image, ax=axes[: len(kernels)], shrink=0.9, pad=0.02).ax.tick_params(labelsize=6)
     if mask is not None:
@@ -246,9 +249,9 @@ def plot_kernels(net: nn.Module, max_channels: int = 4) -> Any:
         if view.mask is None:
             axes[-1].clear()
             axes[-1].axis("off")
-            axes[-1].set_title("no mask", fontsize=7)
+            axes[-1].set_title("no mask", **TITLE)
         else:
-            axes[-1].set_title(f"mask: {view.mask_summary()}", fontsize=7)
+            axes[-1].set_title(f"mask: {view.mask_summary()}", **TITLE)
     return fig
 
 

@@ -37,6 +37,7 @@ from training.config.checks import check_config
 from training.config.flags import FLAGS, not_a_flag
 from training.config.resolvers import run_folder
 from training.run.folder import check_run_folder, unusable, write_refusal
+from training.run.garbage import collection_paused
 
 log = logging.getLogger(__name__)
 
@@ -467,7 +468,8 @@ def main(hydra_main: Any, argv: list[str]) -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report and exiting with 1
     sys.argv = [argv[0], *args]
     try:
-        hydra_main()
+        with collection_paused():  # while the run starts; the run turns it on for itself (training/run/garbage.py)
+            hydra_main()
     except StopBeforeWriting as stop:
         if isinstance(stop.error, HydraException | OmegaConfBaseException):
             refused = RefusedError(composition_message(stop.error, overrides))

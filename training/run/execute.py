@@ -37,6 +37,7 @@ from training.evaluation.resolution import evaluate_resolutions
 from training.run.allocator import keep_freed_memory
 from training.run.checkpoints import AtomicCheckpointIO, load_weights, remove_stale_temporaries
 from training.run.folder import RESULTS_NAME, RunLock
+from training.run.garbage import long_lived_objects_frozen
 from training.run.interrupt import InterruptNotice
 from training.run.logs import ConsoleHandler, run_loggers
 from training.run.plan import RunPlan, is_first_process, plan_run
@@ -360,5 +361,5 @@ def train(cfg: DictConfig, prepared: tuple[RunPlan, Path] | None = None) -> dict
     plan, folder = prepared or check(cfg)
     if cfg.train.dry_run:
         return dry_run(plan)
-    with run_log(folder):
+    with run_log(folder), long_lived_objects_frozen():  # training/run/garbage.py
         return execute(plan, folder)
