@@ -376,15 +376,21 @@ def epoch_rows(run: Path) -> dict[int, dict[str, str]]:
 
 def _kill_after_epoch(flags: list[str], run: Path, epoch: int) -> int:
     """Start the run, freeze it (SIGSTOP) as soon as last.ckpt holds ``epoch`` or later, kill it; return the epoch
-    last.ckpt holds."""
+    last.ckpt holds. The run is frozen at every new last.ckpt while it is read (a tiny epoch is shorter than reading
+    a checkpoint: a run left going wrote the next ones meanwhile)."""
     import signal
 
     last = run / "checkpoints" / "last.ckpt"
     process = start_main_py(*flags, f"train.output_dir={run}", cwd=run.parent)
-    deadline = time.monotonic() + 300
+    deadline, seen = time.monotonic() + 300, None
     while time.monotonic() < deadline and process.poll() is None:
-        if last.is_file() and read_checkpoint(last)["epoch"] >= epoch:
-            break
+        written = last.stat().st_mtime_ns if last.is_file() else None
+        if written != seen:
+            process.send_signal(signal.SIGSTOP)
+            seen = written
+            if read_checkpoint(last)["epoch"] >= epoch:
+                break
+            process.send_signal(signal.SIGCONT)
         time.sleep(0.02)
     process.send_signal(signal.SIGSTOP)
     process.kill()
