@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 import training.config.schema  # noqa: F401 (registers the flags' schema with Hydra)
 from training.cli import main as cli_main
 from training.cli import run_task
+from training.run.garbage import exit_without_final_collection
 
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "cfg"), config_name="config")
@@ -24,4 +25,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    sys.exit(cli_main(main, sys.argv))
+    exit_without_final_collection(cli_main(main, sys.argv))

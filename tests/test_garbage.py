@@ -1,15 +1,19 @@
 """training.run.garbage: the cyclic collector pauses while a run starts and, during the run, sees only the objects the
-run makes; both are undone afterwards, also when the block raises."""
+run makes; both are undone afterwards, also when the block raises; main.py exits without the interpreter's last
+collections, and without losing what exiting does."""
 
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+import textwrap
 import weakref
 
 import pytest
 import pytorch_lightning as pl
 
-from tests.conftest import TINY, run_main
+from tests.conftest import REPO, TINY, run_main
 from training.run.garbage import collection_paused, long_lived_objects_frozen
 
 
@@ -88,3 +92,19 @@ def test_main_py_trains_with_the_start_up_frozen_and_leaves_the_collector_as_it_
     assert result.returncode == 0, result.stderr[-2000:]
     assert seen["enabled"] is True and seen["frozen"] > 100_000  # torch, Lightning, Hydra and the run's set-up
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_exiting_without_the_final_collection_keeps_the_exit_code_atexit_handlers_and_buffered_writes(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import atexit
+        from training.run.garbage import exit_without_final_collection
+        atexit.register(lambda: open({str(tmp_path / "atexit")!r}, "w").write("ran"))
+        log = open({str(tmp_path / "log")!r}, "w")  # buffered, never closed by the script
+        log.write("the last line")
+        exit_without_final_collection(3)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "log").read_text() == "the last line"
