@@ -34,7 +34,10 @@ def collector_as_found():
     enabled = gc.isenabled()
     yield
     gc.unfreeze()
-    gc.enable() if enabled else gc.disable()
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
 
 
 def test_inside_the_block_what_it_made_is_collected_and_what_existed_before_is_not():

@@ -155,7 +155,7 @@ def build_trainer(plan: RunPlan, folder: Path) -> pl.Trainer:
         EpochClock(),
         ModelTable(max_depth=2),
         LearningRateMonitor(logging_interval="step"),
-        KernelPlotCallback(folder / "kernels", pictures=5),
+        KernelPlotCallback(folder / "kernels"),
         InterruptNotice(folder),
     ]
     if sys.stdout.isatty():  # a live bar in a terminal; logs and CI get one line per epoch
